@@ -1,0 +1,16 @@
+//! HostPulse's pure core: no I/O, no clock, no async runtime.
+//!
+//! - [`sample`]: measured rows and the CPU value rule;
+//! - [`buffer`]: the time-span buffer that groups rows into records;
+//! - [`wire`] and [`json`]: Quix Streams records, byte-identical to quixstreams 0.5.7;
+//! - [`stream`]: stream identity and the order of a stream's records;
+//! - [`settings`]: the settings model and its validation;
+//! - [`status`]: what the agent reports.
+
+pub mod buffer;
+pub mod json;
+pub mod sample;
+pub mod settings;
+pub mod status;
+pub mod stream;
+pub mod wire;

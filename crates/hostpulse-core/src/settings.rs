@@ -1,0 +1,467 @@
+//! The one settings model: what the settings file holds (every field optional in the file, with
+//! defaults so old files keep loading), and its validation into [`Checked`], the form the agent
+//! runs on. Validation reports every problem at once, each naming the field, the allowed range
+//! and the value given. The streaming token and SASL password are never settings.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+use crate::buffer::BufferConfig;
+use crate::stream::{StreamId, check_stream_name};
+
+/// Shortest sampling interval: sysinfo's minimum CPU update interval (200 ms on every platform
+/// it supports); a shorter one would repeat the previous reading.
+pub const MIN_INTERVAL_MS: u64 = 200;
+/// Longest sampling interval: one hour.
+pub const MAX_INTERVAL_MS: u64 = 3_600_000;
+/// Longest buffer span / timeout: one minute.
+pub const MAX_BUFFER_MS: u64 = 60_000;
+/// Most rows in one record (a row is ~20 bytes; records stay far below Kafka's 1 MB).
+pub const MAX_PACKET_SIZE: u64 = 10_000;
+/// Longest wait for acknowledgements at shutdown: five minutes.
+pub const MAX_SHUTDOWN_TIMEOUT_MS: u64 = 300_000;
+/// Most partitions HostPulse creates a missing topic with.
+pub const MAX_PARTITIONS: i32 = 1_000;
+
+/// How the Kafka connection is secured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SecurityProtocol {
+    /// No TLS, no login (a local broker).
+    #[default]
+    Plaintext,
+    /// TLS, no login.
+    Ssl,
+    /// Login without TLS.
+    SaslPlaintext,
+    /// Login over TLS (Quix Cloud).
+    SaslSsl,
+}
+
+impl SecurityProtocol {
+    /// librdkafka's `security.protocol` value.
+    pub const fn as_librdkafka(self) -> &'static str {
+        match self {
+            SecurityProtocol::Plaintext => "plaintext",
+            SecurityProtocol::Ssl => "ssl",
+            SecurityProtocol::SaslPlaintext => "sasl_plaintext",
+            SecurityProtocol::SaslSsl => "sasl_ssl",
+        }
+    }
+
+    /// Whether a SASL login is part of the protocol.
+    pub const fn uses_sasl(self) -> bool {
+        matches!(self, SecurityProtocol::SaslPlaintext | SecurityProtocol::SaslSsl)
+    }
+}
+
+/// SASL mechanisms HostPulse supports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SaslMechanism {
+    /// Plain user/password.
+    #[serde(rename = "PLAIN")]
+    Plain,
+    /// SCRAM with SHA-256.
+    #[serde(rename = "SCRAM-SHA-256")]
+    ScramSha256,
+    /// SCRAM with SHA-512.
+    #[serde(rename = "SCRAM-SHA-512")]
+    ScramSha512,
+}
+
+impl SaslMechanism {
+    /// librdkafka's `sasl.mechanism` value.
+    pub const fn as_librdkafka(self) -> &'static str {
+        match self {
+            SaslMechanism::Plain => "PLAIN",
+            SaslMechanism::ScramSha256 => "SCRAM-SHA-256",
+            SaslMechanism::ScramSha512 => "SCRAM-SHA-512",
+        }
+    }
+}
+
+/// The settings file (TOML). Every field may be left out; unknown fields are refused so that a
+/// misspelt setting is reported instead of silently ignored.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Settings {
+    /// Kafka bootstrap servers, `host:port[,host:port...]`.
+    pub broker: Option<String>,
+    /// Topic name to publish to; created when missing.
+    pub topic: String,
+    /// Partitions for a topic HostPulse creates.
+    pub topic_partitions: i32,
+    /// Stream id (the Kafka key). Default: derived from the machine id, stable across restarts.
+    pub stream_id: Option<String>,
+    /// Stream name shown in Quix. Default: `CPU Load - <hostname>`.
+    pub stream_name: Option<String>,
+    /// Time between samples, in ms.
+    pub interval_ms: u64,
+    /// Rows whose times span this many ms go out as one record; a lone row leaves after this long.
+    pub buffer_span_ms: u64,
+    /// Also flush when this many rows are buffered.
+    pub buffer_packet_size: Option<u64>,
+    /// Also flush after this many ms without a new row.
+    pub buffer_timeout_ms: Option<u64>,
+    /// At shutdown, wait at most this many ms for the broker to acknowledge what was sent.
+    pub shutdown_timeout_ms: u64,
+    /// Kafka `security.protocol`.
+    pub security_protocol: SecurityProtocol,
+    /// Kafka `sasl.mechanism` (required with a SASL protocol).
+    pub sasl_mechanism: Option<SaslMechanism>,
+    /// SASL user name (required with a SASL protocol). The password comes from the environment
+    /// variable `HOSTPULSE_SASL_PASSWORD`, never from a file or a flag.
+    pub sasl_username: Option<String>,
+    /// PEM file of the CA that signed the broker's certificate.
+    pub ssl_ca_location: Option<PathBuf>,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            broker: None,
+            topic: "cpu-load".into(),
+            topic_partitions: 1,
+            stream_id: None,
+            stream_name: None,
+            interval_ms: 1000,
+            buffer_span_ms: 100,
+            buffer_packet_size: None,
+            buffer_timeout_ms: None,
+            shutdown_timeout_ms: 10_000,
+            security_protocol: SecurityProtocol::Plaintext,
+            sasl_mechanism: None,
+            sasl_username: None,
+            ssl_ca_location: None,
+        }
+    }
+}
+
+/// Facts about this machine that defaults are derived from (read by the agent).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MachineFacts {
+    /// The stable default stream id.
+    pub default_stream_id: String,
+    /// The host name for the default stream name.
+    pub hostname: String,
+}
+
+/// One problem with one field.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[error("{message}")]
+pub struct FieldError {
+    /// The settings field (and CLI flag with `_` as `-`).
+    pub field: &'static str,
+    /// What is wrong and what is allowed, naming the field.
+    pub message: String,
+}
+
+/// Every problem found in one set of settings.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[error("invalid settings:\n  {}", .0.iter().map(|e| e.message.as_str()).collect::<Vec<_>>().join("\n  "))]
+pub struct SettingsErrors(pub Vec<FieldError>);
+
+/// Kafka login settings, checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Security {
+    /// `security.protocol`.
+    pub protocol: SecurityProtocol,
+    /// Mechanism and user name, present exactly when the protocol uses SASL.
+    pub sasl: Option<(SaslMechanism, String)>,
+    /// CA file for TLS.
+    pub ssl_ca_location: Option<PathBuf>,
+}
+
+/// Settings after validation, with defaults resolved.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Checked {
+    /// Bootstrap servers, if configured.
+    pub broker: Option<String>,
+    /// Topic name.
+    pub topic: String,
+    /// Partitions for topic creation.
+    pub topic_partitions: i32,
+    /// Stream id.
+    pub stream_id: StreamId,
+    /// Stream name.
+    pub stream_name: String,
+    /// Sampling interval.
+    pub interval: Duration,
+    /// Buffer triggers.
+    pub buffer: BufferConfig,
+    /// Bound on the wait for acknowledgements at shutdown.
+    pub shutdown_timeout: Duration,
+    /// Connection security.
+    pub security: Security,
+}
+
+fn range_error(field: &'static str, lo: impl std::fmt::Display, hi: impl std::fmt::Display, got: impl std::fmt::Display, unit: &str) -> FieldError {
+    FieldError { field, message: format!("`{field}` must be between {lo} and {hi}{unit}, got {got}") }
+}
+
+fn check_range(errors: &mut Vec<FieldError>, field: &'static str, v: u64, lo: u64, hi: u64, unit: &str) {
+    if !(lo..=hi).contains(&v) {
+        errors.push(range_error(field, lo, hi, v, unit));
+    }
+}
+
+/// Checks a Kafka topic name: 1–249 characters of `a-z A-Z 0-9 . _ -`, not `.` or `..`.
+pub fn check_topic(topic: &str) -> Result<(), FieldError> {
+    let ok_chars = topic.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+    if topic.is_empty() || topic.len() > 249 || !ok_chars || topic == "." || topic == ".." {
+        return Err(FieldError {
+            field: "topic",
+            message: format!(
+                "`topic` must be 1 to 249 characters of letters, digits, `.`, `_` and `-`, got {topic:?}"
+            ),
+        });
+    }
+    Ok(())
+}
+
+/// Checks a bootstrap list: comma-separated `host:port` with a port from 1 to 65535.
+pub fn check_broker(broker: &str) -> Result<(), FieldError> {
+    let bad = |why: &str| FieldError {
+        field: "broker",
+        message: format!("`broker` must be `host:port[,host:port...]` ({why}), got {broker:?}"),
+    };
+    if broker.trim().is_empty() {
+        return Err(bad("it is empty"));
+    }
+    for part in broker.split(',') {
+        let part = part.trim();
+        let Some((host, port)) = part.rsplit_once(':') else {
+            return Err(bad(&format!("{part:?} has no port")));
+        };
+        if host.is_empty() || host.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return Err(bad(&format!("{part:?} has no valid host")));
+        }
+        if !port.parse::<u16>().is_ok_and(|p| p > 0) {
+            return Err(bad(&format!("{part:?} has no port from 1 to 65535")));
+        }
+    }
+    Ok(())
+}
+
+impl Settings {
+    /// Validates every field and resolves defaults from `machine`.
+    pub fn check(&self, machine: &MachineFacts) -> Result<Checked, SettingsErrors> {
+        let mut errors = Vec::new();
+        check_range(&mut errors, "interval_ms", self.interval_ms, MIN_INTERVAL_MS, MAX_INTERVAL_MS, " ms");
+        check_range(&mut errors, "buffer_span_ms", self.buffer_span_ms, 1, MAX_BUFFER_MS, " ms");
+        if let Some(n) = self.buffer_packet_size {
+            check_range(&mut errors, "buffer_packet_size", n, 1, MAX_PACKET_SIZE, " rows");
+        }
+        if let Some(t) = self.buffer_timeout_ms {
+            check_range(&mut errors, "buffer_timeout_ms", t, 1, MAX_BUFFER_MS, " ms");
+        }
+        check_range(&mut errors, "shutdown_timeout_ms", self.shutdown_timeout_ms, 0, MAX_SHUTDOWN_TIMEOUT_MS, " ms");
+        if !(1..=MAX_PARTITIONS).contains(&self.topic_partitions) {
+            errors.push(range_error("topic_partitions", 1, MAX_PARTITIONS, self.topic_partitions, ""));
+        }
+        if let Err(e) = check_topic(&self.topic) {
+            errors.push(e);
+        }
+        if let Some(b) = &self.broker
+            && let Err(e) = check_broker(b)
+        {
+            errors.push(e);
+        }
+        let stream_id = match StreamId::parse(self.stream_id.as_deref().unwrap_or(&machine.default_stream_id)) {
+            Ok(id) => Some(id),
+            Err(e) => {
+                errors.push(FieldError { field: "stream_id", message: e.to_string() });
+                None
+            }
+        };
+        let stream_name = self.stream_name.clone().unwrap_or_else(|| format!("CPU Load - {}", machine.hostname));
+        if let Err(e) = check_stream_name(&stream_name) {
+            errors.push(FieldError { field: "stream_name", message: e.to_string() });
+        }
+        let sasl = self.check_sasl(&mut errors);
+        if let Some(ca) = &self.ssl_ca_location
+            && !matches!(self.security_protocol, SecurityProtocol::Ssl | SecurityProtocol::SaslSsl)
+        {
+            errors.push(FieldError {
+                field: "ssl_ca_location",
+                message: format!(
+                    "`ssl_ca_location` ({}) needs `security_protocol` ssl or sasl_ssl, got {}",
+                    ca.display(),
+                    self.security_protocol.as_librdkafka()
+                ),
+            });
+        }
+        match (errors.is_empty(), stream_id) {
+            (true, Some(stream_id)) => Ok(Checked {
+                broker: self.broker.clone(),
+                topic: self.topic.clone(),
+                topic_partitions: self.topic_partitions,
+                stream_id,
+                stream_name,
+                interval: Duration::from_millis(self.interval_ms),
+                buffer: BufferConfig {
+                    time_span: Some(Duration::from_millis(self.buffer_span_ms)),
+                    packet_size: self.buffer_packet_size.map(|n| n as usize),
+                    timeout: self.buffer_timeout_ms.map(Duration::from_millis),
+                },
+                shutdown_timeout: Duration::from_millis(self.shutdown_timeout_ms),
+                security: Security {
+                    protocol: self.security_protocol,
+                    sasl,
+                    ssl_ca_location: self.ssl_ca_location.clone(),
+                },
+            }),
+            _ => Err(SettingsErrors(errors)),
+        }
+    }
+
+    fn check_sasl(&self, errors: &mut Vec<FieldError>) -> Option<(SaslMechanism, String)> {
+        let protocol = self.security_protocol.as_librdkafka();
+        if !self.security_protocol.uses_sasl() {
+            for (field, set) in [("sasl_mechanism", self.sasl_mechanism.is_some()), ("sasl_username", self.sasl_username.is_some())] {
+                if set {
+                    errors.push(FieldError {
+                        field,
+                        message: format!("`{field}` needs `security_protocol` sasl_plaintext or sasl_ssl, got {protocol}"),
+                    });
+                }
+            }
+            return None;
+        }
+        let mechanism = self.sasl_mechanism.or_else(|| {
+            errors.push(FieldError {
+                field: "sasl_mechanism",
+                message: format!(
+                    "`sasl_mechanism` is required with `security_protocol` {protocol}: PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512"
+                ),
+            });
+            None
+        });
+        let username = match self.sasl_username.as_deref().map(str::trim) {
+            Some(u) if !u.is_empty() => Some(u.to_owned()),
+            _ => {
+                errors.push(FieldError {
+                    field: "sasl_username",
+                    message: format!("`sasl_username` is required with `security_protocol` {protocol}"),
+                });
+                None
+            }
+        };
+        mechanism.zip(username)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn machine() -> MachineFacts {
+        MachineFacts { default_stream_id: "c0ffee00-0000-5000-8000-000000000000".into(), hostname: "web-1".into() }
+    }
+
+    fn errors(s: &Settings) -> Vec<String> {
+        s.check(&machine()).unwrap_err().0.into_iter().map(|e| e.message).collect()
+    }
+
+    #[test]
+    fn defaults_are_the_quickstarts() {
+        let c = Settings::default().check(&machine()).unwrap();
+        assert_eq!(c.topic, "cpu-load");
+        assert_eq!(c.stream_name, "CPU Load - web-1");
+        assert_eq!(c.stream_id.as_str(), "c0ffee00-0000-5000-8000-000000000000");
+        assert_eq!(c.interval, Duration::from_millis(1000));
+        assert_eq!(c.buffer.time_span, Some(Duration::from_millis(100)));
+        assert_eq!(c.security.protocol, SecurityProtocol::Plaintext);
+    }
+
+    #[test]
+    fn every_out_of_range_number_is_reported_with_field_and_range() {
+        let s = Settings {
+            interval_ms: 199,
+            buffer_span_ms: 0,
+            buffer_packet_size: Some(0),
+            buffer_timeout_ms: Some(60_001),
+            shutdown_timeout_ms: 300_001,
+            topic_partitions: -1,
+            ..Default::default()
+        };
+        assert_eq!(
+            errors(&s),
+            [
+                "`interval_ms` must be between 200 and 3600000 ms, got 199",
+                "`buffer_span_ms` must be between 1 and 60000 ms, got 0",
+                "`buffer_packet_size` must be between 1 and 10000 rows, got 0",
+                "`buffer_timeout_ms` must be between 1 and 60000 ms, got 60001",
+                "`shutdown_timeout_ms` must be between 0 and 300000 ms, got 300001",
+                "`topic_partitions` must be between 1 and 1000, got -1",
+            ]
+        );
+    }
+
+    #[test]
+    fn limits_themselves_are_allowed() {
+        for (lo, hi) in [(MIN_INTERVAL_MS, MAX_INTERVAL_MS)] {
+            for v in [lo, hi] {
+                assert!(Settings { interval_ms: v, ..Default::default() }.check(&machine()).is_ok());
+            }
+        }
+        assert!(Settings { buffer_span_ms: MAX_BUFFER_MS, ..Default::default() }.check(&machine()).is_ok());
+    }
+
+    #[test]
+    fn topic_broker_and_identity_are_checked() {
+        let s = Settings {
+            topic: "cpu load".into(),
+            broker: Some("localhost".into()),
+            stream_id: Some("a/b".into()),
+            stream_name: Some(String::new()),
+            ..Default::default()
+        };
+        let e = errors(&s);
+        assert_eq!(e.len(), 4, "{e:?}");
+        assert!(e[0].starts_with("`topic` must be 1 to 249 characters"));
+        assert!(e[1].starts_with("`broker` must be `host:port"), "{}", e[1]);
+        assert!(e[2].starts_with("`stream_id` must not contain"));
+        assert_eq!(e[3], "`stream_name` must not be empty");
+        for good in ["127.0.0.1:9092", "a:1,b:2", "[::1]:9092"] {
+            assert!(check_broker(good).is_ok(), "{good}");
+        }
+        for bad in ["", "h:0", "h:65536", ":9092", "h:x", "a:1,"] {
+            assert!(check_broker(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn sasl_needs_mechanism_and_user_and_only_with_a_sasl_protocol() {
+        let s = Settings { security_protocol: SecurityProtocol::SaslSsl, ..Default::default() };
+        let e = errors(&s);
+        assert!(e[0].starts_with("`sasl_mechanism` is required with `security_protocol` sasl_ssl"));
+        assert_eq!(e[1], "`sasl_username` is required with `security_protocol` sasl_ssl");
+        let s = Settings {
+            sasl_mechanism: Some(SaslMechanism::Plain),
+            ssl_ca_location: Some("/ca.pem".into()),
+            ..Default::default()
+        };
+        let e = errors(&s);
+        assert_eq!(e[0], "`sasl_mechanism` needs `security_protocol` sasl_plaintext or sasl_ssl, got plaintext");
+        assert_eq!(e[1], "`ssl_ca_location` (/ca.pem) needs `security_protocol` ssl or sasl_ssl, got plaintext");
+        let s = Settings {
+            security_protocol: SecurityProtocol::SaslSsl,
+            sasl_mechanism: Some(SaslMechanism::ScramSha512),
+            sasl_username: Some("svc".into()),
+            ..Default::default()
+        };
+        assert_eq!(s.check(&machine()).unwrap().security.sasl, Some((SaslMechanism::ScramSha512, "svc".into())));
+    }
+
+    #[test]
+    fn errors_display_as_one_list() {
+        let s = Settings { interval_ms: 1, topic: String::new(), ..Default::default() };
+        let text = s.check(&machine()).unwrap_err().to_string();
+        assert!(text.starts_with("invalid settings:\n  `interval_ms`"), "{text}");
+        assert!(text.contains("\n  `topic`"), "{text}");
+    }
+}

@@ -1,0 +1,330 @@
+//! One Quix stream as a sequence of records: which records go out, in which order, when.
+//!
+//! Rules (spec `quix-wire-format.md` §3): `StreamProperties` precede the first record of a stream
+//! and are sent again before any record when 30 s have passed since they were last sent (the
+//! 0.5.7 heartbeat), or when they changed; `ParameterDefinitions` follow once (and again when
+//! they change); `ParameterData` carries buffered rows; `StreamEnd` closes the stream.
+//! 0.5.7 sends definitions from a 20 ms timer, sometimes after data; we always send them before
+//! the data they describe, which every reader accepts.
+
+use std::sync::Arc;
+
+use thiserror::Error;
+
+use crate::sample::Row;
+use crate::wire::{
+    ModelKey, ParameterDefinition, Record, StreamEndType, StreamProperties, envelope, write_parameter_data,
+    write_parameter_definitions, write_stream_end,
+};
+
+/// How long unchanged properties stay fresh before the heartbeat re-sends them (0.5.7 default).
+pub const PROPERTIES_HEARTBEAT_NS: i64 = 30_000_000_000;
+
+/// Longest stream id we accept, in bytes (it is the Kafka key of every record).
+pub const MAX_STREAM_ID_BYTES: usize = 100;
+/// Longest stream name we accept, in characters.
+pub const MAX_STREAM_NAME_CHARS: usize = 200;
+
+/// Why a stream id or name was refused.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum IdentityError {
+    /// The value is empty or only white space.
+    #[error("`{field}` must not be empty")]
+    Empty {
+        /// The settings field.
+        field: &'static str,
+    },
+    /// The value is too long.
+    #[error("`{field}` must be at most {max} {unit}, got {got}")]
+    TooLong {
+        /// The settings field.
+        field: &'static str,
+        /// The limit.
+        max: usize,
+        /// `bytes` or `characters`.
+        unit: &'static str,
+        /// The length given.
+        got: usize,
+    },
+    /// The value contains a character Quix does not allow there.
+    #[error("`{field}` must not contain {what}; got {value:?}")]
+    BadCharacter {
+        /// The settings field.
+        field: &'static str,
+        /// The character class refused.
+        what: &'static str,
+        /// The value given.
+        value: String,
+    },
+}
+
+/// A validated stream id: non-empty, at most [`MAX_STREAM_ID_BYTES`], no `/` or `\` (which
+/// 0.5.7 rejects) and no control characters or white space at either end.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct StreamId(Arc<str>);
+
+impl StreamId {
+    /// Checks `id`.
+    pub fn parse(id: &str) -> Result<Self, IdentityError> {
+        const FIELD: &str = "stream_id";
+        if id.trim().is_empty() {
+            return Err(IdentityError::Empty { field: FIELD });
+        }
+        if id.len() > MAX_STREAM_ID_BYTES {
+            return Err(IdentityError::TooLong { field: FIELD, max: MAX_STREAM_ID_BYTES, unit: "bytes", got: id.len() });
+        }
+        if id.contains(['/', '\\']) {
+            return Err(IdentityError::BadCharacter { field: FIELD, what: "`/` or `\\`", value: id.into() });
+        }
+        if id.chars().any(char::is_control) || id.trim() != id {
+            return Err(IdentityError::BadCharacter {
+                field: FIELD,
+                what: "control characters or leading/trailing white space",
+                value: id.into(),
+            });
+        }
+        Ok(StreamId(id.into()))
+    }
+
+    /// The id as text (also the Kafka key).
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The id as a shared Kafka key.
+    pub fn key(&self) -> Arc<str> {
+        self.0.clone()
+    }
+}
+
+impl std::fmt::Display for StreamId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Checks a stream name: non-empty, at most [`MAX_STREAM_NAME_CHARS`], no control characters.
+pub fn check_stream_name(name: &str) -> Result<(), IdentityError> {
+    const FIELD: &str = "stream_name";
+    if name.trim().is_empty() {
+        return Err(IdentityError::Empty { field: FIELD });
+    }
+    let chars = name.chars().count();
+    if chars > MAX_STREAM_NAME_CHARS {
+        return Err(IdentityError::TooLong { field: FIELD, max: MAX_STREAM_NAME_CHARS, unit: "characters", got: chars });
+    }
+    if name.chars().any(char::is_control) {
+        return Err(IdentityError::BadCharacter { field: FIELD, what: "control characters", value: name.into() });
+    }
+    Ok(())
+}
+
+/// Decides and encodes the records of one stream. Pure: the caller passes the wall clock.
+#[derive(Debug, Clone)]
+pub struct StreamWriter {
+    id: StreamId,
+    properties: StreamProperties,
+    definitions: Vec<ParameterDefinition>,
+    /// Wall time (ns) properties were last sent, and what was sent.
+    properties_sent: Option<(i64, StreamProperties)>,
+    definitions_sent: bool,
+    closed: bool,
+}
+
+impl StreamWriter {
+    /// A stream that has sent nothing yet.
+    pub fn new(id: StreamId, properties: StreamProperties, definitions: Vec<ParameterDefinition>) -> Self {
+        StreamWriter { id, properties, definitions, properties_sent: None, definitions_sent: false, closed: false }
+    }
+
+    /// The stream id.
+    pub fn id(&self) -> &StreamId {
+        &self.id
+    }
+
+    /// The properties that are (or will be) sent.
+    pub fn properties(&self) -> &StreamProperties {
+        &self.properties
+    }
+
+    /// Replaces the properties; they are sent before the next record, or at close, if changed.
+    pub fn set_properties(&mut self, properties: StreamProperties) {
+        self.properties = properties;
+    }
+
+    /// Replaces the definitions; sent again before the next data if they changed.
+    pub fn set_definitions(&mut self, definitions: Vec<ParameterDefinition>) {
+        if definitions != self.definitions {
+            self.definitions = definitions;
+            self.definitions_sent = false;
+        }
+    }
+
+    /// Whether [`close`](Self::close) was called.
+    pub fn is_closed(&self) -> bool {
+        self.closed
+    }
+
+    /// Records for one batch of rows: properties when due, definitions when not yet sent, then
+    /// the data. The data record's Kafka timestamp is its first row's time.
+    pub fn data(&mut self, rows: &[Row], now_ns: i64) -> Vec<Record> {
+        let mut out = Vec::with_capacity(1);
+        if rows.is_empty() {
+            return out;
+        }
+        self.preamble(now_ns, &mut out);
+        let value = envelope(ModelKey::ParameterData, 160 * rows.len(), |o| write_parameter_data(o, rows));
+        out.push(self.record(ModelKey::ParameterData, value, rows[0].timestamp_ns));
+        out
+    }
+
+    /// Records that end the stream: properties if they changed since last sent, definitions if
+    /// never sent (only when data was sent), the remaining rows, then `StreamEnd`.
+    pub fn close(&mut self, remaining: &[Row], end: StreamEndType, now_ns: i64) -> Vec<Record> {
+        let mut out = self.data(remaining, now_ns);
+        if self.properties_sent.as_ref().is_none_or(|(_, sent)| *sent != self.properties) {
+            self.push_properties(now_ns, &mut out);
+        }
+        let value = envelope(ModelKey::StreamEnd, 32, |o| write_stream_end(o, end));
+        out.push(self.record(ModelKey::StreamEnd, value, now_ns));
+        self.closed = true;
+        out
+    }
+
+    /// Makes the next record start a fresh stream life (after a close, e.g. resume after pause):
+    /// properties and definitions are sent again before the next data.
+    pub fn reopen(&mut self) {
+        self.properties_sent = None;
+        self.definitions_sent = false;
+        self.closed = false;
+    }
+
+    fn preamble(&mut self, now_ns: i64, out: &mut Vec<Record>) {
+        let due = match &self.properties_sent {
+            None => true,
+            Some((at, sent)) => *sent != self.properties || now_ns.saturating_sub(*at) > PROPERTIES_HEARTBEAT_NS,
+        };
+        if due {
+            self.push_properties(now_ns, out);
+        }
+        if !self.definitions_sent && !self.definitions.is_empty() {
+            let value = envelope(ModelKey::ParameterDefinitions, 256, |o| {
+                write_parameter_definitions(o, &self.definitions)
+            });
+            out.push(self.record(ModelKey::ParameterDefinitions, value, now_ns));
+            self.definitions_sent = true;
+        }
+    }
+
+    fn push_properties(&mut self, now_ns: i64, out: &mut Vec<Record>) {
+        let value = envelope(ModelKey::StreamProperties, 128, |o| self.properties.write(o));
+        out.push(self.record(ModelKey::StreamProperties, value, now_ns));
+        self.properties_sent = Some((now_ns, self.properties.clone()));
+    }
+
+    fn record(&self, model: ModelKey, value: String, time_ns: i64) -> Record {
+        Record { model, key: self.id.key(), value, timestamp_ms: time_ns.div_euclid(1_000_000) }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const S: i64 = 1_000_000_000;
+
+    fn writer() -> StreamWriter {
+        let props = StreamProperties { name: Some("CPU Load - h".into()), ..Default::default() };
+        let defs = vec![ParameterDefinition {
+            id: "CPU_Load".into(),
+            name: Some("CPU Load".into()),
+            description: None,
+            minimum: Some(0.0),
+            maximum: Some(100.0),
+            unit: Some("%".into()),
+            location: "/".into(),
+        }];
+        StreamWriter::new(StreamId::parse("host-1").unwrap(), props, defs)
+    }
+
+    fn models(records: &[Record]) -> Vec<ModelKey> {
+        records.iter().map(|r| r.model).collect()
+    }
+
+    fn rows(t: i64) -> Vec<Row> {
+        vec![Row::new(t).with_value("CPU_Load", 1.0)]
+    }
+
+    use ModelKey::{ParameterData, ParameterDefinitions, StreamEnd};
+
+    #[test]
+    fn first_data_is_preceded_by_properties_and_definitions() {
+        let mut w = writer();
+        let out = w.data(&rows(100 * S), 100 * S);
+        assert_eq!(models(&out), [ModelKey::StreamProperties, ParameterDefinitions, ParameterData]);
+        assert!(out.iter().all(|r| &*r.key == "host-1"));
+        assert_eq!(out[2].timestamp_ms, 100_000, "data record time = first row time");
+        assert_eq!(models(&w.data(&rows(101 * S), 101 * S)), [ParameterData]);
+    }
+
+    #[test]
+    fn properties_are_resent_after_the_heartbeat_and_when_changed() {
+        let mut w = writer();
+        w.data(&rows(0), 0);
+        assert_eq!(models(&w.data(&rows(30 * S), 30 * S)), [ParameterData], "30 s is not more than 30 s");
+        assert_eq!(models(&w.data(&rows(31 * S), 30 * S + 1)), [ModelKey::StreamProperties, ParameterData]);
+        let mut p = w.properties().clone();
+        p.name = Some("renamed".into());
+        w.set_properties(p);
+        let out = w.data(&rows(32 * S), 32 * S);
+        assert_eq!(models(&out), [ModelKey::StreamProperties, ParameterData]);
+        assert!(out[0].value.contains(r#""Name":"renamed""#));
+    }
+
+    #[test]
+    fn close_flushes_rows_then_ends_and_reopen_starts_over() {
+        let mut w = writer();
+        w.data(&rows(0), 0);
+        let out = w.close(&rows(S), StreamEndType::Closed, 2 * S);
+        assert_eq!(models(&out), [ParameterData, StreamEnd]);
+        assert!(out[1].value.contains(r#""V":{}"#));
+        assert!(w.is_closed());
+        w.reopen();
+        assert_eq!(models(&w.data(&rows(3 * S), 3 * S)), [ModelKey::StreamProperties, ParameterDefinitions, ParameterData]);
+    }
+
+    #[test]
+    fn closing_a_stream_that_sent_nothing_still_names_it() {
+        let mut w = writer();
+        let out = w.close(&[], StreamEndType::Aborted, 0);
+        assert_eq!(models(&out), [ModelKey::StreamProperties, StreamEnd]);
+        assert!(out[1].value.contains("Aborted"));
+    }
+
+    #[test]
+    fn stream_ids_are_checked() {
+        assert!(StreamId::parse("b99bdad4-3d5d-4559-a941-c766f649a9d5").is_ok());
+        for (bad, needle) in [
+            ("", "must not be empty"),
+            ("  ", "must not be empty"),
+            ("a/b", "`/` or `\\`"),
+            ("a\\b", "`/` or `\\`"),
+            ("a\nb", "control characters"),
+            (" a", "white space"),
+        ] {
+            let e = StreamId::parse(bad).unwrap_err().to_string();
+            assert!(e.starts_with("`stream_id`") && e.contains(needle), "{bad:?}: {e}");
+        }
+        let e = StreamId::parse(&"x".repeat(101)).unwrap_err().to_string();
+        assert_eq!(e, "`stream_id` must be at most 100 bytes, got 101");
+    }
+
+    #[test]
+    fn stream_names_are_checked() {
+        assert!(check_stream_name("CPU Load - web-1 😀").is_ok());
+        assert_eq!(check_stream_name("").unwrap_err().to_string(), "`stream_name` must not be empty");
+        assert!(check_stream_name("a\u{7}").unwrap_err().to_string().contains("control characters"));
+        assert!(check_stream_name(&"é".repeat(200)).is_ok(), "the limit counts characters, not bytes");
+        assert!(check_stream_name(&"é".repeat(201)).is_err());
+    }
+}
