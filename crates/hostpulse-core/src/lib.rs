@@ -4,12 +4,14 @@
 //! - [`buffer`]: the time-span buffer that groups rows into records;
 //! - [`wire`] and [`json`]: Quix Streams records, byte-identical to quixstreams 0.5.7;
 //! - [`stream`]: stream identity and the order of a stream's records;
+//! - [`secret`]: the redacted secret type;
 //! - [`settings`]: the settings model and its validation;
 //! - [`status`]: what the agent reports.
 
 pub mod buffer;
 pub mod json;
 pub mod sample;
+pub mod secret;
 pub mod settings;
 pub mod status;
 pub mod stream;

@@ -1,0 +1,415 @@
+//! The Agent actor: one task owns the pipeline (sampler, buffer, stream, publisher, counters).
+//! Everyone else holds an [`AgentHandle`], sends commands and watches [`Status`].
+//!
+//! Per tick it samples, buffers, and hands finished records to the publisher; each record's
+//! delivery report is awaited and counted. On shutdown it flushes the buffer, closes the stream
+//! (`StreamEnd`), waits a bounded time for the outstanding acknowledgements and reports.
+
+use std::time::Duration;
+
+use futures::StreamExt;
+use futures::stream::FuturesUnordered;
+use hostpulse_core::buffer::{BufferConfig, TimespanBuffer};
+use hostpulse_core::sample::{CPU_LOAD, Row};
+use hostpulse_core::settings::Checked;
+use hostpulse_core::status::{PublisherState, Status};
+use hostpulse_core::stream::{StreamId, StreamWriter};
+use hostpulse_core::wire::{ParameterDefinition, Record, StreamEndType, StreamProperties};
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::task::JoinHandle;
+use tokio::time::{Instant, MissedTickBehavior};
+
+use crate::publisher::{Delivery, DeliveryError, Publisher};
+use crate::sampler::{Sampler, now_ns};
+
+/// What the actor runs with.
+#[derive(Debug, Clone)]
+pub struct AgentConfig {
+    /// The stream's id (Kafka key).
+    pub stream_id: StreamId,
+    /// Name, location and metadata of the stream.
+    pub properties: StreamProperties,
+    /// Descriptions of the published parameters.
+    pub definitions: Vec<ParameterDefinition>,
+    /// Time between samples.
+    pub interval: Duration,
+    /// Buffer triggers.
+    pub buffer: BufferConfig,
+    /// Bound on the wait for acknowledgements at shutdown.
+    pub shutdown_timeout: Duration,
+}
+
+impl AgentConfig {
+    /// The configuration for checked settings: the stream named as configured, with host facts
+    /// as metadata and the `CPU_Load` definition.
+    pub fn from_checked(c: &Checked, hostname: &str) -> Self {
+        AgentConfig {
+            stream_id: c.stream_id.clone(),
+            properties: StreamProperties {
+                name: Some(c.stream_name.clone()),
+                location: Some(format!("/hosts/{}", hostname.replace(['/', '\\'], "_"))),
+                metadata: vec![
+                    ("host".into(), hostname.into()),
+                    ("os".into(), std::env::consts::OS.into()),
+                    ("agent".into(), concat!("hostpulse ", env!("CARGO_PKG_VERSION")).into()),
+                ],
+                parents: Vec::new(),
+                time_of_recording_ns: None,
+            },
+            definitions: cpu_definitions(),
+            interval: c.interval,
+            buffer: c.buffer,
+            shutdown_timeout: c.shutdown_timeout,
+        }
+    }
+}
+
+/// The definition of `CPU_Load`: "CPU Load", percent, 0–100.
+pub fn cpu_definitions() -> Vec<ParameterDefinition> {
+    vec![ParameterDefinition {
+        id: CPU_LOAD.into(),
+        name: Some("CPU Load".into()),
+        description: Some("Total CPU busy time across all cores over the sampling interval".into()),
+        minimum: Some(0.0),
+        maximum: Some(100.0),
+        unit: Some("%".into()),
+        location: "/".into(),
+    }]
+}
+
+enum Command {
+    Shutdown(oneshot::Sender<Status>),
+}
+
+/// A cloneable handle to a running agent.
+#[derive(Clone)]
+pub struct AgentHandle {
+    commands: mpsc::Sender<Command>,
+    status: watch::Receiver<Status>,
+}
+
+impl AgentHandle {
+    /// The latest status.
+    pub fn status(&self) -> Status {
+        self.status.borrow().clone()
+    }
+
+    /// A receiver that sees every status change.
+    pub fn watch(&self) -> watch::Receiver<Status> {
+        self.status.clone()
+    }
+
+    /// Flushes, closes the stream, waits (bounded) for acknowledgements, stops the agent and
+    /// returns its final status. Calling it on a stopped agent returns the last status.
+    pub async fn shutdown(&self) -> Status {
+        let (tx, rx) = oneshot::channel();
+        if self.commands.send(Command::Shutdown(tx)).await.is_err() {
+            return self.status();
+        }
+        rx.await.unwrap_or_else(|_| self.status())
+    }
+}
+
+/// Starts the agent on the current tokio runtime. Without a publisher it only samples
+/// (state `Unconfigured`).
+pub fn spawn(
+    config: AgentConfig,
+    sampler: Box<dyn Sampler>,
+    publisher: Option<Box<dyn Publisher>>,
+) -> (AgentHandle, JoinHandle<()>) {
+    let state = if publisher.is_some() { PublisherState::Publishing } else { PublisherState::Unconfigured };
+    let (status_tx, status_rx) = watch::channel(Status::new(state.clone()));
+    let (cmd_tx, cmd_rx) = mpsc::channel(16);
+    let actor = Actor {
+        writer: StreamWriter::new(config.stream_id.clone(), config.properties.clone(), config.definitions.clone()),
+        buffer: TimespanBuffer::new(config.buffer),
+        config,
+        sampler,
+        publisher,
+        deliveries: FuturesUnordered::new(),
+        status: Status::new(state),
+        status_tx,
+        commands: cmd_rx,
+    };
+    let task = tokio::spawn(actor.run());
+    (AgentHandle { commands: cmd_tx, status: status_rx }, task)
+}
+
+type Tracked = std::pin::Pin<Box<dyn std::future::Future<Output = (Record, Result<(), DeliveryError>)> + Send>>;
+
+struct Actor {
+    config: AgentConfig,
+    sampler: Box<dyn Sampler>,
+    publisher: Option<Box<dyn Publisher>>,
+    writer: StreamWriter,
+    buffer: TimespanBuffer,
+    deliveries: FuturesUnordered<Tracked>,
+    status: Status,
+    status_tx: watch::Sender<Status>,
+    commands: mpsc::Receiver<Command>,
+}
+
+impl Actor {
+    async fn run(mut self) {
+        let origin = Instant::now();
+        let mut ticker = tokio::time::interval_at(origin + self.config.interval, self.config.interval);
+        ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        loop {
+            let deadline = self.buffer.deadline().map(|d| origin + d);
+            tokio::select! {
+                biased;
+                cmd = self.commands.recv() => {
+                    let reply = match cmd {
+                        Some(Command::Shutdown(reply)) => Some(reply),
+                        None => None,
+                    };
+                    self.stop().await;
+                    if let Some(reply) = reply {
+                        let _ = reply.send(self.status.clone());
+                    }
+                    return;
+                }
+                Some((record, result)) = self.deliveries.next(), if !self.deliveries.is_empty() => {
+                    self.on_delivery(&record, result);
+                }
+                _ = sleep_until(deadline) => {
+                    if let Some(rows) = self.buffer.poll(origin.elapsed()) {
+                        self.publish(&rows);
+                    }
+                }
+                _ = ticker.tick() => self.on_tick(origin.elapsed()),
+            }
+            self.status_tx.send_replace(self.status.clone());
+        }
+    }
+
+    fn on_tick(&mut self, now: Duration) {
+        let row = match self.sampler.sample() {
+            Ok(row) => row,
+            Err(e) => {
+                tracing::warn!("sample skipped: {e}");
+                return;
+            }
+        };
+        self.status.samples += 1;
+        self.status.last_value = row.value(CPU_LOAD).or(self.status.last_value);
+        tracing::debug!(timestamp_ns = row.timestamp_ns, values = ?row.values, "sampled");
+        if self.publisher.is_none() {
+            return;
+        }
+        if let Some(rows) = self.buffer.push(row, now) {
+            self.publish(&rows);
+        }
+    }
+
+    fn publish(&mut self, rows: &[Row]) {
+        for record in self.writer.data(rows, now_ns()) {
+            self.send(record);
+        }
+    }
+
+    fn send(&mut self, record: Record) {
+        let Some(publisher) = &self.publisher else { return };
+        match publisher.send(&record) {
+            Ok(delivery) => {
+                self.status.records_sent += 1;
+                self.deliveries.push(track(record, delivery));
+            }
+            Err(e) => {
+                tracing::error!(model = record.model.as_str(), "record not sent: {e}");
+                self.status.records_sent += 1;
+                self.status.records_failed += 1;
+                self.status.last_error = Some(e.to_string());
+            }
+        }
+    }
+
+    fn on_delivery(&mut self, record: &Record, result: Result<(), DeliveryError>) {
+        match result {
+            Ok(()) => {
+                self.status.records_acknowledged += 1;
+                tracing::debug!(model = record.model.as_str(), bytes = record.value.len(), "acknowledged");
+            }
+            Err(e) => {
+                self.status.records_failed += 1;
+                tracing::error!(model = record.model.as_str(), "{e}");
+                self.status.last_error = Some(e.to_string());
+            }
+        }
+    }
+
+    async fn stop(&mut self) {
+        self.status.state = PublisherState::Stopping;
+        self.status_tx.send_replace(self.status.clone());
+        if self.publisher.is_some() {
+            let rest = self.buffer.flush().unwrap_or_default();
+            for record in self.writer.close(&rest, StreamEndType::Closed, now_ns()) {
+                self.send(record);
+            }
+            let limit = self.config.shutdown_timeout;
+            let drain = async {
+                while let Some((record, result)) = self.deliveries.next().await {
+                    self.on_delivery(&record, result);
+                }
+            };
+            if tokio::time::timeout(limit, drain).await.is_err() {
+                tracing::warn!(
+                    pending = self.status.records_pending(),
+                    "stopped waiting for acknowledgements after {limit:?}"
+                );
+            }
+        }
+        self.status.state = if self.publisher.is_some() { PublisherState::Paused } else { PublisherState::Unconfigured };
+        self.status_tx.send_replace(self.status.clone());
+    }
+}
+
+fn track(record: Record, delivery: Delivery) -> Tracked {
+    Box::pin(async move {
+        let result = delivery.await;
+        (record, result)
+    })
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::publisher::PublishError;
+    use crate::sampler::ScriptedSampler;
+    use hostpulse_core::wire::ModelKey;
+    use std::sync::{Arc, Mutex};
+
+    /// Records what was sent, with the (paused) time it was sent at; acknowledges after `ack_after`.
+    #[derive(Clone, Default)]
+    struct Memory {
+        sent: Arc<Mutex<Vec<(Duration, Record)>>>,
+        ack_after: Option<Duration>,
+        fail: bool,
+        origin: Arc<Mutex<Option<Instant>>>,
+    }
+
+    impl Publisher for Memory {
+        fn send(&self, record: &Record) -> Result<Delivery, PublishError> {
+            let origin = self.origin.lock().unwrap().get_or_insert_with(Instant::now).to_owned();
+            self.sent.lock().unwrap().push((origin.elapsed(), record.clone()));
+            let (ack_after, fail) = (self.ack_after, self.fail);
+            Ok(Box::pin(async move {
+                match ack_after {
+                    Some(d) => tokio::time::sleep(d).await,
+                    None => std::future::pending().await,
+                }
+                if fail { Err(DeliveryError("broker said no".into())) } else { Ok(()) }
+            }))
+        }
+    }
+
+    fn config(interval_ms: u64, span_ms: u64) -> AgentConfig {
+        AgentConfig {
+            stream_id: StreamId::parse("test-stream").unwrap(),
+            properties: StreamProperties { name: Some("t".into()), ..Default::default() },
+            definitions: cpu_definitions(),
+            interval: Duration::from_millis(interval_ms),
+            buffer: BufferConfig { time_span: Some(Duration::from_millis(span_ms)), ..Default::default() },
+            shutdown_timeout: Duration::from_secs(5),
+        }
+    }
+
+    /// `n` rows whose data times are one interval apart, as a real sampler's would be.
+    fn rows(n: usize, interval: Duration) -> Vec<Row> {
+        let step = interval.as_nanos() as i64;
+        (0..n).map(|i| Row::new(step * i as i64).with_value(CPU_LOAD, i as f64)).collect()
+    }
+
+    fn start(cfg: AgentConfig, n: usize, memory: &Memory) -> AgentHandle {
+        *memory.origin.lock().unwrap() = Some(Instant::now());
+        let sampler = ScriptedSampler::new(rows(n, cfg.interval));
+        spawn(cfg, Box::new(sampler), Some(Box::new(memory.clone()))).0
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn each_sample_leaves_one_span_after_it_was_taken_not_one_interval_later() {
+        let memory = Memory { ack_after: Some(Duration::from_millis(5)), ..Default::default() };
+        let agent = start(config(1000, 100), 3, &memory);
+        tokio::time::sleep(Duration::from_millis(3500)).await;
+        let sent = memory.sent.lock().unwrap().clone();
+        let data: Vec<(Duration, i64)> = sent
+            .iter()
+            .filter(|(_, r)| r.model == ModelKey::ParameterData)
+            .map(|(t, r)| (*t, r.timestamp_ms))
+            .collect();
+        // First sample one interval after start; each record one span after its sample.
+        assert_eq!(
+            data.iter().map(|(t, _)| t.as_millis()).collect::<Vec<_>>(),
+            [1100, 2100, 3100],
+            "records leave {data:?}"
+        );
+        assert_eq!(data.iter().map(|(_, ts)| *ts).collect::<Vec<_>>(), [0, 1000, 2000], "record time = sample time");
+        assert_eq!(sent[0].1.model, ModelKey::StreamProperties, "properties come first");
+        let status = agent.shutdown().await;
+        assert_eq!(status.samples, 3);
+        assert_eq!(status.records_acknowledged, status.records_sent);
+        assert_eq!(status.records_pending(), 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn shutdown_flushes_the_buffer_and_closes_the_stream() {
+        let memory = Memory { ack_after: Some(Duration::from_millis(1)), ..Default::default() };
+        let agent = start(config(200, 1000), 2, &memory);
+        tokio::time::sleep(Duration::from_millis(450)).await; // two samples, still buffered
+        let status = agent.shutdown().await;
+        let sent = memory.sent.lock().unwrap().clone();
+        let models: Vec<ModelKey> = sent.iter().map(|(_, r)| r.model).collect();
+        assert_eq!(
+            models,
+            [ModelKey::StreamProperties, ModelKey::ParameterDefinitions, ModelKey::ParameterData, ModelKey::StreamEnd]
+        );
+        assert!(sent[2].1.value.contains("[0.0,1.0]"), "both buffered rows: {}", sent[2].1.value);
+        assert!(sent[3].1.value.contains(r#""V":{}"#), "closed, not aborted");
+        assert_eq!((status.samples, status.records_sent, status.records_acknowledged), (2, 4, 4));
+        assert_eq!(status.state, PublisherState::Paused);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn shutdown_waits_only_so_long_for_acknowledgements() {
+        let memory = Memory { ack_after: None, ..Default::default() }; // the broker never answers
+        let agent = start(config(200, 100), 1, &memory);
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let before = Instant::now();
+        let status = agent.shutdown().await;
+        assert_eq!(before.elapsed(), Duration::from_secs(5), "bounded by shutdown_timeout");
+        assert_eq!(status.records_acknowledged, 0);
+        assert_eq!(status.records_pending(), status.records_sent);
+        assert!(status.records_sent >= 4);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn failed_deliveries_are_counted_and_reported() {
+        let memory = Memory { ack_after: Some(Duration::from_millis(1)), fail: true, ..Default::default() };
+        let agent = start(config(200, 100), 1, &memory);
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let status = agent.status();
+        assert_eq!(status.records_failed, status.records_sent);
+        assert_eq!(status.last_error.as_deref(), Some("delivery failed: broker said no"));
+        agent.shutdown().await;
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn without_a_publisher_the_agent_samples_but_sends_nothing() {
+        let (agent, task) = spawn(config(200, 100), Box::new(ScriptedSampler::new(rows(2, Duration::from_millis(200)))), None);
+        tokio::time::sleep(Duration::from_millis(450)).await;
+        assert_eq!(agent.status().state, PublisherState::Unconfigured);
+        assert_eq!(agent.status().samples, 2);
+        assert_eq!(agent.status().last_value, Some(1.0));
+        let s = agent.shutdown().await;
+        assert_eq!(s.records_sent, 0);
+        task.await.unwrap();
+        assert_eq!(agent.shutdown().await.samples, 2, "a stopped agent still answers");
+    }
+}

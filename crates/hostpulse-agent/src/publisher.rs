@@ -1,0 +1,240 @@
+//! Getting records to the broker: the [`Publisher`] seam and its Kafka implementation (rdkafka).
+//!
+//! A record counts as delivered only when its delivery report says the broker acknowledged it
+//! (`acks=all`, idempotent producer, so librdkafka's own retries neither lose nor duplicate).
+
+use std::future::Future;
+use std::pin::Pin;
+use std::time::Duration;
+
+use hostpulse_core::secret::Secret;
+use hostpulse_core::settings::Security;
+use hostpulse_core::wire::Record;
+use rdkafka::ClientConfig;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use thiserror::Error;
+
+/// How long connecting and topic look-ups may take before we call the broker unreachable.
+const METADATA_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A delivery report to await: `Ok` once the broker acknowledged the record.
+pub type Delivery = Pin<Box<dyn Future<Output = Result<(), DeliveryError>> + Send>>;
+
+/// Why a record was not acknowledged.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[error("delivery failed: {0}")]
+pub struct DeliveryError(pub String);
+
+/// Why publishing could not start or a record could not be handed over.
+#[derive(Debug, Error)]
+pub enum PublishError {
+    /// librdkafka refused the configuration.
+    #[error("cannot create the Kafka client: {0}")]
+    Client(String),
+    /// The SASL password is missing.
+    #[error("`security_protocol` {0} needs a SASL password: set the environment variable HOSTPULSE_SASL_PASSWORD")]
+    MissingPassword(&'static str),
+    /// The broker did not answer.
+    #[error("cannot reach the Kafka broker at {broker}: {reason}; check `broker` and that the broker runs")]
+    Unreachable {
+        /// Bootstrap servers.
+        broker: String,
+        /// librdkafka's reason.
+        reason: String,
+    },
+    /// The topic is missing and could not be created.
+    #[error("topic `{topic}` does not exist and could not be created: {reason}; create it on the broker or use an existing topic")]
+    TopicCreation {
+        /// The topic.
+        topic: String,
+        /// The broker's reason.
+        reason: String,
+    },
+    /// The client's local queue is full (the broker is not keeping up).
+    #[error("the Kafka client's send queue is full")]
+    QueueFull,
+    /// Any other refusal to take the record.
+    #[error("cannot hand the record to the Kafka client: {0}")]
+    Enqueue(String),
+}
+
+/// Something that takes records and reports their delivery.
+pub trait Publisher: Send + Sync + 'static {
+    /// Hands `record` over for sending and returns its delivery report to await.
+    fn send(&self, record: &Record) -> Result<Delivery, PublishError>;
+}
+
+/// What the Kafka publisher needs.
+#[derive(Debug, Clone)]
+pub struct KafkaSettings {
+    /// Bootstrap servers.
+    pub broker: String,
+    /// Topic to write.
+    pub topic: String,
+    /// Partitions for a topic we create.
+    pub partitions: i32,
+    /// Protocol, SASL mechanism and user, CA.
+    pub security: Security,
+    /// The SASL password, when the protocol needs one.
+    pub sasl_password: Option<Secret>,
+}
+
+/// The librdkafka producer settings for `s`: the 0.5.7 connection settings, `acks=all` and
+/// idempotence, plus security. Contains the SASL password: never log it.
+pub fn client_config(s: &KafkaSettings) -> Result<ClientConfig, PublishError> {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", &s.broker)
+        .set("client.id", concat!("hostpulse/", env!("CARGO_PKG_VERSION")))
+        .set("acks", "all")
+        .set("enable.idempotence", "true")
+        .set("compression.type", "gzip")
+        .set("socket.keepalive.enable", "true")
+        .set("connections.max.idle.ms", "180000")
+        .set("metadata.max.age.ms", "180000")
+        .set("message.max.bytes", "1000012")
+        .set("security.protocol", s.security.protocol.as_librdkafka());
+    if let Some((mechanism, username)) = &s.security.sasl {
+        let password = s.sasl_password.as_ref().ok_or(PublishError::MissingPassword(s.security.protocol.as_librdkafka()))?;
+        c.set("sasl.mechanism", mechanism.as_librdkafka())
+            .set("sasl.username", username)
+            .set("sasl.password", password.expose());
+    }
+    if let Some(ca) = &s.security.ssl_ca_location {
+        c.set("ssl.ca.location", ca.to_string_lossy());
+    }
+    Ok(c)
+}
+
+/// Publishes to one Kafka topic.
+pub struct KafkaPublisher {
+    producer: FutureProducer,
+    topic: String,
+}
+
+impl KafkaPublisher {
+    /// Connects, makes sure the topic exists (creating it with `partitions` when missing) and
+    /// returns a publisher ready to send.
+    pub async fn connect(s: &KafkaSettings) -> Result<Self, PublishError> {
+        let config = client_config(s)?;
+        let producer: FutureProducer = config.create().map_err(|e| PublishError::Client(e.to_string()))?;
+        ensure_topic(&config, &producer, s).await?;
+        Ok(KafkaPublisher { producer, topic: s.topic.clone() })
+    }
+}
+
+fn topic_partitions(producer: &FutureProducer, topic: &str) -> Result<Option<usize>, KafkaError> {
+    let md = producer.client().fetch_metadata(None, METADATA_TIMEOUT)?;
+    Ok(md.topics().iter().find(|t| t.name() == topic && t.error().is_none()).map(|t| t.partitions().len()))
+}
+
+async fn ensure_topic(config: &ClientConfig, producer: &FutureProducer, s: &KafkaSettings) -> Result<(), PublishError> {
+    let unreachable = |e: KafkaError| PublishError::Unreachable { broker: s.broker.clone(), reason: e.to_string() };
+    let look = || {
+        let (p, t) = (producer.clone(), s.topic.clone());
+        tokio::task::spawn_blocking(move || topic_partitions(&p, &t))
+    };
+    if look().await.expect("metadata task").map_err(unreachable)?.is_some_and(|n| n > 0) {
+        return Ok(());
+    }
+    tracing::info!(topic = %s.topic, partitions = s.partitions, "topic missing; creating it");
+    let creation_failed = |reason: String| PublishError::TopicCreation { topic: s.topic.clone(), reason };
+    let admin: AdminClient<DefaultClientContext> = config.create().map_err(|e| PublishError::Client(e.to_string()))?;
+    let new = NewTopic::new(&s.topic, s.partitions, TopicReplication::Fixed(1));
+    let opts = AdminOptions::new().operation_timeout(Some(METADATA_TIMEOUT));
+    let results = admin.create_topics([&new], &opts).await.map_err(|e| creation_failed(e.to_string()))?;
+    for r in results {
+        match r {
+            Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Err((_, code)) => return Err(creation_failed(code.to_string())),
+        }
+    }
+    // Creation is asynchronous on some brokers: wait (bounded) until the topic has partitions.
+    let deadline = tokio::time::Instant::now() + METADATA_TIMEOUT;
+    loop {
+        if look().await.expect("metadata task").map_err(unreachable)?.is_some_and(|n| n > 0) {
+            return Ok(());
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Err(creation_failed("created, but it did not appear in the broker's metadata within 10 s".into()));
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+impl Publisher for KafkaPublisher {
+    fn send(&self, record: &Record) -> Result<Delivery, PublishError> {
+        let fr = FutureRecord::to(&self.topic)
+            .key(record.key.as_bytes())
+            .payload(record.value.as_bytes())
+            .timestamp(record.timestamp_ms);
+        match self.producer.send_result(fr) {
+            Ok(delivery) => Ok(Box::pin(async move {
+                match delivery.await {
+                    Ok(Ok(_)) => Ok(()),
+                    Ok(Err((e, _))) => Err(DeliveryError(e.to_string())),
+                    Err(_) => Err(DeliveryError("the Kafka client was shut down before the broker answered".into())),
+                }
+            })),
+            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => Err(PublishError::QueueFull),
+            Err((e, _)) => Err(PublishError::Enqueue(e.to_string())),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hostpulse_core::settings::{SaslMechanism, SecurityProtocol};
+
+    fn settings(protocol: SecurityProtocol, sasl: Option<(SaslMechanism, &str)>, password: Option<&str>) -> KafkaSettings {
+        KafkaSettings {
+            broker: "127.0.0.1:9092".into(),
+            topic: "cpu-load".into(),
+            partitions: 1,
+            security: Security { protocol, sasl: sasl.map(|(m, u)| (m, u.into())), ssl_ca_location: None },
+            sasl_password: password.and_then(Secret::new),
+        }
+    }
+
+    #[test]
+    fn producer_settings_are_durable_and_match_0_5_7_connection_settings() {
+        let c = client_config(&settings(SecurityProtocol::Plaintext, None, None)).unwrap();
+        for (k, v) in [
+            ("acks", "all"),
+            ("enable.idempotence", "true"),
+            ("connections.max.idle.ms", "180000"),
+            ("metadata.max.age.ms", "180000"),
+            ("socket.keepalive.enable", "true"),
+            ("security.protocol", "plaintext"),
+        ] {
+            assert_eq!(c.get(k), Some(v), "{k}");
+        }
+        assert_eq!(c.get("sasl.username"), None);
+    }
+
+    #[test]
+    fn every_sasl_mechanism_maps_to_librdkafka() {
+        for (m, name) in [
+            (SaslMechanism::Plain, "PLAIN"),
+            (SaslMechanism::ScramSha256, "SCRAM-SHA-256"),
+            (SaslMechanism::ScramSha512, "SCRAM-SHA-512"),
+        ] {
+            let c = client_config(&settings(SecurityProtocol::SaslSsl, Some((m, "svc")), Some("pw"))).unwrap();
+            assert_eq!(c.get("security.protocol"), Some("sasl_ssl"));
+            assert_eq!(c.get("sasl.mechanism"), Some(name));
+            assert_eq!(c.get("sasl.username"), Some("svc"));
+            assert_eq!(c.get("sasl.password"), Some("pw"));
+        }
+    }
+
+    #[test]
+    fn sasl_without_a_password_is_a_clear_error() {
+        let e = client_config(&settings(SecurityProtocol::SaslPlaintext, Some((SaslMechanism::Plain, "u")), None))
+            .err()
+            .unwrap();
+        assert!(e.to_string().contains("HOSTPULSE_SASL_PASSWORD"), "{e}");
+    }
+}
