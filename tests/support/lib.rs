@@ -1,1 +1,279 @@
-//! placeholder
+//! Support for the end-to-end suites: the real broker (tansu) and librdkafka's mock cluster on
+//! loopback, the real Quix SDK readers (pinned Python venvs), a raw reader of what is on the
+//! broker, and the `hostpulse` binary.
+//!
+//! The test command (`scripts/test.sh`) installs tansu and the venvs and exports
+//! `HOSTPULSE_QS057_PYTHON` and `HOSTPULSE_QS3_PYTHON`; a suite run without them fails saying so.
+
+use std::io::{BufRead, BufReader, Read};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use rdkafka::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::Message;
+use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+use serde_json::Value;
+
+/// The workspace root.
+pub fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+}
+
+/// Where tests leave artifacts for people to look at (`test-output/` in the workspace).
+pub fn output_dir(suite: &str) -> PathBuf {
+    let dir = workspace().join("test-output").join(suite);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// The `hostpulse` binary built next to this test binary (`cargo test --workspace` builds it).
+pub fn hostpulse_bin() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let bin = exe.parent().unwrap().parent().unwrap().join(format!("hostpulse{}", std::env::consts::EXE_SUFFIX));
+    assert!(bin.exists(), "{} is missing: build it with `cargo build -p hostpulse-cli`", bin.display());
+    bin
+}
+
+/// A free loopback port (bound and released; the broker binds it right after).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+fn wait_for_port(port: u16, child: &mut Child, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!("{what} exited before listening: {status}");
+        }
+        assert!(Instant::now() < deadline, "{what} did not listen on {port} within 30 s");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A tansu broker on a free loopback port with in-memory storage, stopped on drop.
+pub struct Tansu {
+    child: Child,
+    /// `127.0.0.1:<port>`.
+    pub addr: String,
+}
+
+impl Tansu {
+    /// Starts `tansu broker` (from `HOSTPULSE_TANSU` or `PATH`).
+    pub fn start() -> Tansu {
+        let bin = std::env::var("HOSTPULSE_TANSU").unwrap_or_else(|_| "tansu".into());
+        let port = free_port();
+        let url = format!("tcp://127.0.0.1:{port}");
+        let log = std::fs::File::create(output_dir("broker").join(format!("tansu-{port}.log"))).unwrap();
+        let mut child = Command::new(&bin)
+            .args(["broker", "--listener-url", &url, "--advertised-listener-url", &url])
+            .args(["--storage-engine", "memory://tansu/"])
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start `{bin}` ({e}): run the test command in README.md, which installs tansu"));
+        wait_for_port(port, &mut child, "tansu");
+        Tansu { child, addr: format!("127.0.0.1:{port}") }
+    }
+}
+
+impl Drop for Tansu {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// One record as it sits on the broker.
+#[derive(Debug, Clone)]
+pub struct RawRecord {
+    /// Partition.
+    pub partition: i32,
+    /// Offset in the partition.
+    pub offset: i64,
+    /// Kafka key as text.
+    pub key: String,
+    /// The value as text.
+    pub value: String,
+    /// CreateTime, ms.
+    pub timestamp_ms: Option<i64>,
+    /// Number of headers.
+    pub headers: usize,
+}
+
+impl RawRecord {
+    /// The envelope parsed.
+    pub fn envelope(&self) -> Value {
+        serde_json::from_str(&self.value).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.value))
+    }
+
+    /// The model key (`K`).
+    pub fn model(&self) -> String {
+        self.envelope()["K"].as_str().unwrap().to_owned()
+    }
+}
+
+/// Every record of `topic`, read from the beginning to the end of each partition, in
+/// partition-then-offset order.
+pub fn raw_records(broker: &str, topic: &str) -> Vec<RawRecord> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", broker)
+        .set("group.id", "hostpulse-raw-reader")
+        .set("enable.auto.commit", "false")
+        .set("enable.partition.eof", "true")
+        .create()
+        .unwrap();
+    let md = consumer.fetch_metadata(Some(topic), Duration::from_secs(10)).unwrap();
+    let t = md.topics().iter().find(|t| t.name() == topic).expect("topic exists");
+    let mut tpl = TopicPartitionList::new();
+    for p in t.partitions() {
+        tpl.add_partition_offset(topic, p.id(), Offset::Beginning).unwrap();
+    }
+    let partitions = t.partitions().len();
+    consumer.assign(&tpl).unwrap();
+    let mut out = Vec::new();
+    let mut eof = std::collections::HashSet::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while eof.len() < partitions {
+        assert!(Instant::now() < deadline, "raw read of {topic} did not reach the end in 30 s");
+        match consumer.poll(Duration::from_millis(200)) {
+            Some(Ok(m)) => out.push(RawRecord {
+                partition: m.partition(),
+                offset: m.offset(),
+                key: String::from_utf8(m.key().unwrap_or_default().to_vec()).unwrap(),
+                value: String::from_utf8(m.payload().unwrap_or_default().to_vec()).unwrap(),
+                timestamp_ms: m.timestamp().to_millis(),
+                headers: rdkafka::message::Headers::count(&m.headers().map(|h| h.detach()).unwrap_or_default()),
+            }),
+            Some(Err(rdkafka::error::KafkaError::PartitionEOF(p))) => {
+                eof.insert(p);
+            }
+            Some(Err(e)) => panic!("raw read failed: {e}"),
+            None => {}
+        }
+    }
+    out.sort_by_key(|r| (r.partition, r.offset));
+    out
+}
+
+/// A data row as sent: stream id, ns timestamp, CPU_Load.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SentRow {
+    /// The stream id (Kafka key).
+    pub stream_id: String,
+    /// ns since the epoch.
+    pub timestamp_ns: i64,
+    /// The value.
+    pub cpu_load: Option<f64>,
+}
+
+/// The rows of every `ParameterData` record, in order.
+pub fn sent_rows(records: &[RawRecord]) -> Vec<SentRow> {
+    let mut rows = Vec::new();
+    for r in records.iter().filter(|r| r.model() == "ParameterData") {
+        let v = r.envelope()["V"].clone();
+        let stamps = v["Timestamps"].as_array().unwrap();
+        for (i, ts) in stamps.iter().enumerate() {
+            rows.push(SentRow {
+                stream_id: r.key.clone(),
+                timestamp_ns: ts.as_i64().unwrap(),
+                cpu_load: v["NumericValues"]["CPU_Load"][i].as_f64(),
+            });
+        }
+    }
+    rows
+}
+
+/// The Python interpreter of a pinned Quix SDK venv, from the environment variable `var`.
+fn python(var: &str) -> PathBuf {
+    let p = std::env::var(var).unwrap_or_else(|_| {
+        panic!("{var} is not set: run the test command in README.md, which makes the pinned Quix SDK venvs")
+    });
+    PathBuf::from(p)
+}
+
+/// Runs a reader script and returns its JSON lines; fails the test with its stderr when it fails.
+fn run_reader(var: &str, script: &str, args: &[&str], name: &str) -> Vec<Value> {
+    let mut child = Command::new(python(var))
+        .arg(workspace().join("tests/python").join(script))
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = child.stderr.take().unwrap();
+    let err_thread = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = stderr.read_to_string(&mut s);
+        s
+    });
+    let lines: Vec<Value> = BufReader::new(child.stdout.take().unwrap())
+        .lines()
+        .map_while(Result::ok)
+        .filter(|l| l.starts_with('{'))
+        .map(|l| serde_json::from_str(&l).unwrap())
+        .collect();
+    let status = child.wait().unwrap();
+    let stderr = err_thread.join().unwrap();
+    let dir = output_dir("readers");
+    std::fs::write(dir.join(format!("{name}.stderr.log")), &stderr).unwrap();
+    std::fs::write(
+        dir.join(format!("{name}.jsonl")),
+        lines.iter().map(|l| format!("{l}\n")).collect::<String>(),
+    )
+    .unwrap();
+    assert!(status.success(), "{script} failed ({status}); stderr:\n{stderr}");
+    lines
+}
+
+/// What quixstreams 0.5.7 reports for `topic` until `streams` streams closed.
+pub fn read_qs057(broker: &str, topic: &str, streams: usize, name: &str) -> Vec<Value> {
+    run_reader(
+        "HOSTPULSE_QS057_PYTHON",
+        "read_qs057.py",
+        &["--broker", broker, "--topic", topic, "--streams", &streams.to_string(), "--timeout", "90"],
+        name,
+    )
+}
+
+/// The rows quixstreams 3.x yields for `topic` (waits for `rows` rows).
+pub fn read_qs3(broker: &str, topic: &str, rows: usize, name: &str) -> Vec<Value> {
+    run_reader(
+        "HOSTPULSE_QS3_PYTHON",
+        "read_qs3.py",
+        &["--broker", broker, "--topic", topic, "--rows", &rows.to_string(), "--timeout", "90"],
+        name,
+    )
+}
+
+/// Runs `hostpulse run` with `args` for about `duration`, stops it with SIGTERM and returns its
+/// exit status, stdout and stderr.
+pub fn run_cli_for(args: &[&str], duration: Duration) -> (std::process::ExitStatus, String, String) {
+    let mut child = Command::new(hostpulse_bin())
+        .arg("run")
+        .args(args)
+        .env("HOSTPULSE_LOG", "info,hostpulse_agent=debug")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(duration);
+    assert!(child.try_wait().unwrap().is_none(), "hostpulse exited early: {:?}", child.wait_with_output());
+    let ok = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    assert!(ok.success());
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status,
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Parses the summary line `hostpulse: N samples taken, N records sent, N acknowledged, N pending, N failed`.
+pub fn parse_summary(stdout: &str) -> [u64; 5] {
+    let line = stdout.lines().find(|l| l.contains("samples taken")).unwrap_or_else(|| panic!("no summary in {stdout:?}"));
+    let nums: Vec<u64> = line.split(|c: char| !c.is_ascii_digit()).filter(|s| !s.is_empty()).map(|s| s.parse().unwrap()).collect();
+    nums.try_into().unwrap_or_else(|_| panic!("summary has not five numbers: {line}"))
+}

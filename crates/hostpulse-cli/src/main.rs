@@ -1,1 +1,262 @@
-fn main(){}
+//! `hostpulse`: the headless HostPulse agent for servers.
+//!
+//! `hostpulse run` publishes this machine's CPU load as a Quix stream until Ctrl-C/SIGTERM;
+//! `hostpulse dry-run` prints the records it would send, without a broker.
+
+use std::io::Write as _;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, Parser, Subcommand};
+use hostpulse_agent::agent::{self, AgentConfig, AgentHandle};
+use hostpulse_agent::publisher::{Delivery, KafkaPublisher, KafkaSettings, PublishError, Publisher};
+use hostpulse_agent::sampler::CpuSampler;
+use hostpulse_agent::{machine, settings_file};
+use hostpulse_core::secret::Secret;
+use hostpulse_core::settings::{Checked, SaslMechanism, SecurityProtocol, Settings};
+use hostpulse_core::wire::Record;
+
+/// The environment variable that holds the SASL password (never a flag: flags show in `ps`).
+const SASL_PASSWORD_ENV: &str = "HOSTPULSE_SASL_PASSWORD";
+
+#[derive(Parser)]
+#[command(name = "hostpulse", version, about = "Publishes this machine's CPU load to Quix / Kafka as a Quix stream")]
+struct Cli {
+    /// Settings file (default: the OS config dir, e.g. ~/.config/hostpulse/settings.toml).
+    #[arg(long, global = true, value_name = "PATH")]
+    config: Option<PathBuf>,
+    /// More log output (-v debug, -vv trace). Logs go to stderr.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Publish until Ctrl-C or SIGTERM, then flush, close the stream and print a summary.
+    Run(Overrides),
+    /// Sample a few times and print the records that would be sent (JSON lines), without a broker.
+    DryRun {
+        /// How many samples to take.
+        #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..=1000))]
+        samples: u64,
+        #[command(flatten)]
+        overrides: Overrides,
+    },
+}
+
+/// Flags that override the settings file, one per settings field.
+#[derive(Args, Default)]
+struct Overrides {
+    /// Kafka bootstrap servers, host:port[,host:port...].
+    #[arg(long, value_name = "HOST:PORT")]
+    broker: Option<String>,
+    /// Topic name (created when missing).
+    #[arg(long)]
+    topic: Option<String>,
+    /// Partitions for a topic HostPulse creates.
+    #[arg(long, value_name = "N")]
+    topic_partitions: Option<i32>,
+    /// Stream id (default: derived from the machine id, stable across restarts).
+    #[arg(long, value_name = "ID")]
+    stream_id: Option<String>,
+    /// Stream name (default: "CPU Load - <hostname>").
+    #[arg(long, value_name = "NAME")]
+    stream_name: Option<String>,
+    /// Time between samples, ms (200 to 3600000).
+    #[arg(long, value_name = "MS")]
+    interval_ms: Option<u64>,
+    /// Buffer span, ms (1 to 60000): samples within it share a record; none waits longer.
+    #[arg(long, value_name = "MS")]
+    buffer_span_ms: Option<u64>,
+    /// Also flush after this many buffered rows.
+    #[arg(long, value_name = "ROWS")]
+    buffer_packet_size: Option<u64>,
+    /// Also flush after this long without a new row, ms.
+    #[arg(long, value_name = "MS")]
+    buffer_timeout_ms: Option<u64>,
+    /// At shutdown, wait at most this long for acknowledgements, ms.
+    #[arg(long, value_name = "MS")]
+    shutdown_timeout_ms: Option<u64>,
+    /// plaintext, ssl, sasl_plaintext or sasl_ssl.
+    #[arg(long, value_name = "PROTOCOL", value_parser = parse_protocol)]
+    security_protocol: Option<SecurityProtocol>,
+    /// PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512 (password: env HOSTPULSE_SASL_PASSWORD).
+    #[arg(long, value_name = "MECHANISM", value_parser = parse_mechanism)]
+    sasl_mechanism: Option<SaslMechanism>,
+    /// SASL user name.
+    #[arg(long, value_name = "USER")]
+    sasl_username: Option<String>,
+    /// PEM file of the CA that signed the broker's certificate.
+    #[arg(long, value_name = "PATH")]
+    ssl_ca_location: Option<PathBuf>,
+}
+
+fn parse_protocol(s: &str) -> Result<SecurityProtocol, String> {
+    match s.to_ascii_lowercase().as_str() {
+        "plaintext" => Ok(SecurityProtocol::Plaintext),
+        "ssl" => Ok(SecurityProtocol::Ssl),
+        "sasl_plaintext" => Ok(SecurityProtocol::SaslPlaintext),
+        "sasl_ssl" => Ok(SecurityProtocol::SaslSsl),
+        _ => Err("expected plaintext, ssl, sasl_plaintext or sasl_ssl".into()),
+    }
+}
+
+fn parse_mechanism(s: &str) -> Result<SaslMechanism, String> {
+    match s.to_ascii_uppercase().as_str() {
+        "PLAIN" => Ok(SaslMechanism::Plain),
+        "SCRAM-SHA-256" => Ok(SaslMechanism::ScramSha256),
+        "SCRAM-SHA-512" => Ok(SaslMechanism::ScramSha512),
+        _ => Err("expected PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512".into()),
+    }
+}
+
+impl Overrides {
+    fn apply(self, s: &mut Settings) {
+        macro_rules! set {
+            ($($field:ident),*) => { $( if let Some(v) = self.$field { s.$field = v; } )* };
+        }
+        macro_rules! set_opt {
+            ($($field:ident),*) => { $( if self.$field.is_some() { s.$field = self.$field; } )* };
+        }
+        set!(topic, topic_partitions, interval_ms, buffer_span_ms, shutdown_timeout_ms, security_protocol);
+        set_opt!(broker, stream_id, stream_name, buffer_packet_size, buffer_timeout_ms, sasl_mechanism, sasl_username, ssl_ca_location);
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.verbose);
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build();
+    let result = runtime.context("cannot start the async runtime").and_then(|rt| rt.block_on(dispatch(cli)));
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("hostpulse: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging(verbose: u8) {
+    let default = match verbose {
+        0 => "warn,hostpulse=info,hostpulse_agent=info",
+        1 => "info,hostpulse=debug,hostpulse_agent=debug",
+        _ => "debug,hostpulse=trace,hostpulse_agent=trace",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("HOSTPULSE_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+}
+
+async fn dispatch(cli: Cli) -> Result<()> {
+    let (overrides, samples) = match cli.command {
+        Command::Run(o) => (o, None),
+        Command::DryRun { samples, overrides } => (overrides, Some(samples)),
+    };
+    let path = match cli.config {
+        Some(p) => p,
+        None => settings_file::default_path()?,
+    };
+    let mut settings = settings_file::load(&path)?;
+    overrides.apply(&mut settings);
+    let facts = machine::facts();
+    let checked = settings.check(&facts).map_err(|e| {
+        anyhow::anyhow!("{e}\nfix the flag (e.g. --interval-ms for `interval_ms`) or the settings file {}", path.display())
+    })?;
+    let config = AgentConfig::from_checked(&checked, &facts.hostname);
+    match samples {
+        None => run(&checked, config, &path).await,
+        Some(n) => dry_run(config, n).await,
+    }
+}
+
+async fn run(checked: &Checked, config: AgentConfig, path: &std::path::Path) -> Result<()> {
+    let Some(broker) = checked.broker.clone() else {
+        bail!("no broker configured: pass --broker HOST:PORT or set `broker` in {}", path.display());
+    };
+    let kafka = KafkaSettings {
+        broker,
+        topic: checked.topic.clone(),
+        partitions: checked.topic_partitions,
+        security: checked.security.clone(),
+        sasl_password: std::env::var(SASL_PASSWORD_ENV).ok().and_then(Secret::new),
+    };
+    // Listen for Ctrl-C/SIGTERM before anything slow, so a stop while connecting is clean too.
+    let stop = shutdown_signal()?;
+    tokio::pin!(stop);
+    let publisher = tokio::select! {
+        p = KafkaPublisher::connect(&kafka) => p?,
+        () = &mut stop => {
+            println!("hostpulse: stopped before publishing started: 0 samples taken, 0 records sent");
+            return Ok(());
+        }
+    };
+    tracing::info!(
+        stream_id = %config.stream_id,
+        topic = %checked.topic,
+        "publishing every {:?}, buffer span {:?}; Ctrl-C to stop",
+        config.interval,
+        checked.buffer.time_span.unwrap_or_default()
+    );
+    let sampler = CpuSampler::new()?;
+    let (agent, _task) = agent::spawn(config, Box::new(sampler), Some(Box::new(publisher)));
+    stop.await;
+    tracing::info!("stopping: flushing and closing the stream");
+    let status = agent.shutdown().await;
+    println!("hostpulse: {}", status.summary());
+    Ok(())
+}
+
+/// Prints each record as a JSON line `{"key":..,"timestamp_ms":..,"value":<the envelope>}` and
+/// acknowledges it at once.
+struct PrintPublisher;
+
+impl Publisher for PrintPublisher {
+    fn send(&self, record: &Record) -> Result<Delivery, PublishError> {
+        let mut key = String::new();
+        hostpulse_core::json::push_str(&mut key, &record.key);
+        let line = format!(r#"{{"key":{key},"timestamp_ms":{},"value":{}}}"#, record.timestamp_ms, record.value);
+        let mut out = std::io::stdout().lock();
+        writeln!(out, "{line}").and_then(|()| out.flush()).map_err(|e| PublishError::Enqueue(e.to_string()))?;
+        Ok(Box::pin(async { Ok(()) }))
+    }
+}
+
+async fn dry_run(config: AgentConfig, samples: u64) -> Result<()> {
+    let sampler = CpuSampler::new()?;
+    let (agent, _task) = agent::spawn(config, Box::new(sampler), Some(Box::new(PrintPublisher)));
+    wait_for_samples(&agent, samples).await;
+    let status = agent.shutdown().await;
+    eprintln!("hostpulse: dry run: {}", status.summary());
+    Ok(())
+}
+
+async fn wait_for_samples(agent: &AgentHandle, n: u64) {
+    let mut watch = agent.watch();
+    let _ = watch.wait_for(|s| s.samples >= n).await;
+}
+
+/// Installs the Ctrl-C/SIGTERM handlers now and returns a future that completes on either.
+#[cfg(unix)]
+fn shutdown_signal() -> Result<impl std::future::Future<Output = ()>> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?;
+    let mut int = signal(SignalKind::interrupt()).context("cannot listen for SIGINT")?;
+    Ok(async move {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
+    })
+}
+
+/// Installs the Ctrl-C handler and returns a future that completes on it.
+#[cfg(not(unix))]
+fn shutdown_signal() -> Result<impl std::future::Future<Output = ()>> {
+    Ok(async {
+        let _ = tokio::signal::ctrl_c().await;
+    })
+}

@@ -1,0 +1,55 @@
+"""Reads a topic with the real quixstreams 3.x `Application` (value_deserializer="quix") and
+prints every row it yields as one JSON object per line:
+
+  {"key": <stream id>, "kafka_ts": <record timestamp, ms>, "row": {<param>: value, "Timestamp": ns, "Tags": {}}}
+
+It stops after --rows rows, or after --timeout seconds (exit 3). With a token (--portal), the
+Application finds the broker through the Portal API instead of --broker.
+"""
+import argparse
+import json
+import os
+import sys
+import threading
+import uuid
+
+from quixstreams import Application
+
+parser = argparse.ArgumentParser()
+parser.add_argument("--broker")
+parser.add_argument("--topic", required=True)
+parser.add_argument("--rows", type=int, required=True)
+parser.add_argument("--timeout", type=float, default=60)
+args = parser.parse_args()
+
+app = Application(
+    broker_address=args.broker,
+    consumer_group=f"hostpulse-test-{uuid.uuid4()}",
+    auto_offset_reset="earliest",
+    auto_create_topics=False,
+)
+topic = app.topic(args.topic, value_deserializer="quix", key_deserializer="str")
+sdf = app.dataframe(topic)
+seen = []
+timed_out = threading.Event()
+
+
+def on_row(value, key, timestamp, headers):
+    seen.append(1)
+    print(json.dumps({"key": key, "kafka_ts": timestamp, "row": value}, default=repr), flush=True)
+    if len(seen) >= args.rows:
+        app.stop()
+
+
+def on_timeout():
+    timed_out.set()
+    app.stop()
+
+
+sdf = sdf.update(on_row, metadata=True)
+timer = threading.Timer(args.timeout, on_timeout)
+timer.daemon = True
+timer.start()
+app.run()
+timer.cancel()
+sys.exit(3 if timed_out.is_set() and len(seen) < args.rows else 0)
