@@ -51,7 +51,10 @@ impl AgentConfig {
                 metadata: vec![
                     ("host".into(), hostname.into()),
                     ("os".into(), std::env::consts::OS.into()),
-                    ("agent".into(), concat!("hostpulse ", env!("CARGO_PKG_VERSION")).into()),
+                    (
+                        "agent".into(),
+                        concat!("hostpulse ", env!("CARGO_PKG_VERSION")).into(),
+                    ),
                 ],
                 parents: Vec::new(),
                 time_of_recording_ns: None,
@@ -117,11 +120,19 @@ pub fn spawn(
     sampler: Box<dyn Sampler>,
     publisher: Option<Box<dyn Publisher>>,
 ) -> (AgentHandle, JoinHandle<()>) {
-    let state = if publisher.is_some() { PublisherState::Publishing } else { PublisherState::Unconfigured };
+    let state = if publisher.is_some() {
+        PublisherState::Publishing
+    } else {
+        PublisherState::Unconfigured
+    };
     let (status_tx, status_rx) = watch::channel(Status::new(state.clone()));
     let (cmd_tx, cmd_rx) = mpsc::channel(16);
     let actor = Actor {
-        writer: StreamWriter::new(config.stream_id.clone(), config.properties.clone(), config.definitions.clone()),
+        writer: StreamWriter::new(
+            config.stream_id.clone(),
+            config.properties.clone(),
+            config.definitions.clone(),
+        ),
         buffer: TimespanBuffer::new(config.buffer),
         config,
         sampler,
@@ -132,10 +143,18 @@ pub fn spawn(
         commands: cmd_rx,
     };
     let task = tokio::spawn(actor.run());
-    (AgentHandle { commands: cmd_tx, status: status_rx }, task)
+    (
+        AgentHandle {
+            commands: cmd_tx,
+            status: status_rx,
+        },
+        task,
+    )
 }
 
-type Tracked = std::pin::Pin<Box<dyn std::future::Future<Output = (Record, Result<(), DeliveryError>)> + Send>>;
+type Tracked = std::pin::Pin<
+    Box<dyn std::future::Future<Output = (Record, Result<(), DeliveryError>)> + Send>,
+>;
 
 struct Actor {
     config: AgentConfig,
@@ -152,17 +171,15 @@ struct Actor {
 impl Actor {
     async fn run(mut self) {
         let origin = Instant::now();
-        let mut ticker = tokio::time::interval_at(origin + self.config.interval, self.config.interval);
+        let mut ticker =
+            tokio::time::interval_at(origin + self.config.interval, self.config.interval);
         ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
         loop {
             let deadline = self.buffer.deadline().map(|d| origin + d);
             tokio::select! {
                 biased;
                 cmd = self.commands.recv() => {
-                    let reply = match cmd {
-                        Some(Command::Shutdown(reply)) => Some(reply),
-                        None => None,
-                    };
+                    let reply = cmd.map(|Command::Shutdown(reply)| reply);
                     self.stop().await;
                     if let Some(reply) = reply {
                         let _ = reply.send(self.status.clone());
@@ -209,7 +226,9 @@ impl Actor {
     }
 
     fn send(&mut self, record: Record) {
-        let Some(publisher) = &self.publisher else { return };
+        let Some(publisher) = &self.publisher else {
+            return;
+        };
         match publisher.send(&record) {
             Ok(delivery) => {
                 self.status.records_sent += 1;
@@ -228,7 +247,11 @@ impl Actor {
         match result {
             Ok(()) => {
                 self.status.records_acknowledged += 1;
-                tracing::debug!(model = record.model.as_str(), bytes = record.value.len(), "acknowledged");
+                tracing::debug!(
+                    model = record.model.as_str(),
+                    bytes = record.value.len(),
+                    "acknowledged"
+                );
             }
             Err(e) => {
                 self.status.records_failed += 1;
@@ -259,7 +282,11 @@ impl Actor {
                 );
             }
         }
-        self.status.state = if self.publisher.is_some() { PublisherState::Paused } else { PublisherState::Unconfigured };
+        self.status.state = if self.publisher.is_some() {
+            PublisherState::Paused
+        } else {
+            PublisherState::Unconfigured
+        };
         self.status_tx.send_replace(self.status.clone());
     }
 }
@@ -297,15 +324,27 @@ mod tests {
 
     impl Publisher for Memory {
         fn send(&self, record: &Record) -> Result<Delivery, PublishError> {
-            let origin = self.origin.lock().unwrap().get_or_insert_with(Instant::now).to_owned();
-            self.sent.lock().unwrap().push((origin.elapsed(), record.clone()));
+            let origin = self
+                .origin
+                .lock()
+                .unwrap()
+                .get_or_insert_with(Instant::now)
+                .to_owned();
+            self.sent
+                .lock()
+                .unwrap()
+                .push((origin.elapsed(), record.clone()));
             let (ack_after, fail) = (self.ack_after, self.fail);
             Ok(Box::pin(async move {
                 match ack_after {
                     Some(d) => tokio::time::sleep(d).await,
                     None => std::future::pending().await,
                 }
-                if fail { Err(DeliveryError("broker said no".into())) } else { Ok(()) }
+                if fail {
+                    Err(DeliveryError("broker said no".into()))
+                } else {
+                    Ok(())
+                }
             }))
         }
     }
@@ -313,10 +352,16 @@ mod tests {
     fn config(interval_ms: u64, span_ms: u64) -> AgentConfig {
         AgentConfig {
             stream_id: StreamId::parse("test-stream").unwrap(),
-            properties: StreamProperties { name: Some("t".into()), ..Default::default() },
+            properties: StreamProperties {
+                name: Some("t".into()),
+                ..Default::default()
+            },
             definitions: cpu_definitions(),
             interval: Duration::from_millis(interval_ms),
-            buffer: BufferConfig { time_span: Some(Duration::from_millis(span_ms)), ..Default::default() },
+            buffer: BufferConfig {
+                time_span: Some(Duration::from_millis(span_ms)),
+                ..Default::default()
+            },
             shutdown_timeout: Duration::from_secs(5),
         }
     }
@@ -324,7 +369,9 @@ mod tests {
     /// `n` rows whose data times are one interval apart, as a real sampler's would be.
     fn rows(n: usize, interval: Duration) -> Vec<Row> {
         let step = interval.as_nanos() as i64;
-        (0..n).map(|i| Row::new(step * i as i64).with_value(CPU_LOAD, i as f64)).collect()
+        (0..n)
+            .map(|i| Row::new(step * i as i64).with_value(CPU_LOAD, i as f64))
+            .collect()
     }
 
     fn start(cfg: AgentConfig, n: usize, memory: &Memory) -> AgentHandle {
@@ -335,7 +382,10 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn each_sample_leaves_one_span_after_it_was_taken_not_one_interval_later() {
-        let memory = Memory { ack_after: Some(Duration::from_millis(5)), ..Default::default() };
+        let memory = Memory {
+            ack_after: Some(Duration::from_millis(5)),
+            ..Default::default()
+        };
         let agent = start(config(1000, 100), 3, &memory);
         tokio::time::sleep(Duration::from_millis(3500)).await;
         let sent = memory.sent.lock().unwrap().clone();
@@ -350,8 +400,16 @@ mod tests {
             [1100, 2100, 3100],
             "records leave {data:?}"
         );
-        assert_eq!(data.iter().map(|(_, ts)| *ts).collect::<Vec<_>>(), [0, 1000, 2000], "record time = sample time");
-        assert_eq!(sent[0].1.model, ModelKey::StreamProperties, "properties come first");
+        assert_eq!(
+            data.iter().map(|(_, ts)| *ts).collect::<Vec<_>>(),
+            [0, 1000, 2000],
+            "record time = sample time"
+        );
+        assert_eq!(
+            sent[0].1.model,
+            ModelKey::StreamProperties,
+            "properties come first"
+        );
         let status = agent.shutdown().await;
         assert_eq!(status.samples, 3);
         assert_eq!(status.records_acknowledged, status.records_sent);
@@ -360,7 +418,10 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn shutdown_flushes_the_buffer_and_closes_the_stream() {
-        let memory = Memory { ack_after: Some(Duration::from_millis(1)), ..Default::default() };
+        let memory = Memory {
+            ack_after: Some(Duration::from_millis(1)),
+            ..Default::default()
+        };
         let agent = start(config(200, 1000), 2, &memory);
         tokio::time::sleep(Duration::from_millis(450)).await; // two samples, still buffered
         let status = agent.shutdown().await;
@@ -368,22 +429,45 @@ mod tests {
         let models: Vec<ModelKey> = sent.iter().map(|(_, r)| r.model).collect();
         assert_eq!(
             models,
-            [ModelKey::StreamProperties, ModelKey::ParameterDefinitions, ModelKey::ParameterData, ModelKey::StreamEnd]
+            [
+                ModelKey::StreamProperties,
+                ModelKey::ParameterDefinitions,
+                ModelKey::ParameterData,
+                ModelKey::StreamEnd
+            ]
         );
-        assert!(sent[2].1.value.contains("[0.0,1.0]"), "both buffered rows: {}", sent[2].1.value);
+        assert!(
+            sent[2].1.value.contains("[0.0,1.0]"),
+            "both buffered rows: {}",
+            sent[2].1.value
+        );
         assert!(sent[3].1.value.contains(r#""V":{}"#), "closed, not aborted");
-        assert_eq!((status.samples, status.records_sent, status.records_acknowledged), (2, 4, 4));
+        assert_eq!(
+            (
+                status.samples,
+                status.records_sent,
+                status.records_acknowledged
+            ),
+            (2, 4, 4)
+        );
         assert_eq!(status.state, PublisherState::Paused);
     }
 
     #[tokio::test(start_paused = true)]
     async fn shutdown_waits_only_so_long_for_acknowledgements() {
-        let memory = Memory { ack_after: None, ..Default::default() }; // the broker never answers
+        let memory = Memory {
+            ack_after: None,
+            ..Default::default()
+        }; // the broker never answers
         let agent = start(config(200, 100), 1, &memory);
         tokio::time::sleep(Duration::from_millis(500)).await;
         let before = Instant::now();
         let status = agent.shutdown().await;
-        assert_eq!(before.elapsed(), Duration::from_secs(5), "bounded by shutdown_timeout");
+        assert_eq!(
+            before.elapsed(),
+            Duration::from_secs(5),
+            "bounded by shutdown_timeout"
+        );
         assert_eq!(status.records_acknowledged, 0);
         assert_eq!(status.records_pending(), status.records_sent);
         assert!(status.records_sent >= 4);
@@ -391,18 +475,29 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn failed_deliveries_are_counted_and_reported() {
-        let memory = Memory { ack_after: Some(Duration::from_millis(1)), fail: true, ..Default::default() };
+        let memory = Memory {
+            ack_after: Some(Duration::from_millis(1)),
+            fail: true,
+            ..Default::default()
+        };
         let agent = start(config(200, 100), 1, &memory);
         tokio::time::sleep(Duration::from_millis(500)).await;
         let status = agent.status();
         assert_eq!(status.records_failed, status.records_sent);
-        assert_eq!(status.last_error.as_deref(), Some("delivery failed: broker said no"));
+        assert_eq!(
+            status.last_error.as_deref(),
+            Some("delivery failed: broker said no")
+        );
         agent.shutdown().await;
     }
 
     #[tokio::test(start_paused = true)]
     async fn without_a_publisher_the_agent_samples_but_sends_nothing() {
-        let (agent, task) = spawn(config(200, 100), Box::new(ScriptedSampler::new(rows(2, Duration::from_millis(200)))), None);
+        let (agent, task) = spawn(
+            config(200, 100),
+            Box::new(ScriptedSampler::new(rows(2, Duration::from_millis(200)))),
+            None,
+        );
         tokio::time::sleep(Duration::from_millis(450)).await;
         assert_eq!(agent.status().state, PublisherState::Unconfigured);
         assert_eq!(agent.status().samples, 2);
@@ -410,6 +505,10 @@ mod tests {
         let s = agent.shutdown().await;
         assert_eq!(s.records_sent, 0);
         task.await.unwrap();
-        assert_eq!(agent.shutdown().await.samples, 2, "a stopped agent still answers");
+        assert_eq!(
+            agent.shutdown().await.samples,
+            2,
+            "a stopped agent still answers"
+        );
     }
 }

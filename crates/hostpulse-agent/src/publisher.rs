@@ -35,10 +35,14 @@ pub enum PublishError {
     #[error("cannot create the Kafka client: {0}")]
     Client(String),
     /// The SASL password is missing.
-    #[error("`security_protocol` {0} needs a SASL password: set the environment variable HOSTPULSE_SASL_PASSWORD")]
+    #[error(
+        "`security_protocol` {0} needs a SASL password: set the environment variable HOSTPULSE_SASL_PASSWORD"
+    )]
     MissingPassword(&'static str),
     /// The broker did not answer.
-    #[error("cannot reach the Kafka broker at {broker}: {reason}; check `broker` and that the broker runs")]
+    #[error(
+        "cannot reach the Kafka broker at {broker}: {reason}; check `broker` and that the broker runs"
+    )]
     Unreachable {
         /// Bootstrap servers.
         broker: String,
@@ -46,7 +50,9 @@ pub enum PublishError {
         reason: String,
     },
     /// The topic is missing and could not be created.
-    #[error("topic `{topic}` does not exist and could not be created: {reason}; create it on the broker or use an existing topic")]
+    #[error(
+        "topic `{topic}` does not exist and could not be created: {reason}; create it on the broker or use an existing topic"
+    )]
     TopicCreation {
         /// The topic.
         topic: String,
@@ -87,7 +93,10 @@ pub struct KafkaSettings {
 pub fn client_config(s: &KafkaSettings) -> Result<ClientConfig, PublishError> {
     let mut c = ClientConfig::new();
     c.set("bootstrap.servers", &s.broker)
-        .set("client.id", concat!("hostpulse/", env!("CARGO_PKG_VERSION")))
+        .set(
+            "client.id",
+            concat!("hostpulse/", env!("CARGO_PKG_VERSION")),
+        )
         .set("acks", "all")
         .set("enable.idempotence", "true")
         .set("compression.type", "gzip")
@@ -97,7 +106,12 @@ pub fn client_config(s: &KafkaSettings) -> Result<ClientConfig, PublishError> {
         .set("message.max.bytes", "1000012")
         .set("security.protocol", s.security.protocol.as_librdkafka());
     if let Some((mechanism, username)) = &s.security.sasl {
-        let password = s.sasl_password.as_ref().ok_or(PublishError::MissingPassword(s.security.protocol.as_librdkafka()))?;
+        let password = s
+            .sasl_password
+            .as_ref()
+            .ok_or(PublishError::MissingPassword(
+                s.security.protocol.as_librdkafka(),
+            ))?;
         c.set("sasl.mechanism", mechanism.as_librdkafka())
             .set("sasl.username", username)
             .set("sasl.password", password.expose());
@@ -119,32 +133,61 @@ impl KafkaPublisher {
     /// returns a publisher ready to send.
     pub async fn connect(s: &KafkaSettings) -> Result<Self, PublishError> {
         let config = client_config(s)?;
-        let producer: FutureProducer = config.create().map_err(|e| PublishError::Client(e.to_string()))?;
+        let producer: FutureProducer = config
+            .create()
+            .map_err(|e| PublishError::Client(e.to_string()))?;
         ensure_topic(&config, &producer, s).await?;
-        Ok(KafkaPublisher { producer, topic: s.topic.clone() })
+        Ok(KafkaPublisher {
+            producer,
+            topic: s.topic.clone(),
+        })
     }
 }
 
 fn topic_partitions(producer: &FutureProducer, topic: &str) -> Result<Option<usize>, KafkaError> {
     let md = producer.client().fetch_metadata(None, METADATA_TIMEOUT)?;
-    Ok(md.topics().iter().find(|t| t.name() == topic && t.error().is_none()).map(|t| t.partitions().len()))
+    Ok(md
+        .topics()
+        .iter()
+        .find(|t| t.name() == topic && t.error().is_none())
+        .map(|t| t.partitions().len()))
 }
 
-async fn ensure_topic(config: &ClientConfig, producer: &FutureProducer, s: &KafkaSettings) -> Result<(), PublishError> {
-    let unreachable = |e: KafkaError| PublishError::Unreachable { broker: s.broker.clone(), reason: e.to_string() };
+async fn ensure_topic(
+    config: &ClientConfig,
+    producer: &FutureProducer,
+    s: &KafkaSettings,
+) -> Result<(), PublishError> {
+    let unreachable = |e: KafkaError| PublishError::Unreachable {
+        broker: s.broker.clone(),
+        reason: e.to_string(),
+    };
     let look = || {
         let (p, t) = (producer.clone(), s.topic.clone());
         tokio::task::spawn_blocking(move || topic_partitions(&p, &t))
     };
-    if look().await.expect("metadata task").map_err(unreachable)?.is_some_and(|n| n > 0) {
+    if look()
+        .await
+        .expect("metadata task")
+        .map_err(unreachable)?
+        .is_some_and(|n| n > 0)
+    {
         return Ok(());
     }
     tracing::info!(topic = %s.topic, partitions = s.partitions, "topic missing; creating it");
-    let creation_failed = |reason: String| PublishError::TopicCreation { topic: s.topic.clone(), reason };
-    let admin: AdminClient<DefaultClientContext> = config.create().map_err(|e| PublishError::Client(e.to_string()))?;
+    let creation_failed = |reason: String| PublishError::TopicCreation {
+        topic: s.topic.clone(),
+        reason,
+    };
+    let admin: AdminClient<DefaultClientContext> = config
+        .create()
+        .map_err(|e| PublishError::Client(e.to_string()))?;
     let new = NewTopic::new(&s.topic, s.partitions, TopicReplication::Fixed(1));
     let opts = AdminOptions::new().operation_timeout(Some(METADATA_TIMEOUT));
-    let results = admin.create_topics([&new], &opts).await.map_err(|e| creation_failed(e.to_string()))?;
+    let results = admin
+        .create_topics([&new], &opts)
+        .await
+        .map_err(|e| creation_failed(e.to_string()))?;
     for r in results {
         match r {
             Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
@@ -154,11 +197,18 @@ async fn ensure_topic(config: &ClientConfig, producer: &FutureProducer, s: &Kafk
     // Creation is asynchronous on some brokers: wait (bounded) until the topic has partitions.
     let deadline = tokio::time::Instant::now() + METADATA_TIMEOUT;
     loop {
-        if look().await.expect("metadata task").map_err(unreachable)?.is_some_and(|n| n > 0) {
+        if look()
+            .await
+            .expect("metadata task")
+            .map_err(unreachable)?
+            .is_some_and(|n| n > 0)
+        {
             return Ok(());
         }
         if tokio::time::Instant::now() >= deadline {
-            return Err(creation_failed("created, but it did not appear in the broker's metadata within 10 s".into()));
+            return Err(creation_failed(
+                "created, but it did not appear in the broker's metadata within 10 s".into(),
+            ));
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
@@ -175,10 +225,14 @@ impl Publisher for KafkaPublisher {
                 match delivery.await {
                     Ok(Ok(_)) => Ok(()),
                     Ok(Err((e, _))) => Err(DeliveryError(e.to_string())),
-                    Err(_) => Err(DeliveryError("the Kafka client was shut down before the broker answered".into())),
+                    Err(_) => Err(DeliveryError(
+                        "the Kafka client was shut down before the broker answered".into(),
+                    )),
                 }
             })),
-            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => Err(PublishError::QueueFull),
+            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
+                Err(PublishError::QueueFull)
+            }
             Err((e, _)) => Err(PublishError::Enqueue(e.to_string())),
         }
     }
@@ -189,12 +243,20 @@ mod tests {
     use super::*;
     use hostpulse_core::settings::{SaslMechanism, SecurityProtocol};
 
-    fn settings(protocol: SecurityProtocol, sasl: Option<(SaslMechanism, &str)>, password: Option<&str>) -> KafkaSettings {
+    fn settings(
+        protocol: SecurityProtocol,
+        sasl: Option<(SaslMechanism, &str)>,
+        password: Option<&str>,
+    ) -> KafkaSettings {
         KafkaSettings {
             broker: "127.0.0.1:9092".into(),
             topic: "cpu-load".into(),
             partitions: 1,
-            security: Security { protocol, sasl: sasl.map(|(m, u)| (m, u.into())), ssl_ca_location: None },
+            security: Security {
+                protocol,
+                sasl: sasl.map(|(m, u)| (m, u.into())),
+                ssl_ca_location: None,
+            },
             sasl_password: password.and_then(Secret::new),
         }
     }
@@ -222,7 +284,12 @@ mod tests {
             (SaslMechanism::ScramSha256, "SCRAM-SHA-256"),
             (SaslMechanism::ScramSha512, "SCRAM-SHA-512"),
         ] {
-            let c = client_config(&settings(SecurityProtocol::SaslSsl, Some((m, "svc")), Some("pw"))).unwrap();
+            let c = client_config(&settings(
+                SecurityProtocol::SaslSsl,
+                Some((m, "svc")),
+                Some("pw"),
+            ))
+            .unwrap();
             assert_eq!(c.get("security.protocol"), Some("sasl_ssl"));
             assert_eq!(c.get("sasl.mechanism"), Some(name));
             assert_eq!(c.get("sasl.username"), Some("svc"));
@@ -232,9 +299,13 @@ mod tests {
 
     #[test]
     fn sasl_without_a_password_is_a_clear_error() {
-        let e = client_config(&settings(SecurityProtocol::SaslPlaintext, Some((SaslMechanism::Plain, "u")), None))
-            .err()
-            .unwrap();
+        let e = client_config(&settings(
+            SecurityProtocol::SaslPlaintext,
+            Some((SaslMechanism::Plain, "u")),
+            None,
+        ))
+        .err()
+        .unwrap();
         assert!(e.to_string().contains("HOSTPULSE_SASL_PASSWORD"), "{e}");
     }
 }

@@ -10,7 +10,9 @@ use std::process::ExitCode;
 use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand};
 use hostpulse_agent::agent::{self, AgentConfig, AgentHandle};
-use hostpulse_agent::publisher::{Delivery, KafkaPublisher, KafkaSettings, PublishError, Publisher};
+use hostpulse_agent::publisher::{
+    Delivery, KafkaPublisher, KafkaSettings, PublishError, Publisher,
+};
 use hostpulse_agent::sampler::CpuSampler;
 use hostpulse_agent::{machine, settings_file};
 use hostpulse_core::secret::Secret;
@@ -21,7 +23,11 @@ use hostpulse_core::wire::Record;
 const SASL_PASSWORD_ENV: &str = "HOSTPULSE_SASL_PASSWORD";
 
 #[derive(Parser)]
-#[command(name = "hostpulse", version, about = "Publishes this machine's CPU load to Quix / Kafka as a Quix stream")]
+#[command(
+    name = "hostpulse",
+    version,
+    about = "Publishes this machine's CPU load to Quix / Kafka as a Quix stream"
+)]
 struct Cli {
     /// Settings file (default: the OS config dir, e.g. ~/.config/hostpulse/settings.toml).
     #[arg(long, global = true, value_name = "PATH")]
@@ -57,7 +63,7 @@ struct Overrides {
     #[arg(long)]
     topic: Option<String>,
     /// Partitions for a topic HostPulse creates.
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", allow_negative_numbers = true)]
     topic_partitions: Option<i32>,
     /// Stream id (default: derived from the machine id, stable across restarts).
     #[arg(long, value_name = "ID")]
@@ -66,19 +72,19 @@ struct Overrides {
     #[arg(long, value_name = "NAME")]
     stream_name: Option<String>,
     /// Time between samples, ms (200 to 3600000).
-    #[arg(long, value_name = "MS")]
+    #[arg(long, value_name = "MS", allow_negative_numbers = true)]
     interval_ms: Option<u64>,
     /// Buffer span, ms (1 to 60000): samples within it share a record; none waits longer.
-    #[arg(long, value_name = "MS")]
+    #[arg(long, value_name = "MS", allow_negative_numbers = true)]
     buffer_span_ms: Option<u64>,
     /// Also flush after this many buffered rows.
-    #[arg(long, value_name = "ROWS")]
+    #[arg(long, value_name = "ROWS", allow_negative_numbers = true)]
     buffer_packet_size: Option<u64>,
     /// Also flush after this long without a new row, ms.
-    #[arg(long, value_name = "MS")]
+    #[arg(long, value_name = "MS", allow_negative_numbers = true)]
     buffer_timeout_ms: Option<u64>,
     /// At shutdown, wait at most this long for acknowledgements, ms.
-    #[arg(long, value_name = "MS")]
+    #[arg(long, value_name = "MS", allow_negative_numbers = true)]
     shutdown_timeout_ms: Option<u64>,
     /// plaintext, ssl, sasl_plaintext or sasl_ssl.
     #[arg(long, value_name = "PROTOCOL", value_parser = parse_protocol)]
@@ -121,16 +127,37 @@ impl Overrides {
         macro_rules! set_opt {
             ($($field:ident),*) => { $( if self.$field.is_some() { s.$field = self.$field; } )* };
         }
-        set!(topic, topic_partitions, interval_ms, buffer_span_ms, shutdown_timeout_ms, security_protocol);
-        set_opt!(broker, stream_id, stream_name, buffer_packet_size, buffer_timeout_ms, sasl_mechanism, sasl_username, ssl_ca_location);
+        set!(
+            topic,
+            topic_partitions,
+            interval_ms,
+            buffer_span_ms,
+            shutdown_timeout_ms,
+            security_protocol
+        );
+        set_opt!(
+            broker,
+            stream_id,
+            stream_name,
+            buffer_packet_size,
+            buffer_timeout_ms,
+            sasl_mechanism,
+            sasl_username,
+            ssl_ca_location
+        );
     }
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.verbose);
-    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build();
-    let result = runtime.context("cannot start the async runtime").and_then(|rt| rt.block_on(dispatch(cli)));
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build();
+    let result = runtime
+        .context("cannot start the async runtime")
+        .and_then(|rt| rt.block_on(dispatch(cli)));
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -148,7 +175,10 @@ fn init_logging(verbose: u8) {
     };
     let filter = tracing_subscriber::EnvFilter::try_from_env("HOSTPULSE_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
 }
 
 async fn dispatch(cli: Cli) -> Result<()> {
@@ -164,7 +194,10 @@ async fn dispatch(cli: Cli) -> Result<()> {
     overrides.apply(&mut settings);
     let facts = machine::facts();
     let checked = settings.check(&facts).map_err(|e| {
-        anyhow::anyhow!("{e}\nfix the flag (e.g. --interval-ms for `interval_ms`) or the settings file {}", path.display())
+        anyhow::anyhow!(
+            "{e}\nfix the flag (e.g. --interval-ms for `interval_ms`) or the settings file {}",
+            path.display()
+        )
     })?;
     let config = AgentConfig::from_checked(&checked, &facts.hostname);
     match samples {
@@ -175,7 +208,10 @@ async fn dispatch(cli: Cli) -> Result<()> {
 
 async fn run(checked: &Checked, config: AgentConfig, path: &std::path::Path) -> Result<()> {
     let Some(broker) = checked.broker.clone() else {
-        bail!("no broker configured: pass --broker HOST:PORT or set `broker` in {}", path.display());
+        bail!(
+            "no broker configured: pass --broker HOST:PORT or set `broker` in {}",
+            path.display()
+        );
     };
     let kafka = KafkaSettings {
         broker,
@@ -218,9 +254,14 @@ impl Publisher for PrintPublisher {
     fn send(&self, record: &Record) -> Result<Delivery, PublishError> {
         let mut key = String::new();
         hostpulse_core::json::push_str(&mut key, &record.key);
-        let line = format!(r#"{{"key":{key},"timestamp_ms":{},"value":{}}}"#, record.timestamp_ms, record.value);
+        let line = format!(
+            r#"{{"key":{key},"timestamp_ms":{},"value":{}}}"#,
+            record.timestamp_ms, record.value
+        );
         let mut out = std::io::stdout().lock();
-        writeln!(out, "{line}").and_then(|()| out.flush()).map_err(|e| PublishError::Enqueue(e.to_string()))?;
+        writeln!(out, "{line}")
+            .and_then(|()| out.flush())
+            .map_err(|e| PublishError::Enqueue(e.to_string()))?;
         Ok(Box::pin(async { Ok(()) }))
     }
 }

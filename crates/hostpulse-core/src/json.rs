@@ -57,7 +57,9 @@ pub fn push_f64(out: &mut String, v: f64) {
     // Rust's `{:e}` is the shortest round-trip digit string in scientific form, e.g. `1.5e-7`.
     let mut sci = String::with_capacity(24);
     let _ = write!(sci, "{v:e}");
-    let (mantissa, exp) = sci.split_once('e').expect("`{:e}` always writes an exponent");
+    let (mantissa, exp) = sci
+        .split_once('e')
+        .expect("`{:e}` always writes an exponent");
     let exp: i32 = exp.parse().expect("`{:e}` writes a decimal exponent");
     if (-4..=16).contains(&exp) {
         let start = out.len();

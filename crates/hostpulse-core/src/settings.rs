@@ -54,7 +54,10 @@ impl SecurityProtocol {
 
     /// Whether a SASL login is part of the protocol.
     pub const fn uses_sasl(self) -> bool {
-        matches!(self, SecurityProtocol::SaslPlaintext | SecurityProtocol::SaslSsl)
+        matches!(
+            self,
+            SecurityProtocol::SaslPlaintext | SecurityProtocol::SaslSsl
+        )
     }
 }
 
@@ -198,11 +201,27 @@ pub struct Checked {
     pub security: Security,
 }
 
-fn range_error(field: &'static str, lo: impl std::fmt::Display, hi: impl std::fmt::Display, got: impl std::fmt::Display, unit: &str) -> FieldError {
-    FieldError { field, message: format!("`{field}` must be between {lo} and {hi}{unit}, got {got}") }
+fn range_error(
+    field: &'static str,
+    lo: impl std::fmt::Display,
+    hi: impl std::fmt::Display,
+    got: impl std::fmt::Display,
+    unit: &str,
+) -> FieldError {
+    FieldError {
+        field,
+        message: format!("`{field}` must be between {lo} and {hi}{unit}, got {got}"),
+    }
 }
 
-fn check_range(errors: &mut Vec<FieldError>, field: &'static str, v: u64, lo: u64, hi: u64, unit: &str) {
+fn check_range(
+    errors: &mut Vec<FieldError>,
+    field: &'static str,
+    v: u64,
+    lo: u64,
+    hi: u64,
+    unit: &str,
+) {
     if !(lo..=hi).contains(&v) {
         errors.push(range_error(field, lo, hi, v, unit));
     }
@@ -210,7 +229,9 @@ fn check_range(errors: &mut Vec<FieldError>, field: &'static str, v: u64, lo: u6
 
 /// Checks a Kafka topic name: 1–249 characters of `a-z A-Z 0-9 . _ -`, not `.` or `..`.
 pub fn check_topic(topic: &str) -> Result<(), FieldError> {
-    let ok_chars = topic.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+    let ok_chars = topic
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
     if topic.is_empty() || topic.len() > 249 || !ok_chars || topic == "." || topic == ".." {
         return Err(FieldError {
             field: "topic",
@@ -250,17 +271,51 @@ impl Settings {
     /// Validates every field and resolves defaults from `machine`.
     pub fn check(&self, machine: &MachineFacts) -> Result<Checked, SettingsErrors> {
         let mut errors = Vec::new();
-        check_range(&mut errors, "interval_ms", self.interval_ms, MIN_INTERVAL_MS, MAX_INTERVAL_MS, " ms");
-        check_range(&mut errors, "buffer_span_ms", self.buffer_span_ms, 1, MAX_BUFFER_MS, " ms");
+        check_range(
+            &mut errors,
+            "interval_ms",
+            self.interval_ms,
+            MIN_INTERVAL_MS,
+            MAX_INTERVAL_MS,
+            " ms",
+        );
+        check_range(
+            &mut errors,
+            "buffer_span_ms",
+            self.buffer_span_ms,
+            1,
+            MAX_BUFFER_MS,
+            " ms",
+        );
         if let Some(n) = self.buffer_packet_size {
-            check_range(&mut errors, "buffer_packet_size", n, 1, MAX_PACKET_SIZE, " rows");
+            check_range(
+                &mut errors,
+                "buffer_packet_size",
+                n,
+                1,
+                MAX_PACKET_SIZE,
+                " rows",
+            );
         }
         if let Some(t) = self.buffer_timeout_ms {
             check_range(&mut errors, "buffer_timeout_ms", t, 1, MAX_BUFFER_MS, " ms");
         }
-        check_range(&mut errors, "shutdown_timeout_ms", self.shutdown_timeout_ms, 0, MAX_SHUTDOWN_TIMEOUT_MS, " ms");
+        check_range(
+            &mut errors,
+            "shutdown_timeout_ms",
+            self.shutdown_timeout_ms,
+            0,
+            MAX_SHUTDOWN_TIMEOUT_MS,
+            " ms",
+        );
         if !(1..=MAX_PARTITIONS).contains(&self.topic_partitions) {
-            errors.push(range_error("topic_partitions", 1, MAX_PARTITIONS, self.topic_partitions, ""));
+            errors.push(range_error(
+                "topic_partitions",
+                1,
+                MAX_PARTITIONS,
+                self.topic_partitions,
+                "",
+            ));
         }
         if let Err(e) = check_topic(&self.topic) {
             errors.push(e);
@@ -270,20 +325,36 @@ impl Settings {
         {
             errors.push(e);
         }
-        let stream_id = match StreamId::parse(self.stream_id.as_deref().unwrap_or(&machine.default_stream_id)) {
+        let stream_id = match StreamId::parse(
+            self.stream_id
+                .as_deref()
+                .unwrap_or(&machine.default_stream_id),
+        ) {
             Ok(id) => Some(id),
             Err(e) => {
-                errors.push(FieldError { field: "stream_id", message: e.to_string() });
+                errors.push(FieldError {
+                    field: "stream_id",
+                    message: e.to_string(),
+                });
                 None
             }
         };
-        let stream_name = self.stream_name.clone().unwrap_or_else(|| format!("CPU Load - {}", machine.hostname));
+        let stream_name = self
+            .stream_name
+            .clone()
+            .unwrap_or_else(|| format!("CPU Load - {}", machine.hostname));
         if let Err(e) = check_stream_name(&stream_name) {
-            errors.push(FieldError { field: "stream_name", message: e.to_string() });
+            errors.push(FieldError {
+                field: "stream_name",
+                message: e.to_string(),
+            });
         }
         let sasl = self.check_sasl(&mut errors);
         if let Some(ca) = &self.ssl_ca_location
-            && !matches!(self.security_protocol, SecurityProtocol::Ssl | SecurityProtocol::SaslSsl)
+            && !matches!(
+                self.security_protocol,
+                SecurityProtocol::Ssl | SecurityProtocol::SaslSsl
+            )
         {
             errors.push(FieldError {
                 field: "ssl_ca_location",
@@ -321,7 +392,10 @@ impl Settings {
     fn check_sasl(&self, errors: &mut Vec<FieldError>) -> Option<(SaslMechanism, String)> {
         let protocol = self.security_protocol.as_librdkafka();
         if !self.security_protocol.uses_sasl() {
-            for (field, set) in [("sasl_mechanism", self.sasl_mechanism.is_some()), ("sasl_username", self.sasl_username.is_some())] {
+            for (field, set) in [
+                ("sasl_mechanism", self.sasl_mechanism.is_some()),
+                ("sasl_username", self.sasl_username.is_some()),
+            ] {
                 if set {
                     errors.push(FieldError {
                         field,
@@ -345,7 +419,9 @@ impl Settings {
             _ => {
                 errors.push(FieldError {
                     field: "sasl_username",
-                    message: format!("`sasl_username` is required with `security_protocol` {protocol}"),
+                    message: format!(
+                        "`sasl_username` is required with `security_protocol` {protocol}"
+                    ),
                 });
                 None
             }
@@ -359,11 +435,19 @@ mod tests {
     use super::*;
 
     fn machine() -> MachineFacts {
-        MachineFacts { default_stream_id: "c0ffee00-0000-5000-8000-000000000000".into(), hostname: "web-1".into() }
+        MachineFacts {
+            default_stream_id: "c0ffee00-0000-5000-8000-000000000000".into(),
+            hostname: "web-1".into(),
+        }
     }
 
     fn errors(s: &Settings) -> Vec<String> {
-        s.check(&machine()).unwrap_err().0.into_iter().map(|e| e.message).collect()
+        s.check(&machine())
+            .unwrap_err()
+            .0
+            .into_iter()
+            .map(|e| e.message)
+            .collect()
     }
 
     #[test]
@@ -405,10 +489,24 @@ mod tests {
     fn limits_themselves_are_allowed() {
         for (lo, hi) in [(MIN_INTERVAL_MS, MAX_INTERVAL_MS)] {
             for v in [lo, hi] {
-                assert!(Settings { interval_ms: v, ..Default::default() }.check(&machine()).is_ok());
+                assert!(
+                    Settings {
+                        interval_ms: v,
+                        ..Default::default()
+                    }
+                    .check(&machine())
+                    .is_ok()
+                );
             }
         }
-        assert!(Settings { buffer_span_ms: MAX_BUFFER_MS, ..Default::default() }.check(&machine()).is_ok());
+        assert!(
+            Settings {
+                buffer_span_ms: MAX_BUFFER_MS,
+                ..Default::default()
+            }
+            .check(&machine())
+            .is_ok()
+        );
     }
 
     #[test]
@@ -436,32 +534,54 @@ mod tests {
 
     #[test]
     fn sasl_needs_mechanism_and_user_and_only_with_a_sasl_protocol() {
-        let s = Settings { security_protocol: SecurityProtocol::SaslSsl, ..Default::default() };
+        let s = Settings {
+            security_protocol: SecurityProtocol::SaslSsl,
+            ..Default::default()
+        };
         let e = errors(&s);
         assert!(e[0].starts_with("`sasl_mechanism` is required with `security_protocol` sasl_ssl"));
-        assert_eq!(e[1], "`sasl_username` is required with `security_protocol` sasl_ssl");
+        assert_eq!(
+            e[1],
+            "`sasl_username` is required with `security_protocol` sasl_ssl"
+        );
         let s = Settings {
             sasl_mechanism: Some(SaslMechanism::Plain),
             ssl_ca_location: Some("/ca.pem".into()),
             ..Default::default()
         };
         let e = errors(&s);
-        assert_eq!(e[0], "`sasl_mechanism` needs `security_protocol` sasl_plaintext or sasl_ssl, got plaintext");
-        assert_eq!(e[1], "`ssl_ca_location` (/ca.pem) needs `security_protocol` ssl or sasl_ssl, got plaintext");
+        assert_eq!(
+            e[0],
+            "`sasl_mechanism` needs `security_protocol` sasl_plaintext or sasl_ssl, got plaintext"
+        );
+        assert_eq!(
+            e[1],
+            "`ssl_ca_location` (/ca.pem) needs `security_protocol` ssl or sasl_ssl, got plaintext"
+        );
         let s = Settings {
             security_protocol: SecurityProtocol::SaslSsl,
             sasl_mechanism: Some(SaslMechanism::ScramSha512),
             sasl_username: Some("svc".into()),
             ..Default::default()
         };
-        assert_eq!(s.check(&machine()).unwrap().security.sasl, Some((SaslMechanism::ScramSha512, "svc".into())));
+        assert_eq!(
+            s.check(&machine()).unwrap().security.sasl,
+            Some((SaslMechanism::ScramSha512, "svc".into()))
+        );
     }
 
     #[test]
     fn errors_display_as_one_list() {
-        let s = Settings { interval_ms: 1, topic: String::new(), ..Default::default() };
+        let s = Settings {
+            interval_ms: 1,
+            topic: String::new(),
+            ..Default::default()
+        };
         let text = s.check(&machine()).unwrap_err().to_string();
-        assert!(text.starts_with("invalid settings:\n  `interval_ms`"), "{text}");
+        assert!(
+            text.starts_with("invalid settings:\n  `interval_ms`"),
+            "{text}"
+        );
         assert!(text.contains("\n  `topic`"), "{text}");
     }
 }

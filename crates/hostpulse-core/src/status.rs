@@ -59,7 +59,8 @@ impl Status {
 
     /// Records sent and not yet acknowledged or failed.
     pub fn records_pending(&self) -> u64 {
-        self.records_sent.saturating_sub(self.records_acknowledged + self.records_failed)
+        self.records_sent
+            .saturating_sub(self.records_acknowledged + self.records_failed)
     }
 
     /// The one-line summary printed when the agent stops.
@@ -81,8 +82,16 @@ mod tests {
 
     #[test]
     fn pending_is_what_is_neither_acknowledged_nor_failed() {
-        let s = Status { records_sent: 10, records_acknowledged: 7, records_failed: 1, ..Status::new(PublisherState::Publishing) };
+        let s = Status {
+            records_sent: 10,
+            records_acknowledged: 7,
+            records_failed: 1,
+            ..Status::new(PublisherState::Publishing)
+        };
         assert_eq!(s.records_pending(), 2);
-        assert_eq!(s.summary(), "0 samples taken, 10 records sent, 7 acknowledged, 2 pending, 1 failed");
+        assert_eq!(
+            s.summary(),
+            "0 samples taken, 10 records sent, 7 acknowledged, 2 pending, 1 failed"
+        );
     }
 }

@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Sets up everything (scripts/setup.sh) and runs every check: formatting, clippy with warnings
+# as errors, and all tests, including the end-to-end suites against a real broker (tansu, which
+# the tests start on free loopback ports and stop) and the real Quix SDK readers.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/setup.sh
+
+say "cargo fmt --check"
+cargo fmt --all --check
+say "cargo clippy (warnings are errors)"
+cargo clippy --workspace --all-targets -- -D warnings
+say "cargo test"
+rm -rf test-output
+cargo test --workspace --no-fail-fast
