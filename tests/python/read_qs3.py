@@ -8,8 +8,8 @@ Application finds the broker through the Portal API instead of --broker.
 """
 import argparse
 import json
-import os
 import sys
+import tempfile
 import threading
 import uuid
 
@@ -27,6 +27,7 @@ app = Application(
     consumer_group=f"hostpulse-test-{uuid.uuid4()}",
     auto_offset_reset="earliest",
     auto_create_topics=False,
+    state_dir=tempfile.mkdtemp(prefix="hostpulse-qs3-state-"),
 )
 topic = app.topic(args.topic, value_deserializer="quix", key_deserializer="str")
 sdf = app.dataframe(topic)

@@ -183,7 +183,9 @@ async fn ensure_topic(
         .create()
         .map_err(|e| PublishError::Client(e.to_string()))?;
     let new = NewTopic::new(&s.topic, s.partitions, TopicReplication::Fixed(1));
-    let opts = AdminOptions::new().operation_timeout(Some(METADATA_TIMEOUT));
+    let opts = AdminOptions::new()
+        .operation_timeout(Some(METADATA_TIMEOUT))
+        .request_timeout(Some(METADATA_TIMEOUT));
     let results = admin
         .create_topics([&new], &opts)
         .await
