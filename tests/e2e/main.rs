@@ -19,8 +19,7 @@ use hostpulse_core::sample::{CPU_LOAD, Row};
 use hostpulse_core::settings::{MachineFacts, Settings};
 use hostpulse_core::status::Status;
 use hostpulse_tests::{
-    RawRecord, SentRow, Tansu, parse_summary, raw_records, read_qs3, read_qs057, run_cli_for,
-    sent_rows,
+    RawRecord, SentRow, Tansu, parse_summary, raw_records, read_qs3, read_qs057, run_cli_for, sent_rows,
 };
 use rdkafka::mocking::MockCluster;
 use serde_json::Value;
@@ -34,14 +33,8 @@ const STREAM_NAME: &str = "CPU Load - e2e host";
 /// closing `StreamEnd` (`{}` = Closed) last.
 fn assert_stream_shape(raw: &[RawRecord], stream_id: &str) {
     assert!(raw.len() >= 4, "too few records: {raw:?}");
-    assert!(
-        raw.iter().all(|r| r.key == stream_id),
-        "every record keyed by the stream id"
-    );
-    assert!(
-        raw.iter().all(|r| r.headers == 0),
-        "0.5.7 writes no headers, nor do we"
-    );
+    assert!(raw.iter().all(|r| r.key == stream_id), "every record keyed by the stream id");
+    assert!(raw.iter().all(|r| r.headers == 0), "0.5.7 writes no headers, nor do we");
     assert_eq!(raw[0].model(), "StreamProperties");
     assert_eq!(raw[0].envelope()["V"]["Name"], STREAM_NAME);
     assert_eq!(raw[1].model(), "ParameterDefinitions");
@@ -50,31 +43,14 @@ fn assert_stream_shape(raw: &[RawRecord], stream_id: &str) {
     assert_eq!(last.envelope()["V"], serde_json::json!({}));
     for r in raw.iter().filter(|r| r.model() == "ParameterData") {
         let first_ns = r.envelope()["V"]["Timestamps"][0].as_i64().unwrap();
-        assert_eq!(
-            r.timestamp_ms,
-            Some(first_ns / 1_000_000),
-            "record time = first sample time"
-        );
-        let (s, e) = (
-            r.envelope()["S"].as_u64().unwrap() as usize,
-            r.envelope()["E"].as_u64().unwrap() as usize,
-        );
-        assert!(
-            r.value[s..e].starts_with('{') && r.value[s..e].ends_with('}'),
-            "S/E frame the payload"
-        );
+        assert_eq!(r.timestamp_ms, Some(first_ns / 1_000_000), "record time = first sample time");
+        let (s, e) = (r.envelope()["S"].as_u64().unwrap() as usize, r.envelope()["E"].as_u64().unwrap() as usize);
+        assert!(r.value[s..e].starts_with('{') && r.value[s..e].ends_with('}'), "S/E frame the payload");
     }
 }
 
 fn cli_args<'a>(broker: &'a str, topic: &'a str, stream_id: Option<&'a str>) -> Vec<&'a str> {
-    let mut a = vec![
-        "--broker",
-        broker,
-        "--topic",
-        topic,
-        "--stream-name",
-        STREAM_NAME,
-    ];
+    let mut a = vec!["--broker", broker, "--topic", topic, "--stream-name", STREAM_NAME];
     a.extend(["--interval-ms", "200", "--buffer-span-ms", "100"]);
     if let Some(id) = stream_id {
         a.extend(["--stream-id", id]);
@@ -84,54 +60,30 @@ fn cli_args<'a>(broker: &'a str, topic: &'a str, stream_id: Option<&'a str>) -> 
 
 /// Runs the binary ~3 s, checks its exit and summary, and returns (samples, records on broker).
 fn cli_run(broker: &str, topic: &str, stream_id: Option<&str>) -> (u64, Vec<RawRecord>) {
-    let (status, out, err) =
-        run_cli_for(&cli_args(broker, topic, stream_id), Duration::from_secs(3));
+    let (status, out, err) = run_cli_for(&cli_args(broker, topic, stream_id), Duration::from_secs(3));
     assert!(status.success(), "hostpulse run failed: {status}\n{err}");
     let [samples, sent, acked, pending, failed] = parse_summary(&out);
     assert!(samples >= 8, "200 ms interval for 3 s: {out}");
-    assert_eq!(
-        (acked, pending, failed),
-        (sent, 0, 0),
-        "everything acknowledged: {out}"
-    );
+    assert_eq!((acked, pending, failed), (sent, 0, 0), "everything acknowledged: {out}");
     let raw = raw_records(broker, topic);
-    assert_eq!(
-        raw.len() as u64,
-        sent,
-        "the broker holds exactly the records we counted as sent"
-    );
+    assert_eq!(raw.len() as u64, sent, "the broker holds exactly the records we counted as sent");
     (samples, raw)
 }
 
 /// Known values (including ones whose text is tricky) at known, odd ns timestamps.
 fn scripted_rows() -> Vec<Row> {
     let t0 = 1_795_804_632_942_947_123_i64;
-    [
-        0.0,
-        100.0,
-        12.5,
-        33.3,
-        99.9,
-        0.1,
-        50.0,
-        7.25,
-        9.999999999999998,
-        64.0,
-    ]
-    .into_iter()
-    .enumerate()
-    .map(|(i, v)| Row::new(t0 + i as i64 * 200_000_123).with_value(CPU_LOAD, v))
-    .collect()
+    [0.0, 100.0, 12.5, 33.3, 99.9, 0.1, 50.0, 7.25, 9.999999999999998, 64.0]
+        .into_iter()
+        .enumerate()
+        .map(|(i, v)| Row::new(t0 + i as i64 * 200_000_123).with_value(CPU_LOAD, v))
+        .collect()
 }
 
 fn expected_rows(stream_id: &str) -> Vec<SentRow> {
     scripted_rows()
         .into_iter()
-        .map(|r| SentRow {
-            stream_id: stream_id.into(),
-            timestamp_ns: r.timestamp_ns,
-            cpu_load: r.value(CPU_LOAD),
-        })
+        .map(|r| SentRow { stream_id: stream_id.into(), timestamp_ns: r.timestamp_ns, cpu_load: r.value(CPU_LOAD) })
         .collect()
 }
 
@@ -148,10 +100,7 @@ fn library_run(broker: &str, topic: &str, stream_id: &str) -> Status {
             buffer_span_ms: 300,
             ..Default::default()
         };
-        let facts = MachineFacts {
-            default_stream_id: "unused".into(),
-            hostname: "e2e".into(),
-        };
+        let facts = MachineFacts { default_stream_id: "unused".into(), hostname: "e2e".into() };
         let checked = settings.check(&facts).unwrap();
         let kafka = KafkaSettings {
             broker: broker.into(),
@@ -163,26 +112,13 @@ fn library_run(broker: &str, topic: &str, stream_id: &str) -> Status {
         let publisher = KafkaPublisher::connect(&kafka).await.unwrap();
         let rows = scripted_rows().len() as u64;
         let config = AgentConfig::from_checked(&checked, "e2e");
-        let (handle, _task) = agent::spawn(
-            config,
-            Box::new(ScriptedSampler::new(scripted_rows())),
-            Some(Box::new(publisher)),
-        );
+        let (handle, _task) =
+            agent::spawn(config, Box::new(ScriptedSampler::new(scripted_rows())), Some(Box::new(publisher)), None);
         let mut watch = handle.watch();
-        tokio::time::timeout(
-            Duration::from_secs(30),
-            watch.wait_for(|s| s.samples >= rows),
-        )
-        .await
-        .unwrap()
-        .unwrap();
+        tokio::time::timeout(Duration::from_secs(30), watch.wait_for(|s| s.samples >= rows)).await.unwrap().unwrap();
         let status = handle.shutdown().await;
         assert_eq!(status.samples, rows);
-        assert_eq!(
-            (status.records_pending(), status.records_failed),
-            (0, 0),
-            "{status:?}"
-        );
+        assert_eq!((status.records_pending(), status.records_failed), (0, 0), "{status:?}");
         status
     })
 }
@@ -194,28 +130,13 @@ fn cli_stream_is_read_by_quixstreams_3_from_tansu() {
     let stream_id = raw[0].key.clone();
     assert_stream_shape(&raw, &stream_id);
     let sent = sent_rows(&raw);
-    assert_eq!(
-        sent.len() as u64,
-        samples,
-        "every sample taken was published"
-    );
-    let read = qs3_rows(&read_qs3(
-        &broker.addr,
-        "cpu-load-cli",
-        sent.len(),
-        "cli-qs3",
-    ));
-    assert_eq!(
-        read, sent,
-        "quixstreams 3 sees every row with our values, ns timestamps and stream id"
-    );
+    assert_eq!(sent.len() as u64, samples, "every sample taken was published");
+    let read = qs3_rows(&read_qs3(&broker.addr, "cpu-load-cli", sent.len(), "cli-qs3"));
+    assert_eq!(read, sent, "quixstreams 3 sees every row with our values, ns timestamps and stream id");
 
     // A restart without --stream-id continues the same stream (the id derives from the machine).
     let (_, raw2) = cli_run(&broker.addr, "cpu-load-cli-restart", None);
-    assert_eq!(
-        raw2[0].key, stream_id,
-        "default stream id is stable across restarts"
-    );
+    assert_eq!(raw2[0].key, stream_id, "default stream id is stable across restarts");
 }
 
 #[test]
@@ -224,44 +145,21 @@ fn scripted_values_are_read_exactly_by_quixstreams_3_from_tansu() {
     library_run(&broker.addr, "cpu-load-lib", "lib-stream-3x");
     let raw = raw_records(&broker.addr, "cpu-load-lib");
     assert_stream_shape(&raw, "lib-stream-3x");
-    let read = qs3_rows(&read_qs3(
-        &broker.addr,
-        "cpu-load-lib",
-        scripted_rows().len(),
-        "lib-qs3",
-    ));
+    let read = qs3_rows(&read_qs3(&broker.addr, "cpu-load-lib", scripted_rows().len(), "lib-qs3"));
     assert_eq!(read, expected_rows("lib-stream-3x"));
 }
 
 /// Checks what 0.5.7 reported: the stream, its name, the CPU_Load definition, `rows`, Closed.
 fn assert_qs057_saw(events: &[Value], stream_id: &str, rows: &[SentRow]) {
-    let of = |kind: &str| {
-        events
-            .iter()
-            .filter(|e| e["event"] == kind)
-            .cloned()
-            .collect::<Vec<_>>()
-    };
+    let of = |kind: &str| events.iter().filter(|e| e["event"] == kind).cloned().collect::<Vec<_>>();
     let streams = of("stream");
     assert_eq!(streams.len(), 1, "{events:?}");
     assert_eq!(streams[0]["id"], stream_id);
-    assert!(
-        of("properties").iter().any(|p| p["name"] == STREAM_NAME),
-        "stream name seen: {events:?}"
-    );
+    assert!(of("properties").iter().any(|p| p["name"] == STREAM_NAME), "stream name seen: {events:?}");
     let defs = of("definitions");
-    let cpu = defs
-        .last()
-        .and_then(|d| d["parameters"].as_array()?.first().cloned())
-        .expect("definitions seen");
-    assert_eq!(
-        (cpu["id"].as_str(), cpu["unit"].as_str()),
-        (Some("CPU_Load"), Some("%"))
-    );
-    assert_eq!(
-        (cpu["min"].as_f64(), cpu["max"].as_f64()),
-        (Some(0.0), Some(100.0))
-    );
+    let cpu = defs.last().and_then(|d| d["parameters"].as_array()?.first().cloned()).expect("definitions seen");
+    assert_eq!((cpu["id"].as_str(), cpu["unit"].as_str()), (Some("CPU_Load"), Some("%")));
+    assert_eq!((cpu["min"].as_f64(), cpu["max"].as_f64()), (Some(0.0), Some(100.0)));
     assert_eq!(qs057_rows(events), rows, "0.5.7 sees every row exactly");
     let closed = of("closed");
     assert_eq!(closed.len(), 1);
@@ -305,21 +203,12 @@ fn refused_topic_creation_fails_with_an_error_naming_the_topic() {
         &[rdkafka::types::RDKafkaRespErr::RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED; 4],
     );
     let out = std::process::Command::new(hostpulse_tests::hostpulse_bin())
-        .args([
-            "run",
-            "--broker",
-            &mock.bootstrap_servers(),
-            "--topic",
-            "not-allowed",
-        ])
+        .args(["run", "--broker", &mock.bootstrap_servers(), "--topic", "not-allowed"])
         .output()
         .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
-    assert!(
-        err.contains("topic `not-allowed` does not exist and could not be created"),
-        "{err}"
-    );
+    assert!(err.contains("topic `not-allowed` does not exist and could not be created"), "{err}");
 }
 
 #[test]
@@ -331,10 +220,5 @@ fn an_unreachable_broker_is_a_clear_error() {
         .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
-    assert!(
-        err.contains(&format!(
-            "cannot reach the Kafka broker at 127.0.0.1:{port}"
-        )),
-        "{err}"
-    );
+    assert!(err.contains(&format!("cannot reach the Kafka broker at 127.0.0.1:{port}")), "{err}");
 }

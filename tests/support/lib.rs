@@ -19,10 +19,7 @@ use serde_json::Value;
 
 /// The workspace root.
 pub fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
 }
 
 /// Where tests leave artifacts for people to look at (`test-output/` in the workspace).
@@ -35,27 +32,14 @@ pub fn output_dir(suite: &str) -> PathBuf {
 /// The `hostpulse` binary built next to this test binary (`cargo test --workspace` builds it).
 pub fn hostpulse_bin() -> PathBuf {
     let exe = std::env::current_exe().unwrap();
-    let bin = exe
-        .parent()
-        .unwrap()
-        .parent()
-        .unwrap()
-        .join(format!("hostpulse{}", std::env::consts::EXE_SUFFIX));
-    assert!(
-        bin.exists(),
-        "{} is missing: build it with `cargo build -p hostpulse-cli`",
-        bin.display()
-    );
+    let bin = exe.parent().unwrap().parent().unwrap().join(format!("hostpulse{}", std::env::consts::EXE_SUFFIX));
+    assert!(bin.exists(), "{} is missing: build it with `cargo build -p hostpulse-cli`", bin.display());
     bin
 }
 
 /// A free loopback port (bound and released; the broker binds it right after).
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 fn wait_for_port(port: u16, child: &mut Child, what: &str) {
@@ -64,10 +48,7 @@ fn wait_for_port(port: u16, child: &mut Child, what: &str) {
         if let Some(status) = child.try_wait().unwrap() {
             panic!("{what} exited before listening: {status}");
         }
-        assert!(
-            Instant::now() < deadline,
-            "{what} did not listen on {port} within 30 s"
-        );
+        assert!(Instant::now() < deadline, "{what} did not listen on {port} within 30 s");
         std::thread::sleep(Duration::from_millis(50));
     }
 }
@@ -85,20 +66,18 @@ impl Tansu {
         let bin = std::env::var("HOSTPULSE_TANSU").unwrap_or_else(|_| "tansu".into());
         let port = free_port();
         let url = format!("tcp://127.0.0.1:{port}");
-        let log =
-            std::fs::File::create(output_dir("broker").join(format!("tansu-{port}.log"))).unwrap();
+        let log = std::fs::File::create(output_dir("broker").join(format!("tansu-{port}.log"))).unwrap();
         let mut child = Command::new(&bin)
             .args(["broker", "--listener-url", &url, "--advertised-listener-url", &url])
             .args(["--storage-engine", "memory://tansu/"])
             .stdout(log.try_clone().unwrap())
             .stderr(log)
             .spawn()
-            .unwrap_or_else(|e| panic!("cannot start `{bin}` ({e}): run the test command in README.md, which installs tansu"));
+            .unwrap_or_else(|e| {
+                panic!("cannot start `{bin}` ({e}): run the test command in README.md, which installs tansu")
+            });
         wait_for_port(port, &mut child, "tansu");
-        Tansu {
-            child,
-            addr: format!("127.0.0.1:{port}"),
-        }
+        Tansu { child, addr: format!("127.0.0.1:{port}") }
     }
 }
 
@@ -129,8 +108,7 @@ pub struct RawRecord {
 impl RawRecord {
     /// The envelope parsed.
     pub fn envelope(&self) -> Value {
-        serde_json::from_str(&self.value)
-            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.value))
+        serde_json::from_str(&self.value).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.value))
     }
 
     /// The model key (`K`).
@@ -149,18 +127,11 @@ pub fn raw_records(broker: &str, topic: &str) -> Vec<RawRecord> {
         .set("enable.partition.eof", "true")
         .create()
         .unwrap();
-    let md = consumer
-        .fetch_metadata(Some(topic), Duration::from_secs(10))
-        .unwrap();
-    let t = md
-        .topics()
-        .iter()
-        .find(|t| t.name() == topic)
-        .expect("topic exists");
+    let md = consumer.fetch_metadata(Some(topic), Duration::from_secs(10)).unwrap();
+    let t = md.topics().iter().find(|t| t.name() == topic).expect("topic exists");
     let mut tpl = TopicPartitionList::new();
     for p in t.partitions() {
-        tpl.add_partition_offset(topic, p.id(), Offset::Beginning)
-            .unwrap();
+        tpl.add_partition_offset(topic, p.id(), Offset::Beginning).unwrap();
     }
     let partitions = t.partitions().len();
     consumer.assign(&tpl).unwrap();
@@ -168,10 +139,7 @@ pub fn raw_records(broker: &str, topic: &str) -> Vec<RawRecord> {
     let mut eof = std::collections::HashSet::new();
     let deadline = Instant::now() + Duration::from_secs(30);
     while eof.len() < partitions {
-        assert!(
-            Instant::now() < deadline,
-            "raw read of {topic} did not reach the end in 30 s"
-        );
+        assert!(Instant::now() < deadline, "raw read of {topic} did not reach the end in 30 s");
         match consumer.poll(Duration::from_millis(200)) {
             Some(Ok(m)) => out.push(RawRecord {
                 partition: m.partition(),
@@ -179,9 +147,7 @@ pub fn raw_records(broker: &str, topic: &str) -> Vec<RawRecord> {
                 key: String::from_utf8(m.key().unwrap_or_default().to_vec()).unwrap(),
                 value: String::from_utf8(m.payload().unwrap_or_default().to_vec()).unwrap(),
                 timestamp_ms: m.timestamp().to_millis(),
-                headers: rdkafka::message::Headers::count(
-                    &m.headers().map(|h| h.detach()).unwrap_or_default(),
-                ),
+                headers: rdkafka::message::Headers::count(&m.headers().map(|h| h.detach()).unwrap_or_default()),
             }),
             Some(Err(rdkafka::error::KafkaError::PartitionEOF(p))) => {
                 eof.insert(p);
@@ -255,15 +221,9 @@ fn run_reader(var: &str, script: &str, args: &[&str], name: &str) -> Vec<Value> 
     let stderr = err_thread.join().unwrap();
     let dir = output_dir("readers");
     std::fs::write(dir.join(format!("{name}.stderr.log")), &stderr).unwrap();
-    std::fs::write(
-        dir.join(format!("{name}.jsonl")),
-        lines.iter().map(|l| format!("{l}\n")).collect::<String>(),
-    )
-    .unwrap();
-    assert!(
-        status.success(),
-        "{script} failed ({status}); stderr:\n{stderr}"
-    );
+    std::fs::write(dir.join(format!("{name}.jsonl")), lines.iter().map(|l| format!("{l}\n")).collect::<String>())
+        .unwrap();
+    assert!(status.success(), "{script} failed ({status}); stderr:\n{stderr}");
     lines
 }
 
@@ -272,16 +232,7 @@ pub fn read_qs057(broker: &str, topic: &str, streams: usize, name: &str) -> Vec<
     run_reader(
         "HOSTPULSE_QS057_PYTHON",
         "read_qs057.py",
-        &[
-            "--broker",
-            broker,
-            "--topic",
-            topic,
-            "--streams",
-            &streams.to_string(),
-            "--timeout",
-            "90",
-        ],
+        &["--broker", broker, "--topic", topic, "--streams", &streams.to_string(), "--timeout", "90"],
         name,
     )
 }
@@ -291,26 +242,14 @@ pub fn read_qs3(broker: &str, topic: &str, rows: usize, name: &str) -> Vec<Value
     run_reader(
         "HOSTPULSE_QS3_PYTHON",
         "read_qs3.py",
-        &[
-            "--broker",
-            broker,
-            "--topic",
-            topic,
-            "--rows",
-            &rows.to_string(),
-            "--timeout",
-            "90",
-        ],
+        &["--broker", broker, "--topic", topic, "--rows", &rows.to_string(), "--timeout", "90"],
         name,
     )
 }
 
 /// Runs `hostpulse run` with `args` for about `duration`, stops it with SIGTERM and returns its
 /// exit status, stdout and stderr.
-pub fn run_cli_for(
-    args: &[&str],
-    duration: Duration,
-) -> (std::process::ExitStatus, String, String) {
+pub fn run_cli_for(args: &[&str], duration: Duration) -> (std::process::ExitStatus, String, String) {
     let mut child = Command::new(hostpulse_bin())
         .arg("run")
         .args(args)
@@ -320,35 +259,19 @@ pub fn run_cli_for(
         .spawn()
         .unwrap();
     std::thread::sleep(duration);
-    assert!(
-        child.try_wait().unwrap().is_none(),
-        "hostpulse exited early: {:?}",
-        child.wait_with_output()
-    );
-    let ok = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
+    assert!(child.try_wait().unwrap().is_none(), "hostpulse exited early: {:?}", child.wait_with_output());
+    let ok = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
     assert!(ok.success());
     let out = child.wait_with_output().unwrap();
-    (
-        out.status,
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    (out.status, String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
 }
 
 /// Parses the summary line `hostpulse: N samples taken, N records sent, N acknowledged, N pending, N failed`.
 pub fn parse_summary(stdout: &str) -> [u64; 5] {
-    let line = stdout
-        .lines()
-        .find(|l| l.contains("samples taken"))
-        .unwrap_or_else(|| panic!("no summary in {stdout:?}"));
-    let nums: Vec<u64> = line
-        .split(|c: char| !c.is_ascii_digit())
-        .filter(|s| !s.is_empty())
-        .map(|s| s.parse().unwrap())
-        .collect();
-    nums.try_into()
-        .unwrap_or_else(|_| panic!("summary has not five numbers: {line}"))
+    let line =
+        stdout.lines().find(|l| l.contains("samples taken")).unwrap_or_else(|| panic!("no summary in {stdout:?}"));
+    let nums: Vec<u64> =
+        line.split(|c: char| !c.is_ascii_digit()).filter(|s| !s.is_empty()).map(|s| s.parse().unwrap()).collect();
+    nums.try_into().unwrap_or_else(|_| panic!("summary has not five numbers: {line}"))
 }
+pub mod portal;

@@ -4,13 +4,21 @@
 //! Per tick it samples, buffers, and hands finished records to the publisher; each record's
 //! delivery report is awaited and counted. On shutdown it flushes the buffer, closes the stream
 //! (`StreamEnd`), waits a bounded time for the outstanding acknowledgements and reports.
+//!
+//! Replacing the token (Quix keeps two valid so they can be rotated) connects anew in the
+//! background while publishing goes on; then the switch: new records are held back until the
+//! old producer's in-flight records are acknowledged (bounded by the shutdown timeout), so the
+//! stream continues in order with nothing lost or sent twice and no `StreamEnd`.
 
+use std::collections::VecDeque;
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
 use hostpulse_core::buffer::{BufferConfig, TimespanBuffer};
 use hostpulse_core::sample::{CPU_LOAD, Row};
+use hostpulse_core::secret::Secret;
 use hostpulse_core::settings::Checked;
 use hostpulse_core::status::{PublisherState, Status};
 use hostpulse_core::stream::{StreamId, StreamWriter};
@@ -20,7 +28,9 @@ use tokio::task::JoinHandle;
 use tokio::time::{Instant, MissedTickBehavior};
 
 use crate::publisher::{Delivery, DeliveryError, Publisher};
+use crate::quix::{ConnectError, Connecting, Connector};
 use crate::sampler::{Sampler, now_ns};
+use crate::token::TokenSource;
 
 /// What the actor runs with.
 #[derive(Debug, Clone)]
@@ -51,10 +61,7 @@ impl AgentConfig {
                 metadata: vec![
                     ("host".into(), hostname.into()),
                     ("os".into(), std::env::consts::OS.into()),
-                    (
-                        "agent".into(),
-                        concat!("hostpulse ", env!("CARGO_PKG_VERSION")).into(),
-                    ),
+                    ("agent".into(), concat!("hostpulse ", env!("CARGO_PKG_VERSION")).into()),
                 ],
                 parents: Vec::new(),
                 time_of_recording_ns: None,
@@ -82,6 +89,21 @@ pub fn cpu_definitions() -> Vec<ParameterDefinition> {
 
 enum Command {
     Shutdown(oneshot::Sender<Status>),
+    ReplaceToken { token: Secret, source: TokenSource, reply: oneshot::Sender<Result<(), ReplaceError>> },
+}
+
+/// Why a token replacement did not take effect (publishing continues as before).
+#[derive(Debug, thiserror::Error)]
+pub enum ReplaceError {
+    /// The agent publishes to a configured broker; there is no token to replace.
+    #[error("this agent publishes to a configured broker, not through a Quix token")]
+    NoConnector,
+    /// The new token did not lead to a publisher.
+    #[error(transparent)]
+    Connect(#[from] ConnectError),
+    /// The agent has stopped.
+    #[error("the agent has stopped")]
+    Stopped,
 }
 
 /// A cloneable handle to a running agent.
@@ -111,55 +133,65 @@ impl AgentHandle {
         }
         rx.await.unwrap_or_else(|_| self.status())
     }
+
+    /// Connects with `token` and switches publishing over to it without a gap: the same stream
+    /// continues, nothing is lost or sent twice. On error the previous connection stays.
+    pub async fn replace_token(&self, token: Secret, source: TokenSource) -> Result<(), ReplaceError> {
+        let (reply, rx) = oneshot::channel();
+        self.commands.send(Command::ReplaceToken { token, source, reply }).await.map_err(|_| ReplaceError::Stopped)?;
+        rx.await.map_err(|_| ReplaceError::Stopped)?
+    }
 }
 
 /// Starts the agent on the current tokio runtime. Without a publisher it only samples
-/// (state `Unconfigured`).
+/// (state `Unconfigured`) until a token arrives through [`AgentHandle::replace_token`], which
+/// needs a `connector`.
 pub fn spawn(
     config: AgentConfig,
     sampler: Box<dyn Sampler>,
     publisher: Option<Box<dyn Publisher>>,
+    connector: Option<Arc<dyn Connector>>,
 ) -> (AgentHandle, JoinHandle<()>) {
-    let state = if publisher.is_some() {
-        PublisherState::Publishing
-    } else {
-        PublisherState::Unconfigured
-    };
+    let state = if publisher.is_some() { PublisherState::Publishing } else { PublisherState::Unconfigured };
     let (status_tx, status_rx) = watch::channel(Status::new(state.clone()));
     let (cmd_tx, cmd_rx) = mpsc::channel(16);
     let actor = Actor {
-        writer: StreamWriter::new(
-            config.stream_id.clone(),
-            config.properties.clone(),
-            config.definitions.clone(),
-        ),
+        writer: StreamWriter::new(config.stream_id.clone(), config.properties.clone(), config.definitions.clone()),
         buffer: TimespanBuffer::new(config.buffer),
         config,
         sampler,
         publisher,
+        connector,
+        connecting: None,
+        switching: None,
+        held: VecDeque::new(),
+        retired: Vec::new(),
         deliveries: FuturesUnordered::new(),
         status: Status::new(state),
         status_tx,
         commands: cmd_rx,
     };
     let task = tokio::spawn(actor.run());
-    (
-        AgentHandle {
-            commands: cmd_tx,
-            status: status_rx,
-        },
-        task,
-    )
+    (AgentHandle { commands: cmd_tx, status: status_rx }, task)
 }
 
-type Tracked = std::pin::Pin<
-    Box<dyn std::future::Future<Output = (Record, Result<(), DeliveryError>)> + Send>,
->;
+type Reply = oneshot::Sender<Result<(), ReplaceError>>;
+
+type Tracked = std::pin::Pin<Box<dyn std::future::Future<Output = (Record, Result<(), DeliveryError>)> + Send>>;
 
 struct Actor {
     config: AgentConfig,
     sampler: Box<dyn Sampler>,
     publisher: Option<Box<dyn Publisher>>,
+    connector: Option<Arc<dyn Connector>>,
+    /// A connection being made for a new token, and who asked.
+    connecting: Option<(Connecting, Reply)>,
+    /// A connected publisher waiting for the old one's in-flight records, until a deadline.
+    switching: Option<(Box<dyn Publisher>, Instant, Reply)>,
+    /// Records made while switching, sent through the new publisher once it takes over.
+    held: VecDeque<Record>,
+    /// Replaced publishers kept alive while their last records may still be acknowledged.
+    retired: Vec<Box<dyn Publisher>>,
     writer: StreamWriter,
     buffer: TimespanBuffer,
     deliveries: FuturesUnordered<Tracked>,
@@ -171,23 +203,36 @@ struct Actor {
 impl Actor {
     async fn run(mut self) {
         let origin = Instant::now();
-        let mut ticker =
-            tokio::time::interval_at(origin + self.config.interval, self.config.interval);
+        let mut ticker = tokio::time::interval_at(origin + self.config.interval, self.config.interval);
         ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
         loop {
             let deadline = self.buffer.deadline().map(|d| origin + d);
+            let switch_deadline = self.switching.as_ref().map(|(_, d, _)| *d);
             tokio::select! {
                 biased;
-                cmd = self.commands.recv() => {
-                    let reply = cmd.map(|Command::Shutdown(reply)| reply);
-                    self.stop().await;
-                    if let Some(reply) = reply {
-                        let _ = reply.send(self.status.clone());
+                cmd = self.commands.recv() => match cmd {
+                    Some(Command::ReplaceToken { token, source, reply }) => self.replace_token(token, source, reply),
+                    shutdown => {
+                        self.stop().await;
+                        if let Some(Command::Shutdown(reply)) = shutdown {
+                            let _ = reply.send(self.status.clone());
+                        }
+                        return;
                     }
-                    return;
-                }
+                },
                 Some((record, result)) = self.deliveries.next(), if !self.deliveries.is_empty() => {
                     self.on_delivery(&record, result);
+                    if self.switching.is_some() && self.deliveries.is_empty() {
+                        self.finish_switch();
+                    }
+                }
+                connected = async { (&mut self.connecting.as_mut().expect("guarded").0).await }, if self.connecting.is_some() => {
+                    let (_, reply) = self.connecting.take().expect("guarded");
+                    self.on_connected(connected, reply);
+                }
+                _ = sleep_until(switch_deadline) => {
+                    tracing::warn!("the old connection still has unacknowledged records; switching anyway and keeping it open for them");
+                    self.finish_switch();
                 }
                 _ = sleep_until(deadline) => {
                     if let Some(rows) = self.buffer.poll(origin.elapsed()) {
@@ -225,7 +270,62 @@ impl Actor {
         }
     }
 
+    fn replace_token(&mut self, token: Secret, source: TokenSource, reply: Reply) {
+        let Some(connector) = &self.connector else {
+            let _ = reply.send(Err(ReplaceError::NoConnector));
+            return;
+        };
+        tracing::info!("new streaming token from {source}: connecting");
+        if let Some((_, superseded)) = self.connecting.replace((connector.connect(token, source), reply)) {
+            let _ = superseded.send(Err(ReplaceError::Stopped));
+        }
+    }
+
+    fn on_connected(&mut self, connected: Result<Box<dyn Publisher>, ConnectError>, reply: Reply) {
+        match connected {
+            Err(e) => {
+                tracing::error!("the new token cannot be used; publishing continues as before: {e}");
+                self.status.last_error = Some(e.to_string());
+                let _ = reply.send(Err(e.into()));
+            }
+            Ok(new) if self.publisher.is_none() => {
+                self.publisher = Some(new);
+                self.status.state = PublisherState::Publishing;
+                self.status_tx.send_replace(self.status.clone());
+                let _ = reply.send(Ok(()));
+            }
+            Ok(new) => {
+                let deadline = Instant::now() + self.config.shutdown_timeout;
+                if let Some((_, _, superseded)) = self.switching.replace((new, deadline, reply)) {
+                    let _ = superseded.send(Err(ReplaceError::Stopped));
+                }
+                if self.deliveries.is_empty() {
+                    self.finish_switch();
+                }
+            }
+        }
+    }
+
+    /// The new publisher takes over; records held meanwhile go out through it, in order.
+    fn finish_switch(&mut self) {
+        let Some((new, _, reply)) = self.switching.take() else { return };
+        if let Some(old) = self.publisher.replace(new)
+            && !self.deliveries.is_empty()
+        {
+            self.retired.push(old);
+        }
+        tracing::info!(held = self.held.len(), "switched to the new connection");
+        for record in std::mem::take(&mut self.held) {
+            self.send(record);
+        }
+        let _ = reply.send(Ok(()));
+    }
+
     fn send(&mut self, record: Record) {
+        if self.switching.is_some() {
+            self.held.push_back(record);
+            return;
+        }
         let Some(publisher) = &self.publisher else {
             return;
         };
@@ -247,11 +347,7 @@ impl Actor {
         match result {
             Ok(()) => {
                 self.status.records_acknowledged += 1;
-                tracing::debug!(
-                    model = record.model.as_str(),
-                    bytes = record.value.len(),
-                    "acknowledged"
-                );
+                tracing::debug!(model = record.model.as_str(), bytes = record.value.len(), "acknowledged");
             }
             Err(e) => {
                 self.status.records_failed += 1;
@@ -264,6 +360,7 @@ impl Actor {
     async fn stop(&mut self) {
         self.status.state = PublisherState::Stopping;
         self.status_tx.send_replace(self.status.clone());
+        self.finish_switch();
         if self.publisher.is_some() {
             let rest = self.buffer.flush().unwrap_or_default();
             for record in self.writer.close(&rest, StreamEndType::Closed, now_ns()) {
@@ -282,11 +379,8 @@ impl Actor {
                 );
             }
         }
-        self.status.state = if self.publisher.is_some() {
-            PublisherState::Paused
-        } else {
-            PublisherState::Unconfigured
-        };
+        self.status.state =
+            if self.publisher.is_some() { PublisherState::Paused } else { PublisherState::Unconfigured };
         self.status_tx.send_replace(self.status.clone());
     }
 }
@@ -324,27 +418,15 @@ mod tests {
 
     impl Publisher for Memory {
         fn send(&self, record: &Record) -> Result<Delivery, PublishError> {
-            let origin = self
-                .origin
-                .lock()
-                .unwrap()
-                .get_or_insert_with(Instant::now)
-                .to_owned();
-            self.sent
-                .lock()
-                .unwrap()
-                .push((origin.elapsed(), record.clone()));
+            let origin = self.origin.lock().unwrap().get_or_insert_with(Instant::now).to_owned();
+            self.sent.lock().unwrap().push((origin.elapsed(), record.clone()));
             let (ack_after, fail) = (self.ack_after, self.fail);
             Ok(Box::pin(async move {
                 match ack_after {
                     Some(d) => tokio::time::sleep(d).await,
                     None => std::future::pending().await,
                 }
-                if fail {
-                    Err(DeliveryError("broker said no".into()))
-                } else {
-                    Ok(())
-                }
+                if fail { Err(DeliveryError("broker said no".into())) } else { Ok(()) }
             }))
         }
     }
@@ -352,16 +434,10 @@ mod tests {
     fn config(interval_ms: u64, span_ms: u64) -> AgentConfig {
         AgentConfig {
             stream_id: StreamId::parse("test-stream").unwrap(),
-            properties: StreamProperties {
-                name: Some("t".into()),
-                ..Default::default()
-            },
+            properties: StreamProperties { name: Some("t".into()), ..Default::default() },
             definitions: cpu_definitions(),
             interval: Duration::from_millis(interval_ms),
-            buffer: BufferConfig {
-                time_span: Some(Duration::from_millis(span_ms)),
-                ..Default::default()
-            },
+            buffer: BufferConfig { time_span: Some(Duration::from_millis(span_ms)), ..Default::default() },
             shutdown_timeout: Duration::from_secs(5),
         }
     }
@@ -369,23 +445,18 @@ mod tests {
     /// `n` rows whose data times are one interval apart, as a real sampler's would be.
     fn rows(n: usize, interval: Duration) -> Vec<Row> {
         let step = interval.as_nanos() as i64;
-        (0..n)
-            .map(|i| Row::new(step * i as i64).with_value(CPU_LOAD, i as f64))
-            .collect()
+        (0..n).map(|i| Row::new(step * i as i64).with_value(CPU_LOAD, i as f64)).collect()
     }
 
     fn start(cfg: AgentConfig, n: usize, memory: &Memory) -> AgentHandle {
         *memory.origin.lock().unwrap() = Some(Instant::now());
         let sampler = ScriptedSampler::new(rows(n, cfg.interval));
-        spawn(cfg, Box::new(sampler), Some(Box::new(memory.clone()))).0
+        spawn(cfg, Box::new(sampler), Some(Box::new(memory.clone())), None).0
     }
 
     #[tokio::test(start_paused = true)]
     async fn each_sample_leaves_one_span_after_it_was_taken_not_one_interval_later() {
-        let memory = Memory {
-            ack_after: Some(Duration::from_millis(5)),
-            ..Default::default()
-        };
+        let memory = Memory { ack_after: Some(Duration::from_millis(5)), ..Default::default() };
         let agent = start(config(1000, 100), 3, &memory);
         tokio::time::sleep(Duration::from_millis(3500)).await;
         let sent = memory.sent.lock().unwrap().clone();
@@ -400,16 +471,8 @@ mod tests {
             [1100, 2100, 3100],
             "records leave {data:?}"
         );
-        assert_eq!(
-            data.iter().map(|(_, ts)| *ts).collect::<Vec<_>>(),
-            [0, 1000, 2000],
-            "record time = sample time"
-        );
-        assert_eq!(
-            sent[0].1.model,
-            ModelKey::StreamProperties,
-            "properties come first"
-        );
+        assert_eq!(data.iter().map(|(_, ts)| *ts).collect::<Vec<_>>(), [0, 1000, 2000], "record time = sample time");
+        assert_eq!(sent[0].1.model, ModelKey::StreamProperties, "properties come first");
         let status = agent.shutdown().await;
         assert_eq!(status.samples, 3);
         assert_eq!(status.records_acknowledged, status.records_sent);
@@ -418,10 +481,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn shutdown_flushes_the_buffer_and_closes_the_stream() {
-        let memory = Memory {
-            ack_after: Some(Duration::from_millis(1)),
-            ..Default::default()
-        };
+        let memory = Memory { ack_after: Some(Duration::from_millis(1)), ..Default::default() };
         let agent = start(config(200, 1000), 2, &memory);
         tokio::time::sleep(Duration::from_millis(450)).await; // two samples, still buffered
         let status = agent.shutdown().await;
@@ -429,45 +489,22 @@ mod tests {
         let models: Vec<ModelKey> = sent.iter().map(|(_, r)| r.model).collect();
         assert_eq!(
             models,
-            [
-                ModelKey::StreamProperties,
-                ModelKey::ParameterDefinitions,
-                ModelKey::ParameterData,
-                ModelKey::StreamEnd
-            ]
+            [ModelKey::StreamProperties, ModelKey::ParameterDefinitions, ModelKey::ParameterData, ModelKey::StreamEnd]
         );
-        assert!(
-            sent[2].1.value.contains("[0.0,1.0]"),
-            "both buffered rows: {}",
-            sent[2].1.value
-        );
+        assert!(sent[2].1.value.contains("[0.0,1.0]"), "both buffered rows: {}", sent[2].1.value);
         assert!(sent[3].1.value.contains(r#""V":{}"#), "closed, not aborted");
-        assert_eq!(
-            (
-                status.samples,
-                status.records_sent,
-                status.records_acknowledged
-            ),
-            (2, 4, 4)
-        );
+        assert_eq!((status.samples, status.records_sent, status.records_acknowledged), (2, 4, 4));
         assert_eq!(status.state, PublisherState::Paused);
     }
 
     #[tokio::test(start_paused = true)]
     async fn shutdown_waits_only_so_long_for_acknowledgements() {
-        let memory = Memory {
-            ack_after: None,
-            ..Default::default()
-        }; // the broker never answers
+        let memory = Memory { ack_after: None, ..Default::default() }; // the broker never answers
         let agent = start(config(200, 100), 1, &memory);
         tokio::time::sleep(Duration::from_millis(500)).await;
         let before = Instant::now();
         let status = agent.shutdown().await;
-        assert_eq!(
-            before.elapsed(),
-            Duration::from_secs(5),
-            "bounded by shutdown_timeout"
-        );
+        assert_eq!(before.elapsed(), Duration::from_secs(5), "bounded by shutdown_timeout");
         assert_eq!(status.records_acknowledged, 0);
         assert_eq!(status.records_pending(), status.records_sent);
         assert!(status.records_sent >= 4);
@@ -475,29 +512,19 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn failed_deliveries_are_counted_and_reported() {
-        let memory = Memory {
-            ack_after: Some(Duration::from_millis(1)),
-            fail: true,
-            ..Default::default()
-        };
+        let memory = Memory { ack_after: Some(Duration::from_millis(1)), fail: true, ..Default::default() };
         let agent = start(config(200, 100), 1, &memory);
         tokio::time::sleep(Duration::from_millis(500)).await;
         let status = agent.status();
         assert_eq!(status.records_failed, status.records_sent);
-        assert_eq!(
-            status.last_error.as_deref(),
-            Some("delivery failed: broker said no")
-        );
+        assert_eq!(status.last_error.as_deref(), Some("delivery failed: broker said no"));
         agent.shutdown().await;
     }
 
     #[tokio::test(start_paused = true)]
     async fn without_a_publisher_the_agent_samples_but_sends_nothing() {
-        let (agent, task) = spawn(
-            config(200, 100),
-            Box::new(ScriptedSampler::new(rows(2, Duration::from_millis(200)))),
-            None,
-        );
+        let (agent, task) =
+            spawn(config(200, 100), Box::new(ScriptedSampler::new(rows(2, Duration::from_millis(200)))), None, None);
         tokio::time::sleep(Duration::from_millis(450)).await;
         assert_eq!(agent.status().state, PublisherState::Unconfigured);
         assert_eq!(agent.status().samples, 2);
@@ -505,10 +532,97 @@ mod tests {
         let s = agent.shutdown().await;
         assert_eq!(s.records_sent, 0);
         task.await.unwrap();
-        assert_eq!(
-            agent.shutdown().await.samples,
-            2,
-            "a stopped agent still answers"
-        );
+        assert_eq!(agent.shutdown().await.samples, 2, "a stopped agent still answers");
+    }
+
+    /// Hands out a prepared publisher (or a failure) for any token.
+    struct Prepared(Mutex<Option<Result<Memory, String>>>);
+
+    impl Connector for Prepared {
+        fn connect(&self, _: Secret, _: TokenSource) -> Connecting {
+            let next = self.0.lock().unwrap().take().expect("one connection prepared");
+            Box::pin(async move {
+                tokio::time::sleep(Duration::from_millis(30)).await; // the Portal round trips
+                match next {
+                    Ok(m) => Ok(Box::new(m) as Box<dyn Publisher>),
+                    Err(e) => Err(ConnectError::Kafka(PublishError::Client(e))),
+                }
+            })
+        }
+    }
+
+    fn token() -> Secret {
+        Secret::new("token-2").unwrap()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn replacing_the_token_switches_over_in_order_without_loss_or_stream_end() {
+        // The old broker connection answers slowly, so records are in flight at the switch.
+        let old = Memory { ack_after: Some(Duration::from_millis(150)), ..Default::default() };
+        let new = Memory { ack_after: Some(Duration::from_millis(1)), ..Default::default() };
+        *old.origin.lock().unwrap() = Some(Instant::now());
+        *new.origin.lock().unwrap() = Some(Instant::now());
+        let connector = Arc::new(Prepared(Mutex::new(Some(Ok(new.clone())))));
+        let cfg = config(200, 100);
+        let sampler = ScriptedSampler::new(rows(10, cfg.interval));
+        let (agent, _) = spawn(cfg, Box::new(sampler), Some(Box::new(old.clone())), Some(connector));
+        tokio::time::sleep(Duration::from_millis(650)).await; // 3 samples; the 3rd record in flight
+        agent.replace_token(token(), TokenSource::CredentialStore).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        let status = agent.shutdown().await;
+
+        let old_sent = old.sent.lock().unwrap().clone();
+        let new_sent = new.sent.lock().unwrap().clone();
+        let last_old = old_sent.last().unwrap().0;
+        let first_new = new_sent.first().unwrap().0;
+        assert!(first_new >= last_old + Duration::from_millis(150), "new records wait for the old acks");
+        let rows_of = |sent: &[(Duration, Record)]| -> Vec<String> {
+            sent.iter().filter(|(_, r)| r.model == ModelKey::ParameterData).map(|(_, r)| r.value.clone()).collect()
+        };
+        let all: Vec<String> = rows_of(&old_sent).into_iter().chain(rows_of(&new_sent)).collect();
+        let values: Vec<String> = (0..10).map(|i| format!("[{i}.0]")).collect();
+        assert_eq!(all.len(), 10, "every sample exactly once");
+        for (record, v) in all.iter().zip(&values) {
+            assert!(record.contains(v), "in order: {record} should hold {v}");
+        }
+        assert!(old_sent.iter().all(|(_, r)| r.model != ModelKey::StreamEnd), "no StreamEnd at the switch");
+        assert_eq!(new_sent.iter().filter(|(_, r)| r.model == ModelKey::StreamEnd).count(), 1, "one at shutdown");
+        assert!(new_sent.iter().all(|(_, r)| r.model != ModelKey::StreamProperties), "same stream, not a new one");
+        assert_eq!(status.records_pending(), 0);
+        assert_eq!(status.records_failed, 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_token_that_cannot_connect_leaves_publishing_as_it_was() {
+        let old = Memory { ack_after: Some(Duration::from_millis(1)), ..Default::default() };
+        let connector = Arc::new(Prepared(Mutex::new(Some(Err("refused".into())))));
+        let cfg = config(200, 100);
+        let sampler = ScriptedSampler::new(rows(5, cfg.interval));
+        let (agent, _) = spawn(cfg, Box::new(sampler), Some(Box::new(old.clone())), Some(connector));
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let e = agent.replace_token(token(), TokenSource::Environment).await.unwrap_err();
+        assert!(e.to_string().contains("refused"), "{e}");
+        tokio::time::sleep(Duration::from_millis(900)).await;
+        let status = agent.shutdown().await;
+        assert_eq!(status.samples, 5);
+        assert_eq!(status.records_acknowledged, status.records_sent, "the old connection kept publishing");
+        assert!(status.last_error.unwrap().contains("refused"));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_first_token_turns_an_unconfigured_agent_into_a_publisher() {
+        let new = Memory { ack_after: Some(Duration::from_millis(1)), ..Default::default() };
+        let connector = Arc::new(Prepared(Mutex::new(Some(Ok(new.clone())))));
+        let cfg = config(200, 100);
+        let sampler = ScriptedSampler::new(rows(5, cfg.interval));
+        let (agent, _) = spawn(cfg, Box::new(sampler), None, Some(connector));
+        assert_eq!(agent.status().state, PublisherState::Unconfigured);
+        agent.replace_token(token(), TokenSource::CredentialStore).await.unwrap();
+        assert_eq!(agent.status().state, PublisherState::Publishing);
+        tokio::time::sleep(Duration::from_millis(1200)).await;
+        assert!(agent.status().records_acknowledged > 0);
+        agent.shutdown().await;
+        let (agent, _) = spawn(config(200, 100), Box::new(ScriptedSampler::new(Vec::new())), None, None);
+        assert!(matches!(agent.replace_token(token(), TokenSource::Environment).await, Err(ReplaceError::NoConnector)));
     }
 }

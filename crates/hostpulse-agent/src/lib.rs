@@ -3,11 +3,20 @@
 //! - [`agent`]: the actor that owns the pipeline, and its [`agent::AgentHandle`];
 //! - [`sampler`]: CPU sampling (sysinfo) and a scripted source;
 //! - [`publisher`]: the Kafka publisher (rdkafka) behind the [`publisher::Publisher`] seam;
-//! - [`settings_file`]: where settings live and how they are read;
-//! - [`machine`]: the stable default stream id and the host name.
+//! - [`portal`] and [`quix`]: from a streaming token to broker settings and a ready topic;
+//! - [`token`]: where the token comes from (environment, OS credential store);
+//! - [`settings_file`] and [`paths`]: where settings and data live;
+//! - [`machine`]: the stable default stream id and the host name;
+//! - [`backoff`], [`fsutil`]: retry timing, private atomic files.
 
 pub mod agent;
+pub mod backoff;
+pub mod fsutil;
 pub mod machine;
+pub mod paths;
+pub mod portal;
 pub mod publisher;
+pub mod quix;
 pub mod sampler;
 pub mod settings_file;
+pub mod token;

@@ -14,37 +14,21 @@ const STREAM_ID_NAMESPACE: Uuid = Uuid::from_u128(0x6c1f_0b6e_8a4e_4d2f_9b7c_3e5
 
 /// Reads the machine id and host name.
 pub fn facts() -> MachineFacts {
-    let hostname = gethostname::gethostname()
-        .to_string_lossy()
-        .trim()
-        .to_owned();
-    let hostname = if hostname.is_empty() {
-        "localhost".to_owned()
-    } else {
-        hostname
-    };
+    let hostname = gethostname::gethostname().to_string_lossy().trim().to_owned();
+    let hostname = if hostname.is_empty() { "localhost".to_owned() } else { hostname };
     let seed = match machine_uid::get() {
         Ok(id) if !id.trim().is_empty() => id.trim().to_owned(),
         _ => {
-            tracing::warn!(
-                "no machine id readable; the default stream id derives from the host name"
-            );
+            tracing::warn!("no machine id readable; the default stream id derives from the host name");
             format!("hostname:{hostname}")
         }
     };
-    MachineFacts {
-        default_stream_id: stream_id_from(&seed),
-        hostname,
-    }
+    MachineFacts { default_stream_id: stream_id_from(&seed), hostname }
 }
 
 /// The default stream id for a machine id: lowercase `8-4-4-4-12`, like .NET GUID text.
 pub fn stream_id_from(machine_id: &str) -> String {
-    Uuid::new_v5(
-        &STREAM_ID_NAMESPACE,
-        format!("cpu-load/{machine_id}").as_bytes(),
-    )
-    .to_string()
+    Uuid::new_v5(&STREAM_ID_NAMESPACE, format!("cpu-load/{machine_id}").as_bytes()).to_string()
 }
 
 #[cfg(test)]
@@ -57,10 +41,7 @@ mod tests {
         assert_eq!(a, stream_id_from("4b4e5d1c2f3a4e5f8a9b0c1d2e3f4a5b"));
         assert_ne!(a, stream_id_from("4b4e5d1c2f3a4e5f8a9b0c1d2e3f4a5c"));
         assert_eq!(a.len(), 36);
-        assert!(
-            !a.contains("4b4e5d1c"),
-            "the machine id itself is not published"
-        );
+        assert!(!a.contains("4b4e5d1c"), "the machine id itself is not published");
         assert!(hostpulse_core::stream::StreamId::parse(&a).is_ok());
     }
 
@@ -68,10 +49,6 @@ mod tests {
     fn this_machine_has_facts() {
         let f = facts();
         assert!(!f.hostname.is_empty());
-        assert_eq!(
-            f.default_stream_id,
-            facts().default_stream_id,
-            "stable across calls"
-        );
+        assert_eq!(f.default_stream_id, facts().default_stream_id, "stable across calls");
     }
 }

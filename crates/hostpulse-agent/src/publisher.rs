@@ -10,12 +10,16 @@ use std::time::Duration;
 use hostpulse_core::secret::Secret;
 use hostpulse_core::settings::Security;
 use hostpulse_core::wire::Record;
+use std::sync::{Arc, Mutex};
+
 use rdkafka::ClientConfig;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
+use rdkafka::client::{ClientContext, DefaultClientContext};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer, ProducerContext};
 use thiserror::Error;
+
+use crate::portal::QuixTarget;
 
 /// How long connecting and topic look-ups may take before we call the broker unreachable.
 const METADATA_TIMEOUT: Duration = Duration::from_secs(10);
@@ -35,20 +39,27 @@ pub enum PublishError {
     #[error("cannot create the Kafka client: {0}")]
     Client(String),
     /// The SASL password is missing.
-    #[error(
-        "`security_protocol` {0} needs a SASL password: set the environment variable HOSTPULSE_SASL_PASSWORD"
-    )]
+    #[error("`security_protocol` {0} needs a SASL password: set the environment variable HOSTPULSE_SASL_PASSWORD")]
     MissingPassword(&'static str),
     /// The broker did not answer.
-    #[error(
-        "cannot reach the Kafka broker at {broker}: {reason}; check `broker` and that the broker runs"
-    )]
+    #[error("cannot reach the Kafka broker at {broker}: {reason}; check `broker` and that the broker runs")]
     Unreachable {
         /// Bootstrap servers.
         broker: String,
         /// librdkafka's reason.
         reason: String,
     },
+    /// The broker refused the SASL login.
+    #[error("the Kafka broker at {broker} refused the login: {reason}; check the SASL user, password and mechanism")]
+    LoginRefused {
+        /// Bootstrap servers.
+        broker: String,
+        /// librdkafka's reason.
+        reason: String,
+    },
+    /// The topic is missing and we may not create it (Quix mode: the Portal creates topics).
+    #[error("topic `{0}` is not on the broker")]
+    TopicMissing(String),
     /// The topic is missing and could not be created.
     #[error(
         "topic `{topic}` does not exist and could not be created: {reason}; create it on the broker or use an existing topic"
@@ -88,30 +99,29 @@ pub struct KafkaSettings {
     pub sasl_password: Option<Secret>,
 }
 
-/// The librdkafka producer settings for `s`: the 0.5.7 connection settings, `acks=all` and
-/// idempotence, plus security. Contains the SASL password: never log it.
-pub fn client_config(s: &KafkaSettings) -> Result<ClientConfig, PublishError> {
+/// Our producer settings whatever the connection: `acks=all`, idempotence, gzip batches and the
+/// connection settings quixstreams 0.5.7 uses.
+fn producer_defaults() -> ClientConfig {
     let mut c = ClientConfig::new();
-    c.set("bootstrap.servers", &s.broker)
-        .set(
-            "client.id",
-            concat!("hostpulse/", env!("CARGO_PKG_VERSION")),
-        )
+    c.set("client.id", concat!("hostpulse/", env!("CARGO_PKG_VERSION")))
         .set("acks", "all")
         .set("enable.idempotence", "true")
         .set("compression.type", "gzip")
         .set("socket.keepalive.enable", "true")
         .set("connections.max.idle.ms", "180000")
         .set("metadata.max.age.ms", "180000")
-        .set("message.max.bytes", "1000012")
-        .set("security.protocol", s.security.protocol.as_librdkafka());
+        .set("message.max.bytes", "1000012");
+    c
+}
+
+/// The librdkafka producer settings for a directly configured broker: [`producer_defaults`] plus
+/// address and security. Contains the SASL password: never log it.
+pub fn client_config(s: &KafkaSettings) -> Result<ClientConfig, PublishError> {
+    let mut c = producer_defaults();
+    c.set("bootstrap.servers", &s.broker).set("security.protocol", s.security.protocol.as_librdkafka());
     if let Some((mechanism, username)) = &s.security.sasl {
-        let password = s
-            .sasl_password
-            .as_ref()
-            .ok_or(PublishError::MissingPassword(
-                s.security.protocol.as_librdkafka(),
-            ))?;
+        let password =
+            s.sasl_password.as_ref().ok_or(PublishError::MissingPassword(s.security.protocol.as_librdkafka()))?;
         c.set("sasl.mechanism", mechanism.as_librdkafka())
             .set("sasl.username", username)
             .set("sasl.password", password.expose());
@@ -122,74 +132,106 @@ pub fn client_config(s: &KafkaSettings) -> Result<ClientConfig, PublishError> {
     Ok(c)
 }
 
+/// The producer settings for a Quix workspace: [`producer_defaults`] plus what the Portal gave.
+pub fn quix_client_config(target: &QuixTarget) -> ClientConfig {
+    let mut c = producer_defaults();
+    for (k, v) in &target.kafka {
+        c.set(k, v);
+    }
+    c
+}
+
+/// Remembers the last client-level error librdkafka reported (a refused SASL login shows up
+/// there, while the request that needed the login only times out).
+#[derive(Default, Clone)]
+pub struct Context {
+    last_error: Arc<Mutex<Option<String>>>,
+}
+
+impl ClientContext for Context {
+    fn error(&self, error: KafkaError, reason: &str) {
+        tracing::warn!("Kafka client: {error}: {reason}");
+        *self.last_error.lock().expect("not poisoned") = Some(format!("{error}: {reason}"));
+    }
+}
+
+impl ProducerContext for Context {
+    type DeliveryOpaque = ();
+    fn delivery(&self, _: &rdkafka::message::DeliveryResult<'_>, _: Self::DeliveryOpaque) {}
+}
+
+impl Context {
+    fn login_refused(&self) -> Option<String> {
+        let last = self.last_error.lock().expect("not poisoned");
+        last.as_ref().filter(|e| e.contains("SASL") || e.contains("uthenticat")).cloned()
+    }
+}
+
 /// Publishes to one Kafka topic.
 pub struct KafkaPublisher {
-    producer: FutureProducer,
+    producer: FutureProducer<Context>,
     topic: String,
 }
 
 impl KafkaPublisher {
-    /// Connects, makes sure the topic exists (creating it with `partitions` when missing) and
-    /// returns a publisher ready to send.
+    /// Connects to a directly configured broker, makes sure the topic exists (creating it with
+    /// `partitions` when missing) and returns a publisher ready to send.
     pub async fn connect(s: &KafkaSettings) -> Result<Self, PublishError> {
-        let config = client_config(s)?;
-        let producer: FutureProducer = config
-            .create()
-            .map_err(|e| PublishError::Client(e.to_string()))?;
-        ensure_topic(&config, &producer, s).await?;
-        Ok(KafkaPublisher {
-            producer,
-            topic: s.topic.clone(),
-        })
+        Self::open(client_config(s)?, &s.topic, Some(s.partitions)).await
+    }
+
+    /// Connects to a Quix workspace's broker; the topic was made ready by the Portal.
+    pub async fn connect_quix(target: &QuixTarget) -> Result<Self, PublishError> {
+        Self::open(quix_client_config(target), &target.topic_id, None).await
+    }
+
+    async fn open(config: ClientConfig, topic: &str, create_with: Option<i32>) -> Result<Self, PublishError> {
+        let context = Context::default();
+        let producer: FutureProducer<Context> =
+            config.create_with_context(context.clone()).map_err(|e| PublishError::Client(e.to_string()))?;
+        ensure_topic(&config, &producer, &context, topic, create_with).await?;
+        Ok(KafkaPublisher { producer, topic: topic.into() })
+    }
+
+    /// The Kafka topic written.
+    pub fn topic(&self) -> &str {
+        &self.topic
     }
 }
 
-fn topic_partitions(producer: &FutureProducer, topic: &str) -> Result<Option<usize>, KafkaError> {
+fn topic_partitions(producer: &FutureProducer<Context>, topic: &str) -> Result<Option<usize>, KafkaError> {
     let md = producer.client().fetch_metadata(None, METADATA_TIMEOUT)?;
-    Ok(md
-        .topics()
-        .iter()
-        .find(|t| t.name() == topic && t.error().is_none())
-        .map(|t| t.partitions().len()))
+    Ok(md.topics().iter().find(|t| t.name() == topic && t.error().is_none()).map(|t| t.partitions().len()))
 }
 
 async fn ensure_topic(
     config: &ClientConfig,
-    producer: &FutureProducer,
-    s: &KafkaSettings,
+    producer: &FutureProducer<Context>,
+    context: &Context,
+    topic: &str,
+    create_with: Option<i32>,
 ) -> Result<(), PublishError> {
-    let unreachable = |e: KafkaError| PublishError::Unreachable {
-        broker: s.broker.clone(),
-        reason: e.to_string(),
+    let broker = config.get("bootstrap.servers").unwrap_or("(no bootstrap.servers)").to_owned();
+    let unreachable = |e: KafkaError| match context.login_refused() {
+        Some(reason) => PublishError::LoginRefused { broker: broker.clone(), reason },
+        None => PublishError::Unreachable { broker: broker.clone(), reason: e.to_string() },
     };
     let look = || {
-        let (p, t) = (producer.clone(), s.topic.clone());
+        let (p, t) = (producer.clone(), topic.to_owned());
         tokio::task::spawn_blocking(move || topic_partitions(&p, &t))
     };
-    if look()
-        .await
-        .expect("metadata task")
-        .map_err(unreachable)?
-        .is_some_and(|n| n > 0)
-    {
+    if look().await.expect("metadata task").map_err(unreachable)?.is_some_and(|n| n > 0) {
         return Ok(());
     }
-    tracing::info!(topic = %s.topic, partitions = s.partitions, "topic missing; creating it");
-    let creation_failed = |reason: String| PublishError::TopicCreation {
-        topic: s.topic.clone(),
-        reason,
+    let Some(partitions) = create_with else {
+        return Err(PublishError::TopicMissing(topic.into()));
     };
-    let admin: AdminClient<DefaultClientContext> = config
-        .create()
-        .map_err(|e| PublishError::Client(e.to_string()))?;
-    let new = NewTopic::new(&s.topic, s.partitions, TopicReplication::Fixed(1));
-    let opts = AdminOptions::new()
-        .operation_timeout(Some(METADATA_TIMEOUT))
-        .request_timeout(Some(METADATA_TIMEOUT));
-    let results = admin
-        .create_topics([&new], &opts)
-        .await
-        .map_err(|e| creation_failed(e.to_string()))?;
+    tracing::info!(topic, partitions, "topic missing; creating it");
+    let creation_failed = |reason: String| PublishError::TopicCreation { topic: topic.into(), reason };
+    let admin: AdminClient<DefaultClientContext> = config.create().map_err(|e| PublishError::Client(e.to_string()))?;
+    let new = NewTopic::new(topic, partitions, TopicReplication::Fixed(1));
+    let opts = AdminOptions::new().operation_timeout(Some(METADATA_TIMEOUT)).request_timeout(Some(METADATA_TIMEOUT));
+    let results = admin.create_topics([&new], &opts).await.map_err(|e| creation_failed(e.to_string()))?;
     for r in results {
         match r {
             Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
@@ -199,18 +241,11 @@ async fn ensure_topic(
     // Creation is asynchronous on some brokers: wait (bounded) until the topic has partitions.
     let deadline = tokio::time::Instant::now() + METADATA_TIMEOUT;
     loop {
-        if look()
-            .await
-            .expect("metadata task")
-            .map_err(unreachable)?
-            .is_some_and(|n| n > 0)
-        {
+        if look().await.expect("metadata task").map_err(unreachable)?.is_some_and(|n| n > 0) {
             return Ok(());
         }
         if tokio::time::Instant::now() >= deadline {
-            return Err(creation_failed(
-                "created, but it did not appear in the broker's metadata within 10 s".into(),
-            ));
+            return Err(creation_failed("created, but it did not appear in the broker's metadata within 10 s".into()));
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
@@ -227,14 +262,10 @@ impl Publisher for KafkaPublisher {
                 match delivery.await {
                     Ok(Ok(_)) => Ok(()),
                     Ok(Err((e, _))) => Err(DeliveryError(e.to_string())),
-                    Err(_) => Err(DeliveryError(
-                        "the Kafka client was shut down before the broker answered".into(),
-                    )),
+                    Err(_) => Err(DeliveryError("the Kafka client was shut down before the broker answered".into())),
                 }
             })),
-            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
-                Err(PublishError::QueueFull)
-            }
+            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => Err(PublishError::QueueFull),
             Err((e, _)) => Err(PublishError::Enqueue(e.to_string())),
         }
     }
@@ -254,11 +285,7 @@ mod tests {
             broker: "127.0.0.1:9092".into(),
             topic: "cpu-load".into(),
             partitions: 1,
-            security: Security {
-                protocol,
-                sasl: sasl.map(|(m, u)| (m, u.into())),
-                ssl_ca_location: None,
-            },
+            security: Security { protocol, sasl: sasl.map(|(m, u)| (m, u.into())), ssl_ca_location: None },
             sasl_password: password.and_then(Secret::new),
         }
     }
@@ -286,12 +313,7 @@ mod tests {
             (SaslMechanism::ScramSha256, "SCRAM-SHA-256"),
             (SaslMechanism::ScramSha512, "SCRAM-SHA-512"),
         ] {
-            let c = client_config(&settings(
-                SecurityProtocol::SaslSsl,
-                Some((m, "svc")),
-                Some("pw"),
-            ))
-            .unwrap();
+            let c = client_config(&settings(SecurityProtocol::SaslSsl, Some((m, "svc")), Some("pw"))).unwrap();
             assert_eq!(c.get("security.protocol"), Some("sasl_ssl"));
             assert_eq!(c.get("sasl.mechanism"), Some(name));
             assert_eq!(c.get("sasl.username"), Some("svc"));
@@ -301,13 +323,9 @@ mod tests {
 
     #[test]
     fn sasl_without_a_password_is_a_clear_error() {
-        let e = client_config(&settings(
-            SecurityProtocol::SaslPlaintext,
-            Some((SaslMechanism::Plain, "u")),
-            None,
-        ))
-        .err()
-        .unwrap();
+        let e = client_config(&settings(SecurityProtocol::SaslPlaintext, Some((SaslMechanism::Plain, "u")), None))
+            .err()
+            .unwrap();
         assert!(e.to_string().contains("HOSTPULSE_SASL_PASSWORD"), "{e}");
     }
 }

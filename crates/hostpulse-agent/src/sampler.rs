@@ -26,9 +26,7 @@ pub trait Sampler: Send + 'static {
 
 /// Wall-clock now, ns since the Unix epoch.
 pub fn now_ns() -> i64 {
-    let d = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default();
+    let d = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
     i64::try_from(d.as_nanos()).unwrap_or(i64::MAX)
 }
 
@@ -42,8 +40,7 @@ pub struct CpuSampler {
 impl CpuSampler {
     /// Takes the baseline reading; the first [`sample`](Sampler::sample) covers the time since.
     pub fn new() -> Result<Self, SampleError> {
-        let mut system =
-            sysinfo::System::new().map_err(|e| SampleError::Unreadable(e.to_string()))?;
+        let mut system = sysinfo::System::new().map_err(|e| SampleError::Unreadable(e.to_string()))?;
         system.refresh_cpu_usage();
         Ok(CpuSampler { system })
     }
@@ -54,8 +51,7 @@ impl Sampler for CpuSampler {
         self.system.refresh_cpu_usage();
         let at = now_ns();
         let raw = self.system.global_cpu_usage();
-        let v = cpu_percent(raw)
-            .ok_or_else(|| SampleError::Unreadable(format!("sysinfo reported {raw}")))?;
+        let v = cpu_percent(raw).ok_or_else(|| SampleError::Unreadable(format!("sysinfo reported {raw}")))?;
         Ok(Row::new(at).with_value(CPU_LOAD, v))
     }
 }
@@ -68,9 +64,7 @@ pub struct ScriptedSampler {
 impl ScriptedSampler {
     /// A sampler that yields `rows`.
     pub fn new(rows: impl IntoIterator<Item = Row>) -> Self {
-        ScriptedSampler {
-            rows: rows.into_iter().collect(),
-        }
+        ScriptedSampler { rows: rows.into_iter().collect() }
     }
 }
 
@@ -107,10 +101,8 @@ mod tests {
 
     #[test]
     fn scripted_rows_come_back_in_order_then_run_out() {
-        let mut s = ScriptedSampler::new([
-            Row::new(1).with_value(CPU_LOAD, 1.0),
-            Row::new(2).with_value(CPU_LOAD, 2.0),
-        ]);
+        let mut s =
+            ScriptedSampler::new([Row::new(1).with_value(CPU_LOAD, 1.0), Row::new(2).with_value(CPU_LOAD, 2.0)]);
         assert_eq!(s.sample().unwrap().timestamp_ns, 1);
         assert_eq!(s.sample().unwrap().timestamp_ns, 2);
         assert_eq!(s.sample(), Err(SampleError::Exhausted));

@@ -22,9 +22,7 @@ pub enum SettingsFileError {
         source: std::io::Error,
     },
     /// The file is not valid settings TOML.
-    #[error(
-        "settings file {path} is invalid: {message}fix the file or move it away to start from defaults"
-    )]
+    #[error("settings file {path} is invalid: {message}fix the file or move it away to start from defaults")]
     Parse {
         /// The file.
         path: PathBuf,
@@ -35,8 +33,7 @@ pub enum SettingsFileError {
 
 /// `<OS config dir>/hostpulse/settings.toml` (`~/.config/hostpulse/settings.toml` on Linux).
 pub fn default_path() -> Result<PathBuf, SettingsFileError> {
-    let dirs = directories::ProjectDirs::from("", "", "hostpulse")
-        .ok_or(SettingsFileError::NoConfigDir)?;
+    let dirs = directories::ProjectDirs::from("", "", "hostpulse").ok_or(SettingsFileError::NoConfigDir)?;
     Ok(dirs.config_dir().join("settings.toml"))
 }
 
@@ -46,16 +43,10 @@ pub fn load(path: &Path) -> Result<Settings, SettingsFileError> {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Settings::default()),
         Err(source) => {
-            return Err(SettingsFileError::Read {
-                path: path.into(),
-                source,
-            });
+            return Err(SettingsFileError::Read { path: path.into(), source });
         }
     };
-    toml::from_str(&text).map_err(|e| SettingsFileError::Parse {
-        path: path.into(),
-        message: e.to_string(),
-    })
+    toml::from_str(&text).map_err(|e| SettingsFileError::Parse { path: path.into(), message: e.to_string() })
 }
 
 #[cfg(test)]
@@ -65,10 +56,7 @@ mod tests {
     #[test]
     fn missing_file_gives_defaults_and_values_override_them() {
         let dir = tempfile::tempdir().unwrap();
-        assert_eq!(
-            load(&dir.path().join("none.toml")).unwrap(),
-            Settings::default()
-        );
+        assert_eq!(load(&dir.path().join("none.toml")).unwrap(), Settings::default());
         let p = dir.path().join("s.toml");
         std::fs::write(&p, "topic = \"metrics\"\nbuffer_span_ms = 250\nsecurity_protocol = \"sasl_ssl\"\nsasl_mechanism = \"SCRAM-SHA-512\"\n").unwrap();
         let s = load(&p).unwrap();
@@ -92,11 +80,7 @@ mod tests {
             let e = load(&p).unwrap_err().to_string();
             assert!(e.contains(needle), "{text:?}: {e}");
             assert!(e.contains(&p.display().to_string()), "{e}");
-            assert_eq!(
-                std::fs::read_to_string(&p).unwrap(),
-                text,
-                "the file is not rewritten"
-            );
+            assert_eq!(std::fs::read_to_string(&p).unwrap(), text, "the file is not rewritten");
         }
     }
 }

@@ -21,11 +21,7 @@ const TOLERANCE: f64 = 2.0;
 fn proc_stat() -> (u64, u64) {
     let text = std::fs::read_to_string("/proc/stat").unwrap();
     let line = text.lines().find(|l| l.starts_with("cpu ")).unwrap();
-    let f: Vec<u64> = line
-        .split_whitespace()
-        .skip(1)
-        .map(|x| x.parse().unwrap())
-        .collect();
+    let f: Vec<u64> = line.split_whitespace().skip(1).map(|x| x.parse().unwrap()).collect();
     // user nice system idle iowait irq softirq steal guest guest_nice
     let total: u64 = f.iter().take(8).sum();
     let idle = f[3] + f[4];
@@ -62,14 +58,8 @@ fn cpu_load_matches_proc_stat_under_a_busy_thread() {
     stop.store(true, Ordering::Relaxed);
     spinner.join().unwrap();
     for (ours, reference) in &results {
-        assert!(
-            (ours - reference).abs() <= TOLERANCE,
-            "sampler {ours} vs /proc/stat {reference} ({results:?})"
-        );
+        assert!((ours - reference).abs() <= TOLERANCE, "sampler {ours} vs /proc/stat {reference} ({results:?})");
         // One busy thread is one core's worth of load (less a little scheduling noise).
-        assert!(
-            *ours >= 100.0 / cores * 0.8,
-            "busy thread not visible: {ours} on {cores} cores"
-        );
+        assert!(*ours >= 100.0 / cores * 0.8, "busy thread not visible: {ours} on {cores} cores");
     }
 }

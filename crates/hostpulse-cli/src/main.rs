@@ -1,20 +1,28 @@
 //! `hostpulse`: the headless HostPulse agent for servers.
 //!
-//! `hostpulse run` publishes this machine's CPU load as a Quix stream until Ctrl-C/SIGTERM;
-//! `hostpulse dry-run` prints the records it would send, without a broker.
+//! `hostpulse run` publishes this machine's CPU load as a Quix stream until Ctrl-C/SIGTERM,
+//! through a Quix streaming token (default) or a configured broker; `token` keeps the token in
+//! the OS credential store; `check` tries every step and says what is wrong; `dry-run` prints
+//! the records it would send, without a broker.
+
+mod check;
+mod signals;
+mod token_cmd;
 
 use std::io::Write as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
 use hostpulse_agent::agent::{self, AgentConfig, AgentHandle};
-use hostpulse_agent::publisher::{
-    Delivery, KafkaPublisher, KafkaSettings, PublishError, Publisher,
-};
+use hostpulse_agent::portal::PortalOptions;
+use hostpulse_agent::publisher::{Delivery, KafkaPublisher, KafkaSettings, PublishError, Publisher};
+use hostpulse_agent::quix::{Connector, QuixConnector};
 use hostpulse_agent::sampler::CpuSampler;
-use hostpulse_agent::{machine, settings_file};
+use hostpulse_agent::token::{self, KeyringStore, SecretStore, TOKEN_ENV, TokenSource};
+use hostpulse_agent::{machine, paths, settings_file};
 use hostpulse_core::secret::Secret;
 use hostpulse_core::settings::{Checked, SaslMechanism, SecurityProtocol, Settings};
 use hostpulse_core::wire::Record;
@@ -23,11 +31,7 @@ use hostpulse_core::wire::Record;
 const SASL_PASSWORD_ENV: &str = "HOSTPULSE_SASL_PASSWORD";
 
 #[derive(Parser)]
-#[command(
-    name = "hostpulse",
-    version,
-    about = "Publishes this machine's CPU load to Quix / Kafka as a Quix stream"
-)]
+#[command(name = "hostpulse", version, about = "Publishes this machine's CPU load to Quix / Kafka as a Quix stream")]
 struct Cli {
     /// Settings file (default: the OS config dir, e.g. ~/.config/hostpulse/settings.toml).
     #[arg(long, global = true, value_name = "PATH")]
@@ -43,6 +47,13 @@ struct Cli {
 enum Command {
     /// Publish until Ctrl-C or SIGTERM, then flush, close the stream and print a summary.
     Run(Overrides),
+    /// Keep the Quix streaming token in the OS credential store.
+    Token {
+        #[command(subcommand)]
+        command: TokenCommand,
+    },
+    /// Check settings, token, workspace, broker login and topic, step by step.
+    Check(Overrides),
     /// Sample a few times and print the records that would be sent (JSON lines), without a broker.
     DryRun {
         /// How many samples to take.
@@ -53,12 +64,32 @@ enum Command {
     },
 }
 
+#[derive(Subcommand)]
+enum TokenCommand {
+    /// Store the token: read from standard input, or asked for without echo on a terminal.
+    /// A running `hostpulse run` picks it up at once.
+    Set,
+    /// Say where the token comes from (never the token itself).
+    Status,
+    /// Remove the stored token.
+    Clear,
+}
+
 /// Flags that override the settings file, one per settings field.
 #[derive(Args, Default)]
 struct Overrides {
-    /// Kafka bootstrap servers, host:port[,host:port...].
+    /// Kafka bootstrap servers, host:port[,host:port...]. Without it: Quix mode (streaming token).
     #[arg(long, value_name = "HOST:PORT")]
     broker: Option<String>,
+    /// Quix Portal API URL (Quix mode; env Quix__Portal__Api overrides the settings file).
+    #[arg(long, value_name = "URL")]
+    portal_url: Option<String>,
+    /// Quix workspace id (Quix mode; env Quix__Workspace__Id); default: the token's only workspace.
+    #[arg(long, value_name = "ID")]
+    workspace_id: Option<String>,
+    /// Verify the broker's TLS host name (true or false).
+    #[arg(long, value_name = "BOOL")]
+    tls_verify_hostname: Option<bool>,
     /// Topic name (created when missing).
     #[arg(long)]
     topic: Option<String>,
@@ -127,14 +158,7 @@ impl Overrides {
         macro_rules! set_opt {
             ($($field:ident),*) => { $( if self.$field.is_some() { s.$field = self.$field; } )* };
         }
-        set!(
-            topic,
-            topic_partitions,
-            interval_ms,
-            buffer_span_ms,
-            shutdown_timeout_ms,
-            security_protocol
-        );
+        set!(topic, topic_partitions, interval_ms, buffer_span_ms, shutdown_timeout_ms, security_protocol);
         set_opt!(
             broker,
             stream_id,
@@ -151,13 +175,8 @@ impl Overrides {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.verbose);
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build();
-    let result = runtime
-        .context("cannot start the async runtime")
-        .and_then(|rt| rt.block_on(dispatch(cli)));
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build();
+    let result = runtime.context("cannot start the async runtime").and_then(|rt| rt.block_on(dispatch(cli)));
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -175,22 +194,29 @@ fn init_logging(verbose: u8) {
     };
     let filter = tracing_subscriber::EnvFilter::try_from_env("HOSTPULSE_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
 }
 
-async fn dispatch(cli: Cli) -> Result<()> {
-    let (overrides, samples) = match cli.command {
-        Command::Run(o) => (o, None),
-        Command::DryRun { samples, overrides } => (overrides, Some(samples)),
-    };
-    let path = match cli.config {
+/// Settings from the file, then the Quix environment variables, then flags; checked.
+pub(crate) struct Loaded {
+    path: PathBuf,
+    checked: Checked,
+    hostname: String,
+}
+
+fn load(config: Option<PathBuf>, overrides: Overrides) -> Result<Loaded> {
+    let path = match config {
         Some(p) => p,
         None => settings_file::default_path()?,
     };
     let mut settings = settings_file::load(&path)?;
+    // The Quix SDKs' environment variables, for deployed services and scripts.
+    if let Some(url) = std::env::var("Quix__Portal__Api").ok().filter(|v| !v.trim().is_empty()) {
+        settings.portal_url = Some(url.trim().to_owned());
+    }
+    if let Some(ws) = std::env::var("Quix__Workspace__Id").ok().filter(|v| !v.trim().is_empty()) {
+        settings.workspace_id = Some(ws.trim().to_owned());
+    }
     overrides.apply(&mut settings);
     let facts = machine::facts();
     let checked = settings.check(&facts).map_err(|e| {
@@ -199,50 +225,122 @@ async fn dispatch(cli: Cli) -> Result<()> {
             path.display()
         )
     })?;
-    let config = AgentConfig::from_checked(&checked, &facts.hostname);
-    match samples {
-        None => run(&checked, config, &path).await,
-        Some(n) => dry_run(config, n).await,
+    Ok(Loaded { path, checked, hostname: facts.hostname })
+}
+
+async fn dispatch(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Run(o) => run(load(cli.config, o)?).await,
+        Command::DryRun { samples, overrides } => {
+            let l = load(cli.config, overrides)?;
+            dry_run(AgentConfig::from_checked(&l.checked, &l.hostname), samples).await
+        }
+        Command::Check(o) => check::run(load(cli.config, o)?).await,
+        Command::Token { command } => token_cmd::run(command, &KeyringStore::new()),
     }
 }
 
-async fn run(checked: &Checked, config: AgentConfig, path: &std::path::Path) -> Result<()> {
-    let Some(broker) = checked.broker.clone() else {
-        bail!(
-            "no broker configured: pass --broker HOST:PORT or set `broker` in {}",
-            path.display()
-        );
-    };
-    let kafka = KafkaSettings {
-        broker,
+/// The Quix connector for checked settings.
+pub(crate) fn quix_connector(checked: &Checked) -> Result<QuixConnector> {
+    Ok(QuixConnector {
+        portal_url: checked.portal_url.clone(),
+        workspace_id: checked.workspace_id.clone(),
+        topic: checked.topic.clone(),
+        data_dir: paths::data_dir().context("no data directory for this user (is HOME set?)")?,
+        verify_hostname: checked.tls_verify_hostname,
+        options: PortalOptions::default(),
+    })
+}
+
+/// The token to use, or an error that says how to provide one.
+pub(crate) fn require_token(store: &dyn SecretStore) -> Result<(Secret, TokenSource)> {
+    token::resolve(store)?.with_context(|| {
+        format!(
+            "no Quix streaming token: run `hostpulse token set` (keeps it in {}) or set {TOKEN_ENV}; \
+             or set `broker` to publish to a Kafka broker directly",
+            store.describe()
+        )
+    })
+}
+
+/// The Kafka settings of direct mode.
+pub(crate) fn kafka_settings(checked: &Checked, broker: &str) -> KafkaSettings {
+    KafkaSettings {
+        broker: broker.to_owned(),
         topic: checked.topic.clone(),
         partitions: checked.topic_partitions,
         security: checked.security.clone(),
         sasl_password: std::env::var(SASL_PASSWORD_ENV).ok().and_then(Secret::new),
-    };
+    }
+}
+
+async fn run(loaded: Loaded) -> Result<()> {
+    let Loaded { checked, hostname, path } = loaded;
+    let config = AgentConfig::from_checked(&checked, &hostname);
     // Listen for Ctrl-C/SIGTERM before anything slow, so a stop while connecting is clean too.
-    let stop = shutdown_signal()?;
+    let stop = signals::shutdown()?;
     tokio::pin!(stop);
-    let publisher = tokio::select! {
-        p = KafkaPublisher::connect(&kafka) => p?,
-        () = &mut stop => {
-            println!("hostpulse: stopped before publishing started: 0 samples taken, 0 records sent");
-            return Ok(());
+    let mut reload = signals::Reload::install()?;
+    let store = KeyringStore::new();
+    let (publisher, connector): (Box<dyn Publisher>, Option<Arc<dyn Connector>>) = match &checked.broker {
+        Some(broker) => {
+            let kafka = kafka_settings(&checked, broker);
+            tokio::select! {
+                p = KafkaPublisher::connect(&kafka) => (Box::new(p?), None),
+                () = &mut stop => return stopped_early(),
+            }
+        }
+        None => {
+            let (token, source) = require_token(&store)?;
+            let connector = quix_connector(&checked)?;
+            tokio::select! {
+                p = connector.publisher(token, source) => {
+                    let (p, target) = p?;
+                    tracing::info!(workspace = %target.workspace_id, topic = %target.topic_id, "publishing to Quix");
+                    (Box::new(p), Some(Arc::new(connector)))
+                }
+                () = &mut stop => return stopped_early(),
+            }
         }
     };
     tracing::info!(
         stream_id = %config.stream_id,
-        topic = %checked.topic,
-        "publishing every {:?}, buffer span {:?}; Ctrl-C to stop",
+        "publishing every {:?}, buffer span {:?}; Ctrl-C to stop (settings: {})",
         config.interval,
-        checked.buffer.time_span.unwrap_or_default()
+        checked.buffer.time_span.unwrap_or_default(),
+        path.display()
     );
     let sampler = CpuSampler::new()?;
-    let (agent, _task) = agent::spawn(config, Box::new(sampler), Some(Box::new(publisher)));
-    stop.await;
+    let quix = connector.is_some();
+    let (agent, _task) = agent::spawn(config, Box::new(sampler), Some(publisher), connector);
+    let _pid = quix.then(token_cmd::PidFile::create).transpose()?;
+    loop {
+        tokio::select! {
+            () = &mut stop => break,
+            () = reload.recv() => {
+                if !quix {
+                    tracing::info!("SIGHUP ignored: no token in use (direct broker)");
+                    continue;
+                }
+                match token::resolve(&store) {
+                    Ok(Some((token, source))) => match agent.replace_token(token, source).await {
+                        Ok(()) => tracing::info!("now publishing with the token from {source}"),
+                        Err(e) => tracing::error!("token not replaced: {e}"),
+                    },
+                    Ok(None) => tracing::error!("SIGHUP: no token found; publishing continues with the current one"),
+                    Err(e) => tracing::error!("SIGHUP: {e}; publishing continues with the current token"),
+                }
+            }
+        }
+    }
     tracing::info!("stopping: flushing and closing the stream");
     let status = agent.shutdown().await;
     println!("hostpulse: {}", status.summary());
+    Ok(())
+}
+
+fn stopped_early() -> Result<()> {
+    println!("hostpulse: stopped before publishing started: 0 samples taken, 0 records sent");
     Ok(())
 }
 
@@ -254,21 +352,16 @@ impl Publisher for PrintPublisher {
     fn send(&self, record: &Record) -> Result<Delivery, PublishError> {
         let mut key = String::new();
         hostpulse_core::json::push_str(&mut key, &record.key);
-        let line = format!(
-            r#"{{"key":{key},"timestamp_ms":{},"value":{}}}"#,
-            record.timestamp_ms, record.value
-        );
+        let line = format!(r#"{{"key":{key},"timestamp_ms":{},"value":{}}}"#, record.timestamp_ms, record.value);
         let mut out = std::io::stdout().lock();
-        writeln!(out, "{line}")
-            .and_then(|()| out.flush())
-            .map_err(|e| PublishError::Enqueue(e.to_string()))?;
+        writeln!(out, "{line}").and_then(|()| out.flush()).map_err(|e| PublishError::Enqueue(e.to_string()))?;
         Ok(Box::pin(async { Ok(()) }))
     }
 }
 
 async fn dry_run(config: AgentConfig, samples: u64) -> Result<()> {
     let sampler = CpuSampler::new()?;
-    let (agent, _task) = agent::spawn(config, Box::new(sampler), Some(Box::new(PrintPublisher)));
+    let (agent, _task) = agent::spawn(config, Box::new(sampler), Some(Box::new(PrintPublisher)), None);
     wait_for_samples(&agent, samples).await;
     let status = agent.shutdown().await;
     eprintln!("hostpulse: dry run: {}", status.summary());
@@ -278,26 +371,4 @@ async fn dry_run(config: AgentConfig, samples: u64) -> Result<()> {
 async fn wait_for_samples(agent: &AgentHandle, n: u64) {
     let mut watch = agent.watch();
     let _ = watch.wait_for(|s| s.samples >= n).await;
-}
-
-/// Installs the Ctrl-C/SIGTERM handlers now and returns a future that completes on either.
-#[cfg(unix)]
-fn shutdown_signal() -> Result<impl std::future::Future<Output = ()>> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?;
-    let mut int = signal(SignalKind::interrupt()).context("cannot listen for SIGINT")?;
-    Ok(async move {
-        tokio::select! {
-            _ = term.recv() => {}
-            _ = int.recv() => {}
-        }
-    })
-}
-
-/// Installs the Ctrl-C handler and returns a future that completes on it.
-#[cfg(not(unix))]
-fn shutdown_signal() -> Result<impl std::future::Future<Output = ()>> {
-    Ok(async {
-        let _ = tokio::signal::ctrl_c().await;
-    })
 }

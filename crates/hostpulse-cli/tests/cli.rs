@@ -4,11 +4,7 @@
 use std::process::{Command, Output};
 
 fn hostpulse(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_hostpulse"))
-        .args(args)
-        .env_remove("HOSTPULSE_LOG")
-        .output()
-        .unwrap()
+    Command::new(env!("CARGO_BIN_EXE_hostpulse")).args(args).env_remove("HOSTPULSE_LOG").output().unwrap()
 }
 
 fn stderr(o: &Output) -> String {
@@ -27,10 +23,7 @@ fn bad_flags_name_the_flag_and_fail() {
     for (args, needle) in [
         (&["run", "--interval-ms", "fast"][..], "--interval-ms"),
         (&["run", "--interval-ms", "-5"][..], "--interval-ms"),
-        (
-            &["run", "--buffer-span-ms", "99999999999999999999999"][..],
-            "--buffer-span-ms",
-        ),
+        (&["run", "--buffer-span-ms", "99999999999999999999999"][..], "--buffer-span-ms"),
         (&["run", "--security-protocol", "tls"][..], "sasl_ssl"),
         (&["run", "--sasl-mechanism", "md5"][..], "SCRAM-SHA-512"),
         (&["run", "--sasl-password", "x"][..], "--sasl-password"),
@@ -45,31 +38,13 @@ fn bad_flags_name_the_flag_and_fail() {
 #[test]
 fn out_of_range_flags_name_the_field_and_range() {
     let (_d, cfg) = with_settings("");
-    let o = hostpulse(&[
-        "run",
-        "--config",
-        &cfg,
-        "--interval-ms",
-        "100",
-        "--buffer-span-ms",
-        "0",
-        "--stream-id",
-        "a/b",
-    ]);
+    let o =
+        hostpulse(&["run", "--config", &cfg, "--interval-ms", "100", "--buffer-span-ms", "0", "--stream-id", "a/b"]);
     assert!(!o.status.success());
     let e = stderr(&o);
-    assert!(
-        e.contains("`interval_ms` must be between 200 and 3600000 ms, got 100"),
-        "{e}"
-    );
-    assert!(
-        e.contains("`buffer_span_ms` must be between 1 and 60000 ms, got 0"),
-        "{e}"
-    );
-    assert!(
-        e.contains("`stream_id` must not contain `/` or `\\`"),
-        "{e}"
-    );
+    assert!(e.contains("`interval_ms` must be between 200 and 3600000 ms, got 100"), "{e}");
+    assert!(e.contains("`buffer_span_ms` must be between 1 and 60000 ms, got 0"), "{e}");
+    assert!(e.contains("`stream_id` must not contain `/` or `\\`"), "{e}");
 }
 
 #[test]
@@ -93,85 +68,49 @@ fn bad_settings_files_name_the_file_and_field_and_stay_untouched() {
 fn flags_override_the_settings_file() {
     let (_d, cfg) = with_settings("stream_name = \"from file\"\ninterval_ms = 10\n");
     // interval_ms 10 in the file is invalid, but the flag replaces it.
-    let o = hostpulse(&[
-        "dry-run",
-        "--config",
-        &cfg,
-        "--samples",
-        "1",
-        "--interval-ms",
-        "200",
-    ]);
+    let o = hostpulse(&["dry-run", "--config", &cfg, "--samples", "1", "--interval-ms", "200"]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(String::from_utf8_lossy(&o.stdout).contains(r#""Name":"from file""#));
 }
 
 #[test]
-fn run_without_a_broker_says_how_to_configure_one() {
+fn run_without_broker_or_token_says_how_to_provide_one() {
+    // No broker: Quix mode. No token in the environment, and no session bus, so no credential
+    // store either: the error names the missing store and the environment variable to use.
     let (_d, cfg) = with_settings("");
-    let o = hostpulse(&["run", "--config", &cfg]);
+    let o = Command::new(env!("CARGO_BIN_EXE_hostpulse"))
+        .args(["run", "--config", &cfg])
+        .env_remove("Quix__Sdk__Token")
+        .env_remove("DBUS_SESSION_BUS_ADDRESS")
+        .output()
+        .unwrap();
     assert!(!o.status.success());
-    assert!(
-        stderr(&o).contains("no broker configured: pass --broker HOST:PORT"),
-        "{}",
-        stderr(&o)
-    );
+    let e = stderr(&o);
+    assert!(e.contains("no OS credential store is available"), "{e}");
+    assert!(e.contains("Quix__Sdk__Token"), "{e}");
 }
 
 #[test]
 fn sasl_without_password_env_is_refused_before_connecting() {
     let (_d, cfg) = with_settings("");
     let o = Command::new(env!("CARGO_BIN_EXE_hostpulse"))
-        .args([
-            "run",
-            "--config",
-            &cfg,
-            "--broker",
-            "127.0.0.1:1",
-            "--security-protocol",
-            "sasl_plaintext",
-        ])
-        .args([
-            "--sasl-mechanism",
-            "SCRAM-SHA-512",
-            "--sasl-username",
-            "svc",
-        ])
+        .args(["run", "--config", &cfg, "--broker", "127.0.0.1:1", "--security-protocol", "sasl_plaintext"])
+        .args(["--sasl-mechanism", "SCRAM-SHA-512", "--sasl-username", "svc"])
         .env_remove("HOSTPULSE_SASL_PASSWORD")
         .output()
         .unwrap();
     assert!(!o.status.success());
-    assert!(
-        stderr(&o).contains("set the environment variable HOSTPULSE_SASL_PASSWORD"),
-        "{}",
-        stderr(&o)
-    );
+    assert!(stderr(&o).contains("set the environment variable HOSTPULSE_SASL_PASSWORD"), "{}", stderr(&o));
 }
 
 #[test]
 fn dry_run_prints_valid_quix_records_for_each_sample() {
     let (_d, cfg) = with_settings("");
-    let o = hostpulse(&[
-        "dry-run",
-        "--config",
-        &cfg,
-        "--samples",
-        "2",
-        "--interval-ms",
-        "200",
-        "--stream-id",
-        "dry",
-    ]);
+    let o = hostpulse(&["dry-run", "--config", &cfg, "--samples", "2", "--interval-ms", "200", "--stream-id", "dry"]);
     assert!(o.status.success(), "{}", stderr(&o));
     let stdout = String::from_utf8(o.stdout).unwrap();
-    let lines: Vec<serde_json::Value> = stdout
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
-    let models: Vec<&str> = lines
-        .iter()
-        .map(|l| l["value"]["K"].as_str().unwrap())
-        .collect();
+    let lines: Vec<serde_json::Value> = stdout.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let models: Vec<&str> = lines.iter().map(|l| l["value"]["K"].as_str().unwrap()).collect();
     assert_eq!(models.first(), Some(&"StreamProperties"));
     assert_eq!(models.last(), Some(&"StreamEnd"));
     let rows: usize = lines
@@ -184,10 +123,7 @@ fn dry_run_prints_valid_quix_records_for_each_sample() {
         assert_eq!(line["key"], "dry");
         // S/E are byte offsets of V inside the value text.
         let value = &raw[raw.find(r#""value":"#).unwrap() + 8..raw.len() - 1];
-        let (s, e) = (
-            line["value"]["S"].as_u64().unwrap() as usize,
-            line["value"]["E"].as_u64().unwrap() as usize,
-        );
+        let (s, e) = (line["value"]["S"].as_u64().unwrap() as usize, line["value"]["E"].as_u64().unwrap() as usize);
         let v: serde_json::Value = serde_json::from_str(&value[s..e]).unwrap();
         assert_eq!(v, line["value"]["V"]);
     }

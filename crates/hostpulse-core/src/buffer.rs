@@ -49,13 +49,7 @@ pub struct TimespanBuffer {
 impl TimespanBuffer {
     /// An empty buffer.
     pub fn new(config: BufferConfig) -> Self {
-        TimespanBuffer {
-            config,
-            rows: Vec::new(),
-            span_ns: None,
-            first_arrival: None,
-            last_arrival: None,
-        }
+        TimespanBuffer { config, rows: Vec::new(), span_ns: None, first_arrival: None, last_arrival: None }
     }
 
     /// The configuration in force.
@@ -103,10 +97,7 @@ impl TimespanBuffer {
         self.last_arrival = Some(now);
         self.rows.push(row);
         let all_unset = self.config == BufferConfig::default();
-        let packet_full = self
-            .config
-            .packet_size
-            .is_some_and(|n| self.rows.len() >= n);
+        let packet_full = self.config.packet_size.is_some_and(|n| self.rows.len() >= n);
         if all_unset || packet_full {
             debug_assert!(out.is_none());
             out = self.take();
@@ -120,16 +111,8 @@ impl TimespanBuffer {
         if self.rows.is_empty() {
             return None;
         }
-        let by_span = self
-            .config
-            .time_span
-            .zip(self.first_arrival)
-            .map(|(s, t)| t + s);
-        let by_timeout = self
-            .config
-            .timeout
-            .zip(self.last_arrival)
-            .map(|(s, t)| t + s);
+        let by_span = self.config.time_span.zip(self.first_arrival).map(|(s, t)| t + s);
+        let by_timeout = self.config.timeout.zip(self.last_arrival).map(|(s, t)| t + s);
         match (by_span, by_timeout) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
@@ -163,9 +146,7 @@ impl TimespanBuffer {
 fn merge_rows(rows: Vec<Row>) -> Vec<Row> {
     let mut out: Vec<Row> = Vec::with_capacity(rows.len());
     for row in rows {
-        let same = out
-            .iter_mut()
-            .find(|r| r.timestamp_ns == row.timestamp_ns && same_tags(r, &row));
+        let same = out.iter_mut().find(|r| r.timestamp_ns == row.timestamp_ns && same_tags(r, &row));
         match same {
             Some(target) => {
                 for (id, v) in row.values {
@@ -205,10 +186,7 @@ mod tests {
     }
 
     fn span(n: u64) -> BufferConfig {
-        BufferConfig {
-            time_span: Some(ms(n)),
-            ..Default::default()
-        }
+        BufferConfig { time_span: Some(ms(n)), ..Default::default() }
     }
 
     #[test]
@@ -249,10 +227,7 @@ mod tests {
         let mut b = TimespanBuffer::new(span(100));
         b.push(row(0, 5.0), ms(1000));
         assert_eq!(b.deadline(), Some(ms(1100)));
-        assert!(
-            b.poll(ms(1099)).is_none(),
-            "not due before the span has passed"
-        );
+        assert!(b.poll(ms(1099)).is_none(), "not due before the span has passed");
         assert_eq!(stamps(&b.poll(ms(1100)).unwrap()), [0]);
         assert_eq!(b.deadline(), None);
         // The next sample starts a fresh span, one interval later.
@@ -271,27 +246,16 @@ mod tests {
 
     #[test]
     fn packet_size_flushes_including_the_new_row() {
-        let mut b = TimespanBuffer::new(BufferConfig {
-            packet_size: Some(3),
-            ..Default::default()
-        });
+        let mut b = TimespanBuffer::new(BufferConfig { packet_size: Some(3), ..Default::default() });
         assert!(b.push(row(0, 1.0), ms(0)).is_none());
         assert!(b.push(row(1, 1.0), ms(0)).is_none());
         assert_eq!(stamps(&b.push(row(2, 1.0), ms(0)).unwrap()), [0, 1, 2]);
-        assert_eq!(
-            b.deadline(),
-            None,
-            "packet size alone has no clock deadline"
-        );
+        assert_eq!(b.deadline(), None, "packet size alone has no clock deadline");
     }
 
     #[test]
     fn a_span_flush_leaves_the_new_row_to_start_the_next_packet() {
-        let mut b = TimespanBuffer::new(BufferConfig {
-            time_span: Some(ms(100)),
-            packet_size: Some(2),
-            timeout: None,
-        });
+        let mut b = TimespanBuffer::new(BufferConfig { time_span: Some(ms(100)), packet_size: Some(2), timeout: None });
         assert!(b.push(row(0, 1.0), ms(0)).is_none());
         assert_eq!(stamps(&b.push(row(200, 1.0), ms(0)).unwrap()), [0]);
         assert_eq!(stamps(&b.push(row(250, 1.0), ms(0)).unwrap()), [200, 250]);
@@ -299,10 +263,7 @@ mod tests {
 
     #[test]
     fn timeout_is_rearmed_by_every_row() {
-        let mut b = TimespanBuffer::new(BufferConfig {
-            timeout: Some(ms(30)),
-            ..Default::default()
-        });
+        let mut b = TimespanBuffer::new(BufferConfig { timeout: Some(ms(30)), ..Default::default() });
         b.push(row(0, 1.0), ms(0));
         b.push(row(20, 1.0), ms(20));
         assert_eq!(b.deadline(), Some(ms(50)));
@@ -312,21 +273,14 @@ mod tests {
 
     #[test]
     fn the_earlier_of_span_and_timeout_decides() {
-        let mut b = TimespanBuffer::new(BufferConfig {
-            time_span: Some(ms(100)),
-            packet_size: None,
-            timeout: Some(ms(30)),
-        });
+        let mut b =
+            TimespanBuffer::new(BufferConfig { time_span: Some(ms(100)), packet_size: None, timeout: Some(ms(30)) });
         b.push(row(0, 1.0), ms(0));
         assert_eq!(b.deadline(), Some(ms(30)));
         b.push(row(25, 1.0), ms(25));
         b.push(row(50, 1.0), ms(50));
         b.push(row(75, 1.0), ms(75));
-        assert_eq!(
-            b.deadline(),
-            Some(ms(100)),
-            "span caps a timeout that keeps being re-armed"
-        );
+        assert_eq!(b.deadline(), Some(ms(100)), "span caps a timeout that keeps being re-armed");
     }
 
     #[test]
@@ -340,11 +294,7 @@ mod tests {
     #[test]
     fn every_flush_restarts_the_span() {
         // 0.5.7 keeps the old minimum after a packet flush; then row 60 would flush row 50 alone.
-        let mut b = TimespanBuffer::new(BufferConfig {
-            time_span: Some(ms(100)),
-            packet_size: Some(2),
-            timeout: None,
-        });
+        let mut b = TimespanBuffer::new(BufferConfig { time_span: Some(ms(100)), packet_size: Some(2), timeout: None });
         b.push(row(0, 1.0), ms(0));
         assert_eq!(stamps(&b.push(row(40, 1.0), ms(0)).unwrap()), [0, 40]);
         assert!(b.push(row(110, 1.0), ms(0)).is_none());
@@ -354,24 +304,14 @@ mod tests {
     #[test]
     fn rows_with_the_same_time_and_tags_merge_and_empty_rows_vanish() {
         let mut b = TimespanBuffer::new(span(1000));
-        b.push(
-            Row::new(T0).with_value("a", 1.0).with_value("b", 2.0),
-            ms(0),
-        );
-        b.push(
-            Row::new(T0).with_value("a", f64::NAN).with_value("b", 3.0),
-            ms(0),
-        );
+        b.push(Row::new(T0).with_value("a", 1.0).with_value("b", 2.0), ms(0));
+        b.push(Row::new(T0).with_value("a", f64::NAN).with_value("b", 3.0), ms(0));
         b.push(Row::new(T0).with_value("c", 4.0).with_tag("t", "x"), ms(0));
         b.push(Row::new(T0 + MS).with_value("a", f64::NAN), ms(0));
         b.push(Row::new(T0 + 2 * MS), ms(0));
         let out = b.flush().unwrap();
         assert_eq!(out.len(), 2, "{out:?}");
-        assert_eq!(
-            out[0].value("a"),
-            Some(1.0),
-            "a null does not overwrite a value"
-        );
+        assert_eq!(out[0].value("a"), Some(1.0), "a null does not overwrite a value");
         assert_eq!(out[0].value("b"), Some(3.0), "the later value wins");
         assert_eq!(out[1].tag("t"), Some("x"), "different tags keep rows apart");
     }

@@ -23,8 +23,7 @@ pub fn push_str(out: &mut String, s: &str) {
             '\r' => Some("\\r"),
             _ => None,
         };
-        let needs_unicode_escape =
-            escape.is_none() && (c < ' ' || matches!(c, '\u{85}' | '\u{2028}' | '\u{2029}'));
+        let needs_unicode_escape = escape.is_none() && (c < ' ' || matches!(c, '\u{85}' | '\u{2028}' | '\u{2029}'));
         if escape.is_none() && !needs_unicode_escape {
             continue;
         }
@@ -57,9 +56,7 @@ pub fn push_f64(out: &mut String, v: f64) {
     // Rust's `{:e}` is the shortest round-trip digit string in scientific form, e.g. `1.5e-7`.
     let mut sci = String::with_capacity(24);
     let _ = write!(sci, "{v:e}");
-    let (mantissa, exp) = sci
-        .split_once('e')
-        .expect("`{:e}` always writes an exponent");
+    let (mantissa, exp) = sci.split_once('e').expect("`{:e}` always writes an exponent");
     let exp: i32 = exp.parse().expect("`{:e}` writes a decimal exponent");
     if (-4..=16).contains(&exp) {
         let start = out.len();

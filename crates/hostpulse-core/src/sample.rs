@@ -19,11 +19,7 @@ pub struct Row {
 impl Row {
     /// A row with no values yet.
     pub fn new(timestamp_ns: i64) -> Self {
-        Row {
-            timestamp_ns,
-            values: Vec::new(),
-            tags: Vec::new(),
-        }
+        Row { timestamp_ns, values: Vec::new(), tags: Vec::new() }
     }
 
     /// Adds (or replaces) a value.
@@ -48,18 +44,12 @@ impl Row {
 
     /// The value of parameter `id`, if the row has one.
     pub fn value(&self, id: &str) -> Option<f64> {
-        self.values
-            .iter()
-            .find(|(k, _)| &**k == id)
-            .map(|(_, v)| *v)
+        self.values.iter().find(|(k, _)| &**k == id).map(|(_, v)| *v)
     }
 
     /// The value of tag `id`, if the row has one.
     pub fn tag(&self, id: &str) -> Option<&str> {
-        self.tags
-            .iter()
-            .find(|(k, _)| &**k == id)
-            .map(|(_, v)| &**v)
+        self.tags.iter().find(|(k, _)| &**k == id).map(|(_, v)| &**v)
     }
 }
 
@@ -93,11 +83,7 @@ mod tests {
 
     #[test]
     fn replacing_a_value_keeps_one_entry_per_id() {
-        let r = Row::new(5)
-            .with_value("a", 1.0)
-            .with_value("a", 2.0)
-            .with_tag("t", "x")
-            .with_tag("t", "y");
+        let r = Row::new(5).with_value("a", 1.0).with_value("a", 2.0).with_tag("t", "x").with_tag("t", "y");
         assert_eq!(r.values.len(), 1);
         assert_eq!(r.value("a"), Some(2.0));
         assert_eq!(r.tag("t"), Some("y"));

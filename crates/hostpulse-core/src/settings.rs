@@ -54,10 +54,7 @@ impl SecurityProtocol {
 
     /// Whether a SASL login is part of the protocol.
     pub const fn uses_sasl(self) -> bool {
-        matches!(
-            self,
-            SecurityProtocol::SaslPlaintext | SecurityProtocol::SaslSsl
-        )
+        matches!(self, SecurityProtocol::SaslPlaintext | SecurityProtocol::SaslSsl)
     }
 }
 
@@ -86,13 +83,25 @@ impl SaslMechanism {
     }
 }
 
+/// The Quix Portal API used when no broker is configured (the host quixstreams 3 used until it
+/// stopped having a default; customers with their own portal set theirs).
+pub const DEFAULT_PORTAL_URL: &str = "https://portal-api.platform.quix.io/";
+
 /// The settings file (TOML). Every field may be left out; unknown fields are refused so that a
 /// misspelt setting is reported instead of silently ignored.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Settings {
-    /// Kafka bootstrap servers, `host:port[,host:port...]`.
+    /// Kafka bootstrap servers, `host:port[,host:port...]`. Unset: Quix mode, where the streaming
+    /// token leads through the Portal API to the broker settings.
     pub broker: Option<String>,
+    /// Quix Portal API base URL (Quix mode). The environment variable `Quix__Portal__Api` overrides.
+    pub portal_url: Option<String>,
+    /// Quix workspace id (Quix mode). `Quix__Workspace__Id` overrides; unset: the token's only workspace.
+    pub workspace_id: Option<String>,
+    /// Verify that the broker's TLS certificate names the host we connect to. Turning it off
+    /// (as quixstreams 0.5.7 always did) is logged as a warning.
+    pub tls_verify_hostname: bool,
     /// Topic name to publish to; created when missing.
     pub topic: String,
     /// Partitions for a topic HostPulse creates.
@@ -126,6 +135,9 @@ impl Default for Settings {
     fn default() -> Self {
         Settings {
             broker: None,
+            portal_url: None,
+            workspace_id: None,
+            tls_verify_hostname: true,
             topic: "cpu-load".into(),
             topic_partitions: 1,
             stream_id: None,
@@ -181,8 +193,14 @@ pub struct Security {
 /// Settings after validation, with defaults resolved.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Checked {
-    /// Bootstrap servers, if configured.
+    /// Bootstrap servers, if configured (else Quix mode).
     pub broker: Option<String>,
+    /// Portal API base URL, with a trailing `/`.
+    pub portal_url: String,
+    /// Workspace id, if configured.
+    pub workspace_id: Option<String>,
+    /// Verify the broker's TLS host name.
+    pub tls_verify_hostname: bool,
     /// Topic name.
     pub topic: String,
     /// Partitions for topic creation.
@@ -208,20 +226,10 @@ fn range_error(
     got: impl std::fmt::Display,
     unit: &str,
 ) -> FieldError {
-    FieldError {
-        field,
-        message: format!("`{field}` must be between {lo} and {hi}{unit}, got {got}"),
-    }
+    FieldError { field, message: format!("`{field}` must be between {lo} and {hi}{unit}, got {got}") }
 }
 
-fn check_range(
-    errors: &mut Vec<FieldError>,
-    field: &'static str,
-    v: u64,
-    lo: u64,
-    hi: u64,
-    unit: &str,
-) {
+fn check_range(errors: &mut Vec<FieldError>, field: &'static str, v: u64, lo: u64, hi: u64, unit: &str) {
     if !(lo..=hi).contains(&v) {
         errors.push(range_error(field, lo, hi, v, unit));
     }
@@ -229,15 +237,37 @@ fn check_range(
 
 /// Checks a Kafka topic name: 1–249 characters of `a-z A-Z 0-9 . _ -`, not `.` or `..`.
 pub fn check_topic(topic: &str) -> Result<(), FieldError> {
-    let ok_chars = topic
-        .chars()
-        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+    let ok_chars = topic.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
     if topic.is_empty() || topic.len() > 249 || !ok_chars || topic == "." || topic == ".." {
         return Err(FieldError {
             field: "topic",
+            message: format!("`topic` must be 1 to 249 characters of letters, digits, `.`, `_` and `-`, got {topic:?}"),
+        });
+    }
+    Ok(())
+}
+
+/// Checks a Portal URL: `http://` or `https://`, a host, no spaces or control characters.
+pub fn check_portal_url(url: &str) -> Result<(), FieldError> {
+    let rest = url.strip_prefix("https://").or_else(|| url.strip_prefix("http://"));
+    let host_ok = rest.is_some_and(|r| !r.is_empty() && !r.starts_with('/'));
+    if !host_ok || url.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(FieldError {
+            field: "portal_url",
             message: format!(
-                "`topic` must be 1 to 249 characters of letters, digits, `.`, `_` and `-`, got {topic:?}"
+                "`portal_url` must be an http:// or https:// URL such as {DEFAULT_PORTAL_URL}, got {url:?}"
             ),
+        });
+    }
+    Ok(())
+}
+
+/// Checks a workspace id: 1–100 characters of letters, digits, `-` and `_`.
+pub fn check_workspace_id(id: &str) -> Result<(), FieldError> {
+    if id.is_empty() || id.len() > 100 || !id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
+        return Err(FieldError {
+            field: "workspace_id",
+            message: format!("`workspace_id` must be 1 to 100 letters, digits, `-` or `_`, got {id:?}"),
         });
     }
     Ok(())
@@ -271,51 +301,17 @@ impl Settings {
     /// Validates every field and resolves defaults from `machine`.
     pub fn check(&self, machine: &MachineFacts) -> Result<Checked, SettingsErrors> {
         let mut errors = Vec::new();
-        check_range(
-            &mut errors,
-            "interval_ms",
-            self.interval_ms,
-            MIN_INTERVAL_MS,
-            MAX_INTERVAL_MS,
-            " ms",
-        );
-        check_range(
-            &mut errors,
-            "buffer_span_ms",
-            self.buffer_span_ms,
-            1,
-            MAX_BUFFER_MS,
-            " ms",
-        );
+        check_range(&mut errors, "interval_ms", self.interval_ms, MIN_INTERVAL_MS, MAX_INTERVAL_MS, " ms");
+        check_range(&mut errors, "buffer_span_ms", self.buffer_span_ms, 1, MAX_BUFFER_MS, " ms");
         if let Some(n) = self.buffer_packet_size {
-            check_range(
-                &mut errors,
-                "buffer_packet_size",
-                n,
-                1,
-                MAX_PACKET_SIZE,
-                " rows",
-            );
+            check_range(&mut errors, "buffer_packet_size", n, 1, MAX_PACKET_SIZE, " rows");
         }
         if let Some(t) = self.buffer_timeout_ms {
             check_range(&mut errors, "buffer_timeout_ms", t, 1, MAX_BUFFER_MS, " ms");
         }
-        check_range(
-            &mut errors,
-            "shutdown_timeout_ms",
-            self.shutdown_timeout_ms,
-            0,
-            MAX_SHUTDOWN_TIMEOUT_MS,
-            " ms",
-        );
+        check_range(&mut errors, "shutdown_timeout_ms", self.shutdown_timeout_ms, 0, MAX_SHUTDOWN_TIMEOUT_MS, " ms");
         if !(1..=MAX_PARTITIONS).contains(&self.topic_partitions) {
-            errors.push(range_error(
-                "topic_partitions",
-                1,
-                MAX_PARTITIONS,
-                self.topic_partitions,
-                "",
-            ));
+            errors.push(range_error("topic_partitions", 1, MAX_PARTITIONS, self.topic_partitions, ""));
         }
         if let Err(e) = check_topic(&self.topic) {
             errors.push(e);
@@ -325,36 +321,27 @@ impl Settings {
         {
             errors.push(e);
         }
-        let stream_id = match StreamId::parse(
-            self.stream_id
-                .as_deref()
-                .unwrap_or(&machine.default_stream_id),
-        ) {
+        let portal_url = self.portal_url.clone().unwrap_or_else(|| DEFAULT_PORTAL_URL.into());
+        if let Err(e) = check_portal_url(&portal_url) {
+            errors.push(e);
+        }
+        if let Some(Err(e)) = self.workspace_id.as_deref().map(check_workspace_id) {
+            errors.push(e);
+        }
+        let stream_id = match StreamId::parse(self.stream_id.as_deref().unwrap_or(&machine.default_stream_id)) {
             Ok(id) => Some(id),
             Err(e) => {
-                errors.push(FieldError {
-                    field: "stream_id",
-                    message: e.to_string(),
-                });
+                errors.push(FieldError { field: "stream_id", message: e.to_string() });
                 None
             }
         };
-        let stream_name = self
-            .stream_name
-            .clone()
-            .unwrap_or_else(|| format!("CPU Load - {}", machine.hostname));
+        let stream_name = self.stream_name.clone().unwrap_or_else(|| format!("CPU Load - {}", machine.hostname));
         if let Err(e) = check_stream_name(&stream_name) {
-            errors.push(FieldError {
-                field: "stream_name",
-                message: e.to_string(),
-            });
+            errors.push(FieldError { field: "stream_name", message: e.to_string() });
         }
         let sasl = self.check_sasl(&mut errors);
         if let Some(ca) = &self.ssl_ca_location
-            && !matches!(
-                self.security_protocol,
-                SecurityProtocol::Ssl | SecurityProtocol::SaslSsl
-            )
+            && !matches!(self.security_protocol, SecurityProtocol::Ssl | SecurityProtocol::SaslSsl)
         {
             errors.push(FieldError {
                 field: "ssl_ca_location",
@@ -368,6 +355,9 @@ impl Settings {
         match (errors.is_empty(), stream_id) {
             (true, Some(stream_id)) => Ok(Checked {
                 broker: self.broker.clone(),
+                portal_url: if portal_url.ends_with('/') { portal_url } else { format!("{portal_url}/") },
+                workspace_id: self.workspace_id.clone(),
+                tls_verify_hostname: self.tls_verify_hostname,
                 topic: self.topic.clone(),
                 topic_partitions: self.topic_partitions,
                 stream_id,
@@ -392,14 +382,15 @@ impl Settings {
     fn check_sasl(&self, errors: &mut Vec<FieldError>) -> Option<(SaslMechanism, String)> {
         let protocol = self.security_protocol.as_librdkafka();
         if !self.security_protocol.uses_sasl() {
-            for (field, set) in [
-                ("sasl_mechanism", self.sasl_mechanism.is_some()),
-                ("sasl_username", self.sasl_username.is_some()),
-            ] {
+            for (field, set) in
+                [("sasl_mechanism", self.sasl_mechanism.is_some()), ("sasl_username", self.sasl_username.is_some())]
+            {
                 if set {
                     errors.push(FieldError {
                         field,
-                        message: format!("`{field}` needs `security_protocol` sasl_plaintext or sasl_ssl, got {protocol}"),
+                        message: format!(
+                            "`{field}` needs `security_protocol` sasl_plaintext or sasl_ssl, got {protocol}"
+                        ),
                     });
                 }
             }
@@ -419,9 +410,7 @@ impl Settings {
             _ => {
                 errors.push(FieldError {
                     field: "sasl_username",
-                    message: format!(
-                        "`sasl_username` is required with `security_protocol` {protocol}"
-                    ),
+                    message: format!("`sasl_username` is required with `security_protocol` {protocol}"),
                 });
                 None
             }
@@ -435,19 +424,11 @@ mod tests {
     use super::*;
 
     fn machine() -> MachineFacts {
-        MachineFacts {
-            default_stream_id: "c0ffee00-0000-5000-8000-000000000000".into(),
-            hostname: "web-1".into(),
-        }
+        MachineFacts { default_stream_id: "c0ffee00-0000-5000-8000-000000000000".into(), hostname: "web-1".into() }
     }
 
     fn errors(s: &Settings) -> Vec<String> {
-        s.check(&machine())
-            .unwrap_err()
-            .0
-            .into_iter()
-            .map(|e| e.message)
-            .collect()
+        s.check(&machine()).unwrap_err().0.into_iter().map(|e| e.message).collect()
     }
 
     #[test]
@@ -489,24 +470,10 @@ mod tests {
     fn limits_themselves_are_allowed() {
         for (lo, hi) in [(MIN_INTERVAL_MS, MAX_INTERVAL_MS)] {
             for v in [lo, hi] {
-                assert!(
-                    Settings {
-                        interval_ms: v,
-                        ..Default::default()
-                    }
-                    .check(&machine())
-                    .is_ok()
-                );
+                assert!(Settings { interval_ms: v, ..Default::default() }.check(&machine()).is_ok());
             }
         }
-        assert!(
-            Settings {
-                buffer_span_ms: MAX_BUFFER_MS,
-                ..Default::default()
-            }
-            .check(&machine())
-            .is_ok()
-        );
+        assert!(Settings { buffer_span_ms: MAX_BUFFER_MS, ..Default::default() }.check(&machine()).is_ok());
     }
 
     #[test]
@@ -533,55 +500,47 @@ mod tests {
     }
 
     #[test]
+    fn portal_url_and_workspace_are_checked() {
+        let c = Settings { portal_url: Some("http://127.0.0.1:8080".into()), ..Default::default() }
+            .check(&machine())
+            .unwrap();
+        assert_eq!(c.portal_url, "http://127.0.0.1:8080/", "a trailing slash keeps relative paths under the base");
+        assert_eq!(Settings::default().check(&machine()).unwrap().portal_url, DEFAULT_PORTAL_URL);
+        let s =
+            Settings { portal_url: Some("ftp://x".into()), workspace_id: Some("ws 1".into()), ..Default::default() };
+        let e = errors(&s);
+        assert!(e[0].starts_with("`portal_url` must be an http:// or https:// URL"), "{e:?}");
+        assert!(e[1].starts_with("`workspace_id` must be 1 to 100"), "{e:?}");
+    }
+
+    #[test]
     fn sasl_needs_mechanism_and_user_and_only_with_a_sasl_protocol() {
-        let s = Settings {
-            security_protocol: SecurityProtocol::SaslSsl,
-            ..Default::default()
-        };
+        let s = Settings { security_protocol: SecurityProtocol::SaslSsl, ..Default::default() };
         let e = errors(&s);
         assert!(e[0].starts_with("`sasl_mechanism` is required with `security_protocol` sasl_ssl"));
-        assert_eq!(
-            e[1],
-            "`sasl_username` is required with `security_protocol` sasl_ssl"
-        );
+        assert_eq!(e[1], "`sasl_username` is required with `security_protocol` sasl_ssl");
         let s = Settings {
             sasl_mechanism: Some(SaslMechanism::Plain),
             ssl_ca_location: Some("/ca.pem".into()),
             ..Default::default()
         };
         let e = errors(&s);
-        assert_eq!(
-            e[0],
-            "`sasl_mechanism` needs `security_protocol` sasl_plaintext or sasl_ssl, got plaintext"
-        );
-        assert_eq!(
-            e[1],
-            "`ssl_ca_location` (/ca.pem) needs `security_protocol` ssl or sasl_ssl, got plaintext"
-        );
+        assert_eq!(e[0], "`sasl_mechanism` needs `security_protocol` sasl_plaintext or sasl_ssl, got plaintext");
+        assert_eq!(e[1], "`ssl_ca_location` (/ca.pem) needs `security_protocol` ssl or sasl_ssl, got plaintext");
         let s = Settings {
             security_protocol: SecurityProtocol::SaslSsl,
             sasl_mechanism: Some(SaslMechanism::ScramSha512),
             sasl_username: Some("svc".into()),
             ..Default::default()
         };
-        assert_eq!(
-            s.check(&machine()).unwrap().security.sasl,
-            Some((SaslMechanism::ScramSha512, "svc".into()))
-        );
+        assert_eq!(s.check(&machine()).unwrap().security.sasl, Some((SaslMechanism::ScramSha512, "svc".into())));
     }
 
     #[test]
     fn errors_display_as_one_list() {
-        let s = Settings {
-            interval_ms: 1,
-            topic: String::new(),
-            ..Default::default()
-        };
+        let s = Settings { interval_ms: 1, topic: String::new(), ..Default::default() };
         let text = s.check(&machine()).unwrap_err().to_string();
-        assert!(
-            text.starts_with("invalid settings:\n  `interval_ms`"),
-            "{text}"
-        );
+        assert!(text.starts_with("invalid settings:\n  `interval_ms`"), "{text}");
         assert!(text.contains("\n  `topic`"), "{text}");
     }
 }

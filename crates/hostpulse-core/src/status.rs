@@ -59,8 +59,7 @@ impl Status {
 
     /// Records sent and not yet acknowledged or failed.
     pub fn records_pending(&self) -> u64 {
-        self.records_sent
-            .saturating_sub(self.records_acknowledged + self.records_failed)
+        self.records_sent.saturating_sub(self.records_acknowledged + self.records_failed)
     }
 
     /// The one-line summary printed when the agent stops.
@@ -89,9 +88,6 @@ mod tests {
             ..Status::new(PublisherState::Publishing)
         };
         assert_eq!(s.records_pending(), 2);
-        assert_eq!(
-            s.summary(),
-            "0 samples taken, 10 records sent, 7 acknowledged, 2 pending, 1 failed"
-        );
+        assert_eq!(s.summary(), "0 samples taken, 10 records sent, 7 acknowledged, 2 pending, 1 failed");
     }
 }

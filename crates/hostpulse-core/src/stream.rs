@@ -13,8 +13,8 @@ use thiserror::Error;
 
 use crate::sample::Row;
 use crate::wire::{
-    ModelKey, ParameterDefinition, Record, StreamEndType, StreamProperties, envelope,
-    write_parameter_data, write_parameter_definitions, write_stream_end,
+    ModelKey, ParameterDefinition, Record, StreamEndType, StreamProperties, envelope, write_parameter_data,
+    write_parameter_definitions, write_stream_end,
 };
 
 /// How long unchanged properties stay fresh before the heartbeat re-sends them (0.5.7 default).
@@ -79,11 +79,7 @@ impl StreamId {
             });
         }
         if id.contains(['/', '\\']) {
-            return Err(IdentityError::BadCharacter {
-                field: FIELD,
-                what: "`/` or `\\`",
-                value: id.into(),
-            });
+            return Err(IdentityError::BadCharacter { field: FIELD, what: "`/` or `\\`", value: id.into() });
         }
         if id.chars().any(char::is_control) || id.trim() != id {
             return Err(IdentityError::BadCharacter {
@@ -128,11 +124,7 @@ pub fn check_stream_name(name: &str) -> Result<(), IdentityError> {
         });
     }
     if name.chars().any(char::is_control) {
-        return Err(IdentityError::BadCharacter {
-            field: FIELD,
-            what: "control characters",
-            value: name.into(),
-        });
+        return Err(IdentityError::BadCharacter { field: FIELD, what: "control characters", value: name.into() });
     }
     Ok(())
 }
@@ -151,19 +143,8 @@ pub struct StreamWriter {
 
 impl StreamWriter {
     /// A stream that has sent nothing yet.
-    pub fn new(
-        id: StreamId,
-        properties: StreamProperties,
-        definitions: Vec<ParameterDefinition>,
-    ) -> Self {
-        StreamWriter {
-            id,
-            properties,
-            definitions,
-            properties_sent: None,
-            definitions_sent: false,
-            closed: false,
-        }
+    pub fn new(id: StreamId, properties: StreamProperties, definitions: Vec<ParameterDefinition>) -> Self {
+        StreamWriter { id, properties, definitions, properties_sent: None, definitions_sent: false, closed: false }
     }
 
     /// The stream id.
@@ -202,9 +183,7 @@ impl StreamWriter {
             return out;
         }
         self.preamble(now_ns, &mut out);
-        let value = envelope(ModelKey::ParameterData, 160 * rows.len(), |o| {
-            write_parameter_data(o, rows)
-        });
+        let value = envelope(ModelKey::ParameterData, 160 * rows.len(), |o| write_parameter_data(o, rows));
         out.push(self.record(ModelKey::ParameterData, value, rows[0].timestamp_ns));
         out
     }
@@ -213,11 +192,7 @@ impl StreamWriter {
     /// never sent (only when data was sent), the remaining rows, then `StreamEnd`.
     pub fn close(&mut self, remaining: &[Row], end: StreamEndType, now_ns: i64) -> Vec<Record> {
         let mut out = self.data(remaining, now_ns);
-        if self
-            .properties_sent
-            .as_ref()
-            .is_none_or(|(_, sent)| *sent != self.properties)
-        {
+        if self.properties_sent.as_ref().is_none_or(|(_, sent)| *sent != self.properties) {
             self.push_properties(now_ns, &mut out);
         }
         let value = envelope(ModelKey::StreamEnd, 32, |o| write_stream_end(o, end));
@@ -237,37 +212,27 @@ impl StreamWriter {
     fn preamble(&mut self, now_ns: i64, out: &mut Vec<Record>) {
         let due = match &self.properties_sent {
             None => true,
-            Some((at, sent)) => {
-                *sent != self.properties || now_ns.saturating_sub(*at) > PROPERTIES_HEARTBEAT_NS
-            }
+            Some((at, sent)) => *sent != self.properties || now_ns.saturating_sub(*at) > PROPERTIES_HEARTBEAT_NS,
         };
         if due {
             self.push_properties(now_ns, out);
         }
         if !self.definitions_sent && !self.definitions.is_empty() {
-            let value = envelope(ModelKey::ParameterDefinitions, 256, |o| {
-                write_parameter_definitions(o, &self.definitions)
-            });
+            let value =
+                envelope(ModelKey::ParameterDefinitions, 256, |o| write_parameter_definitions(o, &self.definitions));
             out.push(self.record(ModelKey::ParameterDefinitions, value, now_ns));
             self.definitions_sent = true;
         }
     }
 
     fn push_properties(&mut self, now_ns: i64, out: &mut Vec<Record>) {
-        let value = envelope(ModelKey::StreamProperties, 128, |o| {
-            self.properties.write(o)
-        });
+        let value = envelope(ModelKey::StreamProperties, 128, |o| self.properties.write(o));
         out.push(self.record(ModelKey::StreamProperties, value, now_ns));
         self.properties_sent = Some((now_ns, self.properties.clone()));
     }
 
     fn record(&self, model: ModelKey, value: String, time_ns: i64) -> Record {
-        Record {
-            model,
-            key: self.id.key(),
-            value,
-            timestamp_ms: time_ns.div_euclid(1_000_000),
-        }
+        Record { model, key: self.id.key(), value, timestamp_ms: time_ns.div_euclid(1_000_000) }
     }
 }
 
@@ -278,10 +243,7 @@ mod tests {
     const S: i64 = 1_000_000_000;
 
     fn writer() -> StreamWriter {
-        let props = StreamProperties {
-            name: Some("CPU Load - h".into()),
-            ..Default::default()
-        };
+        let props = StreamProperties { name: Some("CPU Load - h".into()), ..Default::default() };
         let defs = vec![ParameterDefinition {
             id: "CPU_Load".into(),
             name: Some("CPU Load".into()),
@@ -308,19 +270,9 @@ mod tests {
     fn first_data_is_preceded_by_properties_and_definitions() {
         let mut w = writer();
         let out = w.data(&rows(100 * S), 100 * S);
-        assert_eq!(
-            models(&out),
-            [
-                ModelKey::StreamProperties,
-                ParameterDefinitions,
-                ParameterData
-            ]
-        );
+        assert_eq!(models(&out), [ModelKey::StreamProperties, ParameterDefinitions, ParameterData]);
         assert!(out.iter().all(|r| &*r.key == "host-1"));
-        assert_eq!(
-            out[2].timestamp_ms, 100_000,
-            "data record time = first row time"
-        );
+        assert_eq!(out[2].timestamp_ms, 100_000, "data record time = first row time");
         assert_eq!(models(&w.data(&rows(101 * S), 101 * S)), [ParameterData]);
     }
 
@@ -328,15 +280,8 @@ mod tests {
     fn properties_are_resent_after_the_heartbeat_and_when_changed() {
         let mut w = writer();
         w.data(&rows(0), 0);
-        assert_eq!(
-            models(&w.data(&rows(30 * S), 30 * S)),
-            [ParameterData],
-            "30 s is not more than 30 s"
-        );
-        assert_eq!(
-            models(&w.data(&rows(31 * S), 30 * S + 1)),
-            [ModelKey::StreamProperties, ParameterData]
-        );
+        assert_eq!(models(&w.data(&rows(30 * S), 30 * S)), [ParameterData], "30 s is not more than 30 s");
+        assert_eq!(models(&w.data(&rows(31 * S), 30 * S + 1)), [ModelKey::StreamProperties, ParameterData]);
         let mut p = w.properties().clone();
         p.name = Some("renamed".into());
         w.set_properties(p);
@@ -356,11 +301,7 @@ mod tests {
         w.reopen();
         assert_eq!(
             models(&w.data(&rows(3 * S), 3 * S)),
-            [
-                ModelKey::StreamProperties,
-                ParameterDefinitions,
-                ParameterData
-            ]
+            [ModelKey::StreamProperties, ParameterDefinitions, ParameterData]
         );
     }
 
@@ -384,10 +325,7 @@ mod tests {
             (" a", "white space"),
         ] {
             let e = StreamId::parse(bad).unwrap_err().to_string();
-            assert!(
-                e.starts_with("`stream_id`") && e.contains(needle),
-                "{bad:?}: {e}"
-            );
+            assert!(e.starts_with("`stream_id`") && e.contains(needle), "{bad:?}: {e}");
         }
         let e = StreamId::parse(&"x".repeat(101)).unwrap_err().to_string();
         assert_eq!(e, "`stream_id` must be at most 100 bytes, got 101");
@@ -396,20 +334,9 @@ mod tests {
     #[test]
     fn stream_names_are_checked() {
         assert!(check_stream_name("CPU Load - web-1 😀").is_ok());
-        assert_eq!(
-            check_stream_name("").unwrap_err().to_string(),
-            "`stream_name` must not be empty"
-        );
-        assert!(
-            check_stream_name("a\u{7}")
-                .unwrap_err()
-                .to_string()
-                .contains("control characters")
-        );
-        assert!(
-            check_stream_name(&"é".repeat(200)).is_ok(),
-            "the limit counts characters, not bytes"
-        );
+        assert_eq!(check_stream_name("").unwrap_err().to_string(), "`stream_name` must not be empty");
+        assert!(check_stream_name("a\u{7}").unwrap_err().to_string().contains("control characters"));
+        assert!(check_stream_name(&"é".repeat(200)).is_ok(), "the limit counts characters, not bytes");
         assert!(check_stream_name(&"é".repeat(201)).is_err());
     }
 }

@@ -57,11 +57,7 @@ pub struct Record {
 /// Wraps a payload written by `write_payload` into the envelope
 /// `{"C":"JT","K":"<key>","V":<payload>,"S":<start>,"E":<end>}`, where `S`/`E` are the byte
 /// offsets of the payload inside the value (the 0.5.7 reader slices exactly those bytes).
-pub fn envelope(
-    model: ModelKey,
-    capacity: usize,
-    write_payload: impl FnOnce(&mut String),
-) -> String {
+pub fn envelope(model: ModelKey, capacity: usize, write_payload: impl FnOnce(&mut String)) -> String {
     let mut out = String::with_capacity(capacity + 64);
     out.push_str(r#"{"C":""#);
     out.push_str(CODEC_TYPED_JSON);
@@ -128,10 +124,7 @@ impl StreamProperties {
             out.push(',');
         }
         out.push_str(r#""Metadata":"#);
-        push_string_map(
-            out,
-            self.metadata.iter().map(|(k, v)| (k.as_str(), v.as_str())),
-        );
+        push_string_map(out, self.metadata.iter().map(|(k, v)| (k.as_str(), v.as_str())));
         out.push_str(r#","Parents":["#);
         for (i, p) in self.parents.iter().enumerate() {
             if i > 0 {
@@ -165,12 +158,7 @@ fn dotnet_datetime(ns: i64) -> String {
     let day = doy - (153 * mp + 2) / 5 + 1;
     let month = if mp < 10 { mp + 3 } else { mp - 9 };
     let year = yoe + era * 400 + i64::from(month <= 2);
-    let mut s = format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}",
-        sod / 3600,
-        sod / 60 % 60,
-        sod % 60
-    );
+    let mut s = format!("{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}", sod / 3600, sod / 60 % 60, sod % 60);
     if ticks > 0 {
         let frac = format!("{ticks:07}");
         s.push('.');
@@ -211,10 +199,7 @@ impl ParameterDefinition {
         optional_str(out, r#","Name":"#, &self.name);
         optional_str(out, r#","Description":"#, &self.description);
         // Nullable doubles: 0.0 *is* written, only "not set" is omitted.
-        for (member, v) in [
-            (r#","MinimumValue":"#, self.minimum),
-            (r#","MaximumValue":"#, self.maximum),
-        ] {
+        for (member, v) in [(r#","MinimumValue":"#, self.minimum), (r#","MaximumValue":"#, self.maximum)] {
             if let Some(v) = v {
                 out.push_str(member);
                 push_f64(out, v);
@@ -267,10 +252,7 @@ pub fn write_parameter_definitions(out: &mut String, definitions: &[ParameterDef
             let index = match node.children.iter().position(|c| c.name == segment) {
                 Some(i) => i,
                 None => {
-                    node.children.push(Group {
-                        name: segment,
-                        ..Group::default()
-                    });
+                    node.children.push(Group { name: segment, ..Group::default() });
                     node.children.len() - 1
                 }
             };
@@ -408,15 +390,10 @@ mod tests {
 
     #[test]
     fn envelope_offsets_are_byte_offsets_of_the_payload() {
-        let v = envelope(ModelKey::StreamProperties, 0, |o| {
-            o.push_str(r#"{"Name":"é😀"}"#)
-        });
+        let v = envelope(ModelKey::StreamProperties, 0, |o| o.push_str(r#"{"Name":"é😀"}"#));
         let s: usize = 37;
         let e = s + r#"{"Name":"é😀"}"#.len();
-        assert_eq!(
-            v,
-            format!(r#"{{"C":"JT","K":"StreamProperties","V":{{"Name":"é😀"}},"S":{s},"E":{e}}}"#)
-        );
+        assert_eq!(v, format!(r#"{{"C":"JT","K":"StreamProperties","V":{{"Name":"é😀"}},"S":{s},"E":{e}}}"#));
         assert_eq!(&v.as_bytes()[s..e], r#"{"Name":"é😀"}"#.as_bytes());
     }
 
@@ -444,23 +421,11 @@ mod tests {
 
     #[test]
     fn recording_time_is_a_zoneless_date_with_trimmed_ticks() {
-        assert_eq!(
-            dotnet_datetime(1_704_164_645_000_000_000),
-            "2024-01-02T03:04:05"
-        );
-        assert_eq!(
-            dotnet_datetime(1_704_164_645_678_901_000),
-            "2024-01-02T03:04:05.678901"
-        );
-        assert_eq!(
-            dotnet_datetime(1_704_164_645_678_901_234),
-            "2024-01-02T03:04:05.6789012"
-        );
+        assert_eq!(dotnet_datetime(1_704_164_645_000_000_000), "2024-01-02T03:04:05");
+        assert_eq!(dotnet_datetime(1_704_164_645_678_901_000), "2024-01-02T03:04:05.678901");
+        assert_eq!(dotnet_datetime(1_704_164_645_678_901_234), "2024-01-02T03:04:05.6789012");
         assert_eq!(dotnet_datetime(0), "1970-01-01T00:00:00");
-        assert_eq!(
-            dotnet_datetime(951_782_400_000_000_000),
-            "2000-02-29T00:00:00"
-        );
+        assert_eq!(dotnet_datetime(951_782_400_000_000_000), "2000-02-29T00:00:00");
     }
 
     #[test]
@@ -477,12 +442,7 @@ mod tests {
         let mut out = String::new();
         write_parameter_definitions(
             &mut out,
-            &[
-                def("CPU_Load", "/"),
-                def("Core_0", "/cpu/cores"),
-                def("Core_1", "/cpu/cores"),
-                def("Mem", "/mem"),
-            ],
+            &[def("CPU_Load", "/"), def("Core_0", "/cpu/cores"), def("Core_1", "/cpu/cores"), def("Mem", "/mem")],
         );
         let want = concat!(
             r#"{"ParameterGroups":["#,
@@ -497,10 +457,7 @@ mod tests {
 
     #[test]
     fn data_rows_missing_a_parameter_or_tag_hold_null() {
-        let rows = [
-            Row::new(1).with_value("a", 1.0).with_tag("host", "x"),
-            Row::new(2).with_value("b", f64::NAN),
-        ];
+        let rows = [Row::new(1).with_value("a", 1.0).with_tag("host", "x"), Row::new(2).with_value("b", f64::NAN)];
         let mut out = String::new();
         write_parameter_data(&mut out, &rows);
         assert_eq!(
@@ -517,13 +474,7 @@ mod tests {
             o
         };
         assert_eq!(enc(StreamEndType::Closed), "{}");
-        assert_eq!(
-            enc(StreamEndType::Aborted),
-            r#"{"StreamEndType":"Aborted"}"#
-        );
-        assert_eq!(
-            enc(StreamEndType::Terminated),
-            r#"{"StreamEndType":"Terminated"}"#
-        );
+        assert_eq!(enc(StreamEndType::Aborted), r#"{"StreamEndType":"Aborted"}"#);
+        assert_eq!(enc(StreamEndType::Terminated), r#"{"StreamEndType":"Terminated"}"#);
     }
 }

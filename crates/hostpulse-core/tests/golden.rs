@@ -8,8 +8,7 @@ use hostpulse_core::buffer::{BufferConfig, TimespanBuffer};
 use hostpulse_core::sample::{CPU_LOAD, Row};
 use hostpulse_core::stream::{StreamId, StreamWriter};
 use hostpulse_core::wire::{
-    Event, ModelKey, ParameterDefinition, Record, StreamEndType, StreamProperties, envelope,
-    write_events,
+    Event, ModelKey, ParameterDefinition, Record, StreamEndType, StreamProperties, envelope, write_events,
 };
 use serde_json::Value;
 
@@ -21,10 +20,7 @@ struct Captured {
 }
 
 fn fixture(scenario: &str) -> Vec<Captured> {
-    let path = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../tests/fixtures/quixstreams-0.5.7-cpu-load.jsonl"
-    );
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/fixtures/quixstreams-0.5.7-cpu-load.jsonl");
     let text = std::fs::read_to_string(path).expect("fixture copied into tests/fixtures");
     text.lines()
         .map(|l| serde_json::from_str::<Value>(l).unwrap())
@@ -41,10 +37,7 @@ fn fixture(scenario: &str) -> Vec<Captured> {
 fn assert_same(ours: &[Record], theirs: &[Captured]) {
     assert_eq!(
         ours.iter().map(|r| r.model.as_str()).collect::<Vec<_>>(),
-        theirs
-            .iter()
-            .map(|c| c.model_key.as_str())
-            .collect::<Vec<_>>(),
+        theirs.iter().map(|c| c.model_key.as_str()).collect::<Vec<_>>(),
         "record sequence"
     );
     for (i, (o, t)) in ours.iter().zip(theirs).enumerate() {
@@ -61,15 +54,10 @@ fn assert_same(ours: &[Record], theirs: &[Captured]) {
 fn scenario_a_quickstart_stream_is_byte_identical() {
     let theirs = fixture("A");
     let id = StreamId::parse(&theirs[0].key).unwrap();
-    let props = StreamProperties {
-        name: Some("CPU load - test host".into()),
-        ..Default::default()
-    };
+    let props = StreamProperties { name: Some("CPU load - test host".into()), ..Default::default() };
     let mut writer = StreamWriter::new(id, props, Vec::new());
-    let mut buffer = TimespanBuffer::new(BufferConfig {
-        time_span: Some(Duration::from_millis(100)),
-        ..Default::default()
-    });
+    let mut buffer =
+        TimespanBuffer::new(BufferConfig { time_span: Some(Duration::from_millis(100)), ..Default::default() });
     let samples: [(i64, f64); 6] = [
         (1_795_804_632_942_947_000, 9.999999999999998),
         (1_795_804_632_993_811_000, 0.0),
@@ -117,45 +105,26 @@ fn scenario_b_full_stream_is_byte_identical_per_record() {
         location: "/".into(),
     }];
     let mut writer = StreamWriter::new(StreamId::parse("cpu-load-fixture-b").unwrap(), props, defs);
-    let mut buffer = TimespanBuffer::new(BufferConfig {
-        time_span: Some(Duration::from_millis(100)),
-        ..Default::default()
-    });
+    let mut buffer =
+        TimespanBuffer::new(BufferConfig { time_span: Some(Duration::from_millis(100)), ..Default::default() });
     let t0 = 1_704_164_645_678_901_000_i64;
     let mut ours = Vec::new();
     for (offset_ms, v) in [(0, 12.5), (40, 13.0), (80, 0.25), (150, 99.75), (400, 42.0)] {
-        let row = Row::new(t0 + offset_ms * 1_000_000)
-            .with_value(CPU_LOAD, v)
-            .with_tag("host", "fixture-host");
+        let row = Row::new(t0 + offset_ms * 1_000_000).with_value(CPU_LOAD, v).with_tag("host", "fixture-host");
         if let Some(rows) = buffer.push(row, Duration::ZERO) {
             ours.extend(writer.data(&rows, t0));
         }
     }
-    let event = Event {
-        timestamp_ns: t0,
-        tags: Vec::new(),
-        id: "note".into(),
-        value: "fixture event".into(),
-    };
+    let event = Event { timestamp_ns: t0, tags: Vec::new(), id: "note".into(), value: "fixture event".into() };
     ours.push(Record {
         model: ModelKey::EventData,
         key: writer.id().key(),
         value: envelope(ModelKey::EventData, 128, |o| write_events(o, &[event])),
         timestamp_ms: 0,
     });
-    ours.extend(writer.close(
-        &buffer.flush().unwrap_or_default(),
-        StreamEndType::Aborted,
-        t0,
-    ));
+    ours.extend(writer.close(&buffer.flush().unwrap_or_default(), StreamEndType::Aborted, t0));
 
-    for model in [
-        "StreamProperties",
-        "ParameterDefinitions",
-        "ParameterData",
-        "EventData[]",
-        "StreamEnd",
-    ] {
+    for model in ["StreamProperties", "ParameterDefinitions", "ParameterData", "EventData[]", "StreamEnd"] {
         let o: Vec<&Record> = ours.iter().filter(|r| r.model.as_str() == model).collect();
         let t: Vec<&Captured> = theirs.iter().filter(|c| c.model_key == model).collect();
         assert_eq!(o.len(), t.len(), "number of {model} records");

@@ -1,0 +1,164 @@
+//! The streaming token: where it comes from and where it is kept.
+//!
+//! `Quix__Sdk__Token` in the environment overrides (headless servers, rotation scripts);
+//! otherwise the OS credential store through `keyring` (Secret Service on Linux — never the
+//! kernel keyring, which forgets at reboot — Keychain on macOS, Credential Manager on Windows).
+//! The token is a [`Secret`]: never logged, printed or written to a file by HostPulse.
+
+use hostpulse_core::secret::Secret;
+use serde::Serialize;
+use thiserror::Error;
+
+/// The environment variable both Quix SDKs read the token from.
+pub const TOKEN_ENV: &str = "Quix__Sdk__Token";
+
+/// Where the token in use came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TokenSource {
+    /// `Quix__Sdk__Token`.
+    Environment,
+    /// The OS credential store.
+    CredentialStore,
+}
+
+impl std::fmt::Display for TokenSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            TokenSource::Environment => "the environment variable Quix__Sdk__Token",
+            TokenSource::CredentialStore => "the OS credential store",
+        })
+    }
+}
+
+/// Why the credential store could not be used.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum SecretStoreError {
+    /// No credential store answers (no D-Bus session, no Secret Service).
+    #[error(
+        "no OS credential store is available ({detail}): install and start a Secret Service such as gnome-keyring or KWallet (Linux), or set the token in the environment variable Quix__Sdk__Token"
+    )]
+    Unavailable {
+        /// The platform's message.
+        detail: String,
+    },
+    /// The store exists but is locked.
+    #[error(
+        "the OS credential store is locked ({detail}): unlock it (log in to the desktop session or unlock the login keyring), or set Quix__Sdk__Token"
+    )]
+    Locked {
+        /// The platform's message.
+        detail: String,
+    },
+    /// Anything else the store reported.
+    #[error("the OS credential store failed: {detail}")]
+    Failed {
+        /// The platform's message.
+        detail: String,
+    },
+}
+
+/// A place to keep the token.
+pub trait SecretStore: Send + Sync + 'static {
+    /// The stored token; `Ok(None)` when there is none.
+    fn get(&self) -> Result<Option<Secret>, SecretStoreError>;
+    /// Stores (or replaces) the token.
+    fn set(&self, token: &Secret) -> Result<(), SecretStoreError>;
+    /// Removes the token; `true` if there was one.
+    fn clear(&self) -> Result<bool, SecretStoreError>;
+    /// Where it keeps tokens, for people ("the OS credential store (Secret Service)").
+    fn describe(&self) -> String;
+}
+
+/// The OS credential store, through `keyring` 3.
+pub struct KeyringStore {
+    service: String,
+    user: String,
+}
+
+impl KeyringStore {
+    /// HostPulse's entry: service `hostpulse`, account `quix-streaming-token`.
+    pub fn new() -> Self {
+        Self::named("hostpulse", "quix-streaming-token")
+    }
+
+    /// An entry with other names (tests use their own so they never touch a user's token).
+    pub fn named(service: &str, user: &str) -> Self {
+        KeyringStore { service: service.into(), user: user.into() }
+    }
+
+    fn entry(&self) -> Result<keyring::Entry, SecretStoreError> {
+        keyring::Entry::new(&self.service, &self.user).map_err(map_error)
+    }
+}
+
+impl Default for KeyringStore {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+fn map_error(e: keyring::Error) -> SecretStoreError {
+    match e {
+        keyring::Error::PlatformFailure(inner) => SecretStoreError::Unavailable { detail: inner.to_string() },
+        keyring::Error::NoStorageAccess(inner) => SecretStoreError::Locked { detail: inner.to_string() },
+        other => SecretStoreError::Failed { detail: other.to_string() },
+    }
+}
+
+impl SecretStore for KeyringStore {
+    fn get(&self) -> Result<Option<Secret>, SecretStoreError> {
+        match self.entry()?.get_password() {
+            Ok(p) => Ok(Secret::new(p)),
+            Err(keyring::Error::NoEntry) => Ok(None),
+            Err(e) => Err(map_error(e)),
+        }
+    }
+
+    fn set(&self, token: &Secret) -> Result<(), SecretStoreError> {
+        self.entry()?.set_password(token.expose()).map_err(map_error)
+    }
+
+    fn clear(&self) -> Result<bool, SecretStoreError> {
+        match self.entry()?.delete_credential() {
+            Ok(()) => Ok(true),
+            Err(keyring::Error::NoEntry) => Ok(false),
+            Err(e) => Err(map_error(e)),
+        }
+    }
+
+    fn describe(&self) -> String {
+        let kind = if cfg!(target_os = "macos") {
+            "macOS Keychain"
+        } else if cfg!(windows) {
+            "Windows Credential Manager"
+        } else {
+            "Secret Service"
+        };
+        format!("the OS credential store ({kind}), entry `{}`/`{}`", self.service, self.user)
+    }
+}
+
+/// The token to use: the environment first, then the store. `Ok(None)`: there is none.
+pub fn resolve(store: &dyn SecretStore) -> Result<Option<(Secret, TokenSource)>, SecretStoreError> {
+    if let Some(t) = std::env::var(TOKEN_ENV).ok().and_then(Secret::new) {
+        return Ok(Some((t, TokenSource::Environment)));
+    }
+    Ok(store.get()?.map(|t| (t, TokenSource::CredentialStore)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn store_errors_say_what_to_do_and_sources_read_well() {
+        let e = map_error(keyring::Error::PlatformFailure("Unable to autolaunch a dbus-daemon".into()));
+        let text = e.to_string();
+        assert!(text.starts_with("no OS credential store is available (Unable to autolaunch"), "{text}");
+        assert!(text.contains("Quix__Sdk__Token"));
+        let e = map_error(keyring::Error::NoStorageAccess("locked".into()));
+        assert!(e.to_string().starts_with("the OS credential store is locked"));
+        assert_eq!(TokenSource::CredentialStore.to_string(), "the OS credential store");
+    }
+}
