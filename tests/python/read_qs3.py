@@ -3,8 +3,8 @@ prints every row it yields as one JSON object per line:
 
   {"key": <stream id>, "kafka_ts": <record timestamp, ms>, "row": {<param>: value, "Timestamp": ns, "Tags": {}}}
 
-It stops after --rows rows, or after --timeout seconds (exit 3). With a token (--portal), the
-Application finds the broker through the Portal API instead of --broker.
+It stops after --rows rows, or after --timeout seconds (exit 3). Without --broker, the
+Application finds the broker through the Portal API, from Quix__Sdk__Token and Quix__Portal__Api.
 """
 import argparse
 import json

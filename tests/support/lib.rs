@@ -197,10 +197,11 @@ fn python(var: &str) -> PathBuf {
 }
 
 /// Runs a reader script and returns its JSON lines; fails the test with its stderr when it fails.
-fn run_reader(var: &str, script: &str, args: &[&str], name: &str) -> Vec<Value> {
+fn run_reader(var: &str, script: &str, args: &[&str], envs: &[(&str, &str)], name: &str) -> Vec<Value> {
     let mut child = Command::new(python(var))
         .arg(workspace().join("tests/python").join(script))
         .args(args)
+        .envs(envs.iter().copied())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -233,6 +234,7 @@ pub fn read_qs057(broker: &str, topic: &str, streams: usize, name: &str) -> Vec<
         "HOSTPULSE_QS057_PYTHON",
         "read_qs057.py",
         &["--broker", broker, "--topic", topic, "--streams", &streams.to_string(), "--timeout", "90"],
+        &[],
         name,
     )
 }
@@ -243,6 +245,19 @@ pub fn read_qs3(broker: &str, topic: &str, rows: usize, name: &str) -> Vec<Value
         "HOSTPULSE_QS3_PYTHON",
         "read_qs3.py",
         &["--broker", broker, "--topic", topic, "--rows", &rows.to_string(), "--timeout", "90"],
+        &[],
+        name,
+    )
+}
+
+/// The rows quixstreams 3.x yields for topic *name* `topic`, connecting the way Quix users do:
+/// a streaming token and the Portal API (which hands out the broker settings).
+pub fn read_qs3_via_portal(portal_url: &str, token: &str, topic: &str, rows: usize, name: &str) -> Vec<Value> {
+    run_reader(
+        "HOSTPULSE_QS3_PYTHON",
+        "read_qs3.py",
+        &["--topic", topic, "--rows", &rows.to_string(), "--timeout", "90"],
+        &[("Quix__Sdk__Token", token), ("Quix__Portal__Api", portal_url)],
         name,
     )
 }
@@ -250,10 +265,20 @@ pub fn read_qs3(broker: &str, topic: &str, rows: usize, name: &str) -> Vec<Value
 /// Runs `hostpulse run` with `args` for about `duration`, stops it with SIGTERM and returns its
 /// exit status, stdout and stderr.
 pub fn run_cli_for(args: &[&str], duration: Duration) -> (std::process::ExitStatus, String, String) {
+    run_cli_with(args, &[], duration)
+}
+
+/// [`run_cli_for`] with extra environment variables.
+pub fn run_cli_with(
+    args: &[&str],
+    envs: &[(&str, &str)],
+    duration: Duration,
+) -> (std::process::ExitStatus, String, String) {
     let mut child = Command::new(hostpulse_bin())
         .arg("run")
         .args(args)
         .env("HOSTPULSE_LOG", "info,hostpulse_agent=debug")
+        .envs(envs.iter().copied())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()

@@ -56,6 +56,8 @@ pub struct PortalState {
     pub topics: BTreeMap<(String, String), TopicState>,
     /// Polls a created topic stays `Creating`.
     pub creating_polls: u32,
+    /// The Kafka broker where a created topic is made, as the real Portal does.
+    pub kafka: Option<String>,
     /// Canned answers `(status, body)` for the next requests, before any routing.
     pub next_answers: VecDeque<(u16, String)>,
     /// Delay before answering anything.
@@ -81,6 +83,7 @@ impl PortalState {
             certificates: BTreeMap::new(),
             topics: BTreeMap::new(),
             creating_polls: 2,
+            kafka: Some(broker.into()),
             next_answers: VecDeque::new(),
             delay: Duration::ZERO,
             log: Vec::new(),
@@ -269,6 +272,11 @@ fn route(s: &mut PortalState, r: &Logged) -> (u16, &'static str, Vec<u8>) {
             if s.topics.contains_key(&key) {
                 return error(400, &format!("Topic with name similar to '{name}' already exists."));
             }
+            if let Some(kafka) = &s.kafka
+                && let Err(e) = create_kafka_topic(kafka, &format!("{ws}-{name}"))
+            {
+                return error(500, &format!("Kafka topic creation failed: {e}"));
+            }
             let t = TopicState { status: "Creating".into(), polls_until_ready: s.creating_polls, last_error: None };
             let v = topic_json(ws, name, &t);
             s.topics.insert(key, t);
@@ -276,6 +284,22 @@ fn route(s: &mut PortalState, r: &Logged) -> (u16, &'static str, Vec<u8>) {
         }
         _ => error(404, "Not found"),
     }
+}
+
+/// Creates `topic` (1 partition) on the broker, as the real Portal does for a new topic.
+fn create_kafka_topic(broker: &str, topic: &str) -> Result<(), String> {
+    use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+    use rdkafka::client::DefaultClientContext;
+    let admin: AdminClient<DefaultClientContext> =
+        rdkafka::ClientConfig::new().set("bootstrap.servers", broker).create().map_err(|e| e.to_string())?;
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| e.to_string())?;
+    let new = NewTopic::new(topic, 1, TopicReplication::Fixed(1));
+    let opts = AdminOptions::new().request_timeout(Some(Duration::from_secs(10)));
+    let results = rt.block_on(admin.create_topics([&new], &opts)).map_err(|e| e.to_string())?;
+    for r in results {
+        r.map_err(|(t, code)| format!("{t}: {code}"))?;
+    }
+    Ok(())
 }
 
 fn advance(t: &mut TopicState) {

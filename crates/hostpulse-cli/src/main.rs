@@ -158,9 +158,19 @@ impl Overrides {
         macro_rules! set_opt {
             ($($field:ident),*) => { $( if self.$field.is_some() { s.$field = self.$field; } )* };
         }
-        set!(topic, topic_partitions, interval_ms, buffer_span_ms, shutdown_timeout_ms, security_protocol);
+        set!(
+            topic,
+            topic_partitions,
+            interval_ms,
+            buffer_span_ms,
+            shutdown_timeout_ms,
+            security_protocol,
+            tls_verify_hostname
+        );
         set_opt!(
             broker,
+            portal_url,
+            workspace_id,
             stream_id,
             stream_name,
             buffer_packet_size,

@@ -1,0 +1,285 @@
+//! Quix mode end to end: a streaming token leads through the Portal API test server to the
+//! local broker; quixstreams 3 reads the stream the way Quix users do (token + Portal); the
+//! token is replaced mid-run without a gap; the Portal's failure answers give clear errors.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use hostpulse_agent::agent::{self, AgentConfig};
+use hostpulse_agent::backoff::Backoff;
+use hostpulse_agent::portal::{Portal, PortalError, PortalOptions};
+use hostpulse_agent::quix::QuixConnector;
+use hostpulse_agent::sampler::ScriptedSampler;
+use hostpulse_agent::token::TokenSource;
+use hostpulse_core::secret::Secret;
+use hostpulse_core::settings::{MachineFacts, Settings};
+use hostpulse_tests::portal::{PortalServer, PortalState, TopicState};
+use hostpulse_tests::{Tansu, parse_summary, raw_records, read_qs3_via_portal, run_cli_with, sent_rows};
+use serde_json::json;
+
+use crate::support_rows::qs3_rows;
+use crate::{STREAM_NAME, assert_stream_shape, expected_rows, scripted_rows};
+
+const WS: &str = "quixdev-ws";
+const TOKEN_1: &str = "sdk-token-one-1111";
+const TOKEN_2: &str = "sdk-token-two-2222";
+
+fn fast() -> PortalOptions {
+    PortalOptions {
+        request_timeout: Duration::from_secs(2),
+        backoff: Backoff::new(Duration::from_millis(10), Duration::from_millis(40), 3),
+        topic_poll: Duration::from_millis(50),
+        topic_ready_timeout: Duration::from_secs(5),
+    }
+}
+
+fn secret(t: &str) -> Secret {
+    Secret::new(t).unwrap()
+}
+
+#[test]
+fn token_run_publishes_through_the_portal_and_quixstreams_3_reads_it_the_quix_way() {
+    let broker = Tansu::start();
+    let portal = PortalServer::start(PortalState::single(WS, TOKEN_1, &broker.addr));
+    let home = tempfile::tempdir().unwrap();
+    let home_s = home.path().to_str().unwrap();
+    let args = ["--portal-url", &portal.url, "--topic", "cpu-load", "--interval-ms", "200", "--stream-id", "tok-cli"];
+    let args: Vec<&str> = args.into_iter().chain(["--stream-name", STREAM_NAME]).collect();
+    let envs =
+        [("Quix__Sdk__Token", TOKEN_1), ("HOME", home_s), ("XDG_DATA_HOME", home_s), ("XDG_CONFIG_HOME", home_s)];
+    let (status, out, err) = run_cli_with(&args, &envs, Duration::from_secs(5));
+    assert!(status.success(), "{err}");
+    assert!(!out.contains(TOKEN_1) && !err.contains(TOKEN_1), "the token never appears in output");
+    assert!(!out.contains("stopped before publishing"), "publishing did not start in time:\n{err}");
+    let [samples, sent, acked, pending, _] = parse_summary(&out);
+    assert_eq!((acked, pending), (sent, 0));
+
+    let log = portal.log();
+    assert!(log.iter().all(|r| r.authorization.as_deref() == Some(&format!("Bearer {TOKEN_1}"))));
+    assert!(log.iter().all(|r| r.x_version.as_deref() == Some("2.0")), "X-Version: 2.0 on every request");
+    let paths: Vec<String> = log.iter().map(|r| format!("{} /{}", r.method, r.path.trim_start_matches('/'))).collect();
+    for want in [
+        "GET /workspaces",
+        "GET /workspaces/quixdev-ws/broker/librdkafka",
+        "GET /quixdev-ws/topics/cpu-load",
+        "POST /quixdev-ws/topics",
+    ] {
+        assert!(paths.iter().any(|p| p == want), "{want} in {paths:?}");
+    }
+    let create = log.iter().find(|r| r.method == "POST").unwrap();
+    assert_eq!(serde_json::from_str::<serde_json::Value>(&create.body).unwrap(), json!({"name": "cpu-load"}));
+
+    // The Kafka topic is the Portal topic id `{workspaceId}-{name}`.
+    let raw = raw_records(&broker.addr, "quixdev-ws-cpu-load");
+    assert_stream_shape(&raw, "tok-cli");
+    let rows = sent_rows(&raw);
+    assert_eq!(rows.len() as u64, samples);
+    let read = qs3_rows(&read_qs3_via_portal(&portal.url, TOKEN_1, "cpu-load", rows.len(), "token-qs3"));
+    assert_eq!(read, rows);
+}
+
+#[test]
+fn replacing_the_token_mid_run_continues_one_stream_with_every_row_once() {
+    let broker = Tansu::start();
+    let portal = PortalServer::start(PortalState::single(WS, TOKEN_1, &broker.addr));
+    portal.with(|s| s.tokens.push(TOKEN_2.into())); // Quix keeps two tokens valid
+    let data = tempfile::tempdir().unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let status = rt.block_on(async {
+        let connector = QuixConnector {
+            portal_url: portal.url.clone(),
+            workspace_id: None,
+            topic: "cpu-rotate".into(),
+            data_dir: data.path().into(),
+            verify_hostname: true,
+            options: fast(),
+        };
+        let (publisher, target) = connector.publisher(secret(TOKEN_1), TokenSource::CredentialStore).await.unwrap();
+        assert_eq!(target.topic_id, "quixdev-ws-cpu-rotate");
+        let settings = Settings {
+            stream_id: Some("rotating".into()),
+            stream_name: Some(STREAM_NAME.into()),
+            interval_ms: 200,
+            ..Default::default()
+        };
+        let checked = settings.check(&MachineFacts { default_stream_id: "x".into(), hostname: "e2e".into() }).unwrap();
+        let rows = scripted_rows().len() as u64;
+        let (agent, _) = agent::spawn(
+            AgentConfig::from_checked(&checked, "e2e"),
+            Box::new(ScriptedSampler::new(scripted_rows())),
+            Some(Box::new(publisher)),
+            Some(Arc::new(connector)),
+        );
+        let mut watch = agent.watch();
+        watch.wait_for(|s| s.samples >= 4).await.unwrap();
+        agent.replace_token(secret(TOKEN_2), TokenSource::CredentialStore).await.unwrap();
+        portal.with(|s| s.tokens.retain(|t| t != TOKEN_1)); // the old token is revoked
+        tokio::time::timeout(Duration::from_secs(30), watch.wait_for(|s| s.samples >= rows)).await.unwrap().unwrap();
+        agent.shutdown().await
+    });
+    assert_eq!((status.records_pending(), status.records_failed), (0, 0), "{status:?}");
+    let after_switch =
+        portal.log().iter().filter(|r| r.authorization.as_deref() == Some(&format!("Bearer {TOKEN_2}"))).count();
+    assert!(after_switch >= 2, "the new token resolved workspace, broker and topic again");
+
+    let raw = raw_records(&broker.addr, "quixdev-ws-cpu-rotate");
+    assert_stream_shape(&raw, "rotating");
+    let ends = raw.iter().filter(|r| r.model() == "StreamEnd").count();
+    assert_eq!(ends, 1, "no StreamEnd at the switch, one at the end");
+    assert_eq!(sent_rows(&raw), expected_rows("rotating"), "every row exactly once, in order");
+    let read =
+        qs3_rows(&read_qs3_via_portal(&portal.url, TOKEN_2, "cpu-rotate", scripted_rows().len(), "rotation-qs3"));
+    assert_eq!(read, expected_rows("rotating"));
+}
+
+/// Runs one Portal resolution against a server in `state`, with fast retries.
+fn resolve(
+    state: PortalState,
+    workspace: Option<&str>,
+    token: &str,
+) -> (Result<hostpulse_agent::portal::QuixTarget, PortalError>, PortalServer, tempfile::TempDir) {
+    let server = PortalServer::start(state);
+    let data = tempfile::tempdir().unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let result = rt.block_on(async {
+        let portal = Portal::new(&server.url, secret(token), TokenSource::Environment, fast()).unwrap();
+        portal.resolve(workspace, "cpu-load", data.path(), true).await
+    });
+    (result, server, data)
+}
+
+/// A Portal whose broker is not contacted (these tests stop at the Portal).
+fn state() -> PortalState {
+    PortalState { kafka: None, ..PortalState::single(WS, TOKEN_1, "127.0.0.1:9") }
+}
+
+#[test]
+fn portal_failures_give_clear_errors_and_transient_ones_are_retried() {
+    // A rejected token names where it came from, never the token.
+    let (r, _, _) = resolve(state(), None, "wrong-token-XYZ");
+    let e = r.unwrap_err().to_string();
+    assert!(e.contains("rejected the streaming token from the environment variable Quix__Sdk__Token (HTTP 401: Token is invalid or expired)"), "{e}");
+    assert!(!e.contains("wrong-token-XYZ"));
+
+    // Two server errors, then success: retried with backoff.
+    let mut s = state();
+    s.next_answers = [(503, "busy".to_owned()), (500, r#"{"message":"oops"}"#.to_owned())].into();
+    let (r, server, _) = resolve(s, None, TOKEN_1);
+    assert_eq!(r.unwrap().topic_id, "quixdev-ws-cpu-load");
+    assert_eq!(server.log().iter().filter(|l| l.path == "/workspaces").count(), 3);
+
+    // Server errors that persist: reported with status, path and message after the retries.
+    let mut s = state();
+    s.next_answers = std::iter::repeat_n((502, r#"{"message":"bad gateway"}"#.to_owned()), 3).collect();
+    let e = resolve(s, None, TOKEN_1).0.unwrap_err().to_string();
+    assert_eq!(e, "the Quix Portal answered HTTP 502 to GET workspaces: bad gateway");
+
+    // Malformed and truncated JSON.
+    for body in ["not json", r#"[{"workspaceId": "a""#, r#"{"workspaces": []}"#] {
+        let mut s = state();
+        s.next_answers = [(200, body.to_owned())].into();
+        let e = resolve(s, None, TOKEN_1).0.unwrap_err().to_string();
+        assert!(e.starts_with("the Quix Portal sent an answer HostPulse cannot use for workspaces"), "{body}: {e}");
+    }
+
+    // Several workspaces: the error lists them; none: says so.
+    let mut s = state();
+    s.workspaces.push(json!({"workspaceId": "other-ws", "name": "Other"}));
+    let e = resolve(s, None, TOKEN_1).0.unwrap_err().to_string();
+    assert!(e.contains("set `workspace_id` to one of: quixdev-ws (Test workspace), other-ws (Other)"), "{e}");
+    let mut s = state();
+    s.workspaces.clear();
+    assert!(matches!(resolve(s, None, TOKEN_1).0, Err(PortalError::NoWorkspaces)));
+
+    // A configured workspace the token does not see.
+    let e = resolve(state(), Some("missing-ws"), TOKEN_1).0.unwrap_err().to_string();
+    assert!(e.contains("no workspace `missing-ws`"), "{e}");
+
+    // A topic the Portal reports as failed.
+    let mut s = state();
+    s.topics.insert(
+        (WS.into(), "cpu-load".into()),
+        TopicState { status: "Error".into(), polls_until_ready: 0, last_error: Some("quota exceeded".into()) },
+    );
+    let e = resolve(s, None, TOKEN_1).0.unwrap_err().to_string();
+    assert_eq!(e, "Quix topic `cpu-load` is not usable: the Portal reports an error: quota exceeded");
+
+    // A slow Portal: the request times out, is retried, and the error says so.
+    let mut s = state();
+    s.delay = Duration::from_millis(2500);
+    let e = resolve(s, None, TOKEN_1).0.unwrap_err().to_string();
+    assert!(e.starts_with("cannot reach the Quix Portal at http://127.0.0.1:") && e.contains("timed out"), "{e}");
+}
+
+fn zip_with(entries: &[(&str, &[u8])]) -> Vec<u8> {
+    let mut buf = std::io::Cursor::new(Vec::new());
+    let mut w = zip::ZipWriter::new(&mut buf);
+    for (name, data) in entries {
+        w.start_file(*name, zip::write::SimpleFileOptions::default()).unwrap();
+        std::io::Write::write_all(&mut w, data).unwrap();
+    }
+    w.finish().unwrap();
+    buf.into_inner()
+}
+
+const PEM: &[u8] = b"-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n";
+
+#[test]
+fn without_the_librdkafka_endpoint_the_workspace_broker_and_certificate_zip_are_used() {
+    let mut s = state();
+    s.librdkafka.clear();
+    s.workspaces[0]["broker"] = json!({
+        "address": "kafka-1:9093,kafka-2:9093", "securityMode": "SaslSsl", "saslMechanism": "ScramSha512",
+        "username": "ws-user", "password": "ws-password", "hasCertificate": true
+    });
+    s.certificates.insert(WS.into(), zip_with(&[("ca.cert", PEM)]));
+    let (r, server, data) = resolve(s, None, TOKEN_1);
+    let target = r.unwrap();
+    let k = &target.kafka;
+    assert_eq!(k["bootstrap.servers"], "kafka-1:9093,kafka-2:9093");
+    assert_eq!(k["security.protocol"], "sasl_ssl");
+    assert_eq!(k["sasl.mechanism"], "SCRAM-SHA-512");
+    assert_eq!((k["sasl.username"].as_str(), k["sasl.password"].as_str()), ("ws-user", "ws-password"));
+    assert!(!k.contains_key("ssl.endpoint.identification.algorithm"), "host name verification stays on");
+    let ca = std::path::PathBuf::from(&k["ssl.ca.location"]);
+    assert!(ca.starts_with(data.path()), "the CA lives in the app's data dir");
+    assert_eq!(std::fs::read(&ca).unwrap(), PEM);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        assert_eq!(std::fs::metadata(&ca).unwrap().permissions().mode() & 0o777, 0o600, "readable only by the user");
+    }
+    assert!(!format!("{target:?}").contains("ws-password"), "Debug of the target hides values");
+    assert!(server.log().iter().any(|l| l.path == "/workspaces/quixdev-ws/certificates"));
+
+    // The same, but the ZIP lacks `ca.cert`.
+    let mut s = state();
+    s.librdkafka.clear();
+    s.workspaces[0]["broker"] = json!({"address": "k:9093", "securityMode": "Ssl"});
+    s.certificates.insert(WS.into(), zip_with(&[("readme.txt", b"hi")]));
+    let e = resolve(s, None, TOKEN_1).0.unwrap_err().to_string();
+    assert!(e.contains("the certificate ZIP has no `ca.cert`"), "{e}");
+}
+
+#[test]
+fn the_librdkafka_answer_is_mapped_and_its_ca_stored() {
+    let mut s = state();
+    let b64 = base64_encode(PEM);
+    s.librdkafka.insert(
+        WS.into(),
+        json!({"bootstrap.servers": "k:9093", "security.protocol": "SASL_SSL", "sasl.mechanism": "scram-sha-256",
+               "sasl.username": "u", "sasl.password": "p", "ssl.ca.cert": b64, "acks": "0"}),
+    );
+    let (r, _server, _data) = resolve(s, None, TOKEN_1);
+    let k = r.unwrap().kafka;
+    assert_eq!(k["security.protocol"], "sasl_ssl");
+    assert_eq!(k["sasl.mechanism"], "SCRAM-SHA-256");
+    assert_eq!(std::fs::read(&k["ssl.ca.location"]).unwrap(), PEM);
+    assert!(!k.contains_key("acks"), "the Portal cannot weaken our delivery settings");
+    assert!(!k.contains_key("ssl.ca.cert"));
+}
+
+fn base64_encode(data: &[u8]) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(data)
+}
