@@ -14,9 +14,11 @@ SUDO=""
 say() { printf '\033[1m== %s\033[0m\n' "$*" >&2; }
 
 # Build tools and the C libraries librdkafka links (TLS, SASL/GSSAPI, zstd, zlib); procps for
-# kill; clang and protoc for building tansu.
+# kill; clang and protoc for building tansu; for the tests: a D-Bus session bus and
+# gnome-keyring (the Secret Service), stunnel4 and openssl (a TLS broker with a test CA).
 APT_PACKAGES=(build-essential pkg-config cmake libssl-dev libsasl2-dev libzstd-dev zlib1g-dev
-  procps curl ca-certificates clang libclang-dev protobuf-compiler)
+  procps curl ca-certificates clang libclang-dev protobuf-compiler
+  dbus gnome-keyring stunnel4 openssl)
 # Debian's python3 needs python3-venv for the SDK venvs; a pyenv Python brings its own.
 python3 -c 'import venv, ensurepip' 2>/dev/null || APT_PACKAGES+=(python3 python3-venv python3-pip)
 missing=()

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Sets up everything (scripts/setup.sh) and runs every check: formatting, clippy with warnings
 # as errors, and all tests, including the end-to-end suites against a real broker (tansu, which
-# the tests start on free loopback ports and stop) and the real Quix SDK readers.
+# the tests start on free loopback ports and stop), the real Quix SDK readers, and a real
+# Secret Service (gnome-keyring in a private D-Bus session, started and stopped here).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/setup.sh
@@ -12,4 +13,4 @@ say "cargo clippy (warnings are errors)"
 cargo clippy --workspace --all-targets -- -D warnings
 say "cargo test"
 rm -rf test-output
-cargo test --workspace --no-fail-fast
+bash scripts/with-secret-service.sh cargo test --workspace --no-fail-fast

@@ -8,6 +8,7 @@
 //! against the records found on the broker), and the library with a scripted sampler of known
 //! values and timestamps (checked against those).
 
+mod credential_store;
 mod quix;
 mod support_rows;
 

@@ -281,10 +281,10 @@ impl Portal {
     ) -> Result<BTreeMap<String, String>, PortalError> {
         let path = format!("workspaces/{ws}/broker/librdkafka");
         let mut kafka = match self.request(Method::GET, &path, None).await {
-            Ok((_, body)) => self.from_librdkafka(ws, &path, &body, data_dir)?,
+            Ok((_, body)) => self.map_librdkafka(ws, &path, &body, data_dir)?,
             Err(PortalError::Status { status: 404, .. }) => {
                 tracing::info!("the Portal has no librdkafka settings endpoint; using the workspace's broker object");
-                self.from_workspace(ws, data_dir).await?
+                self.map_workspace_broker(ws, data_dir).await?
             }
             Err(e) => return Err(e),
         };
@@ -298,7 +298,7 @@ impl Portal {
         Ok(kafka)
     }
 
-    fn from_librdkafka(
+    fn map_librdkafka(
         &self,
         ws: &str,
         path: &str,
@@ -339,7 +339,7 @@ impl Portal {
     }
 
     /// The 0.5.7 path (spec §5.1): the workspace's `broker` object and the certificate ZIP.
-    async fn from_workspace(&self, ws: &str, data_dir: &Path) -> Result<BTreeMap<String, String>, PortalError> {
+    async fn map_workspace_broker(&self, ws: &str, data_dir: &Path) -> Result<BTreeMap<String, String>, PortalError> {
         let path = format!("workspaces/{ws}");
         let w: Workspace = self.get_json(&path).await?;
         if w.status.as_deref() == Some("Deleting") {

@@ -1,0 +1,201 @@
+//! The token in a real Secret Service (gnome-keyring in the private D-Bus session the test
+//! command starts): set, read, replace, clear; the CLI's token commands; a running agent that
+//! switches tokens on `hostpulse token set` (SIGHUP); and a clear error without a Secret Service.
+
+use std::io::Write as _;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+
+use hostpulse_agent::token::{KeyringStore, SecretStore};
+use hostpulse_core::secret::Secret;
+use hostpulse_tests::portal::{PortalServer, PortalState};
+use hostpulse_tests::{Tansu, hostpulse_bin, parse_summary, raw_records, read_qs3_via_portal, sent_rows};
+
+use crate::support_rows::qs3_rows;
+
+fn require_session() {
+    assert!(
+        std::env::var_os("DBUS_SESSION_BUS_ADDRESS").is_some(),
+        "no D-Bus session: run the suite through scripts/test.sh, which starts one with gnome-keyring's Secret Service"
+    );
+}
+
+/// Runs `hostpulse <args>` with its own HOME and XDG dirs, `stdin` piped in.
+fn hostpulse(home: &Path, args: &[&str], stdin: &str) -> Output {
+    let h = home.to_str().unwrap();
+    let mut child = Command::new(hostpulse_bin())
+        .args(args)
+        .env_remove("Quix__Sdk__Token")
+        .envs([("HOME", h), ("XDG_DATA_HOME", h), ("XDG_CONFIG_HOME", h)])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+    child.wait_with_output().unwrap()
+}
+
+fn text(o: &Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+}
+
+#[test]
+fn the_keyring_store_sets_reads_replaces_and_clears_in_the_real_secret_service() {
+    require_session();
+    let store = KeyringStore::named("hostpulse-test", &format!("store-{}", std::process::id()));
+    assert_eq!(store.get().unwrap(), None, "a missing entry is Ok(None)");
+    store.set(&Secret::new("first-token").unwrap()).unwrap();
+    assert_eq!(store.get().unwrap().unwrap().expose(), "first-token");
+    store.set(&Secret::new("second-token").unwrap()).unwrap();
+    assert_eq!(store.get().unwrap().unwrap().expose(), "second-token", "set replaces");
+    assert!(store.clear().unwrap());
+    assert_eq!(store.get().unwrap(), None);
+    assert!(!store.clear().unwrap(), "clearing nothing is not an error");
+}
+
+#[test]
+fn token_commands_and_a_running_agent_switch_tokens_through_the_secret_service() {
+    require_session();
+    const T1: &str = "sdk-keyring-token-AAAA";
+    const T2: &str = "sdk-keyring-token-BBBB";
+    let home = tempfile::tempdir().unwrap();
+    let broker = Tansu::start();
+    let portal = PortalServer::start(PortalState::single("kr-ws", T1, &broker.addr));
+    portal.with(|s| s.tokens.push(T2.into()));
+
+    let o = hostpulse(home.path(), &["token", "status"], "");
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("token: none"), "{}", text(&o));
+    let o = hostpulse(home.path(), &["token", "set"], &format!("{T1}\n"));
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("token stored in the OS credential store (Secret Service)"), "{}", text(&o));
+    let o = hostpulse(home.path(), &["token", "status"], "");
+    assert!(text(&o).contains("token: stored in the OS credential store"), "{}", text(&o));
+
+    // A running agent, started with the stored token...
+    let h = home.path().to_str().unwrap();
+    let run = Command::new(hostpulse_bin())
+        .args(["run", "--portal-url", &portal.url, "--topic", "cpu-hup", "--interval-ms", "200", "--stream-id", "hup"])
+        .env_remove("Quix__Sdk__Token")
+        .envs([("HOME", h), ("XDG_DATA_HOME", h), ("XDG_CONFIG_HOME", h), ("HOSTPULSE_LOG", "info")])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_secs(5));
+    // ...switches when the token is replaced (`token set` signals it), then the old one is revoked.
+    let o = hostpulse(home.path(), &["token", "set"], T2);
+    assert!(
+        text(&o).contains(&format!("the running agent (pid {}) switches to the new token", run.id())),
+        "{}",
+        text(&o)
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    portal.with(|s| s.tokens.retain(|t| t != T1));
+    std::thread::sleep(Duration::from_secs(2));
+    Command::new("kill").args(["-TERM", &run.id().to_string()]).status().unwrap();
+    let out = run.wait_with_output().unwrap();
+    let all = text(&out);
+    assert!(out.status.success(), "{all}");
+    assert!(all.contains("now publishing with the token from the OS credential store"), "{all}");
+    assert!(!all.contains(T1) && !all.contains(T2), "tokens never appear in output");
+    let [samples, sent, acked, pending, failed] = parse_summary(&String::from_utf8_lossy(&out.stdout));
+    assert_eq!((acked, pending, failed), (sent, 0, 0));
+    assert!(portal.log().iter().any(|r| r.authorization.as_deref() == Some(&format!("Bearer {T2}"))));
+
+    let raw = raw_records(&broker.addr, "kr-ws-cpu-hup");
+    assert_eq!(raw.iter().filter(|r| r.model() == "StreamEnd").count(), 1, "one stream, ended once");
+    let rows = sent_rows(&raw);
+    assert_eq!(rows.len() as u64, samples, "every sample once");
+    assert!(rows.windows(2).all(|w| w[0].timestamp_ns < w[1].timestamp_ns), "in order");
+    let read = qs3_rows(&read_qs3_via_portal(&portal.url, T2, "cpu-hup", rows.len(), "keyring-hup-qs3"));
+    assert_eq!(read, rows);
+
+    let o = hostpulse(home.path(), &["token", "clear"], "");
+    assert!(text(&o).contains("token removed from the OS credential store"), "{}", text(&o));
+    let o = hostpulse(home.path(), &["token", "status"], "");
+    assert!(text(&o).contains("token: none"));
+}
+
+/// A session bus of our own. With `activation` off, the bus knows no services at all; with it
+/// on, it starts gnome-keyring on demand, which then has no unlocked keyring.
+fn private_bus(dir: &Path, activation: bool) -> (std::process::Child, String) {
+    let mut cmd = Command::new("dbus-daemon");
+    if activation {
+        cmd.arg("--session");
+    } else {
+        let config = dir.join("bus.conf");
+        // Debian's session.conf, but with an empty service directory instead of the standard ones.
+        let standard = std::fs::read_to_string("/usr/share/dbus-1/session.conf").unwrap();
+        let empty = dir.join("services");
+        std::fs::create_dir_all(&empty).unwrap();
+        std::fs::write(
+            &config,
+            standard
+                .replace("<standard_session_servicedirs />", &format!("<servicedir>{}</servicedir>", empty.display())),
+        )
+        .unwrap();
+        cmd.arg(format!("--config-file={}", config.display()));
+    }
+    let mut bus = cmd
+        .args(["--nofork", "--print-address=1"])
+        .env("XDG_DATA_HOME", dir) // an activated gnome-keyring keeps its files here
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("dbus-daemon (package dbus) is installed by the test command");
+    let mut address = String::new();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(bus.stdout.as_mut().unwrap()), &mut address).unwrap();
+    (bus, address.trim().to_owned())
+}
+
+/// Runs each token-needing command against `address` and checks the error.
+fn assert_every_command_explains(address: &str, home: &Path, needles: &[&str]) {
+    for args in [&["token", "status"][..], &["token", "set"], &["run"], &["check"]] {
+        let h = home.to_str().unwrap();
+        let mut child = Command::new(hostpulse_bin())
+            .args(args)
+            .env_remove("Quix__Sdk__Token")
+            .envs([("HOME", h), ("XDG_DATA_HOME", h), ("XDG_CONFIG_HOME", h)])
+            .env("DBUS_SESSION_BUS_ADDRESS", address)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(b"some-token").unwrap();
+        let o = child.wait_with_output().unwrap();
+        let t = text(&o);
+        assert!(!o.status.success(), "{args:?}: {t}");
+        for needle in needles {
+            assert!(t.contains(needle), "{args:?} should say {needle:?}: {t}");
+        }
+        assert!(t.contains("Quix__Sdk__Token"), "{args:?} says how to do without: {t}");
+        assert!(!t.contains("panicked") && !t.contains("some-token"), "{t}");
+    }
+}
+
+#[test]
+fn without_a_secret_service_the_error_says_what_to_do_and_nothing_crashes() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut bus, address) = private_bus(dir.path(), false);
+    assert_every_command_explains(
+        &address,
+        dir.path(),
+        &["no OS credential store is available", "org.freedesktop.secrets"],
+    );
+    let _ = bus.kill();
+    let _ = bus.wait();
+}
+
+#[test]
+fn a_locked_secret_service_is_reported_as_locked() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut bus, address) = private_bus(dir.path(), true);
+    assert_every_command_explains(&address, dir.path(), &["the OS credential store is locked", "unlock"]);
+    let _ = bus.kill();
+    let _ = bus.wait();
+    let _ = Command::new("pkill").args(["-f", &format!("gnome-keyring-daemon.*{}", dir.path().display())]).status();
+}
