@@ -10,6 +10,7 @@
 
 mod credential_store;
 mod quix;
+mod secure;
 mod support_rows;
 
 use std::time::Duration;

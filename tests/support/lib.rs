@@ -120,7 +120,16 @@ impl RawRecord {
 /// Every record of `topic`, read from the beginning to the end of each partition, in
 /// partition-then-offset order.
 pub fn raw_records(broker: &str, topic: &str) -> Vec<RawRecord> {
-    let consumer: BaseConsumer = ClientConfig::new()
+    raw_records_with(broker, topic, &[])
+}
+
+/// [`raw_records`] with extra client settings (security).
+pub fn raw_records_with(broker: &str, topic: &str, extra: &[(&str, &str)]) -> Vec<RawRecord> {
+    let mut config = ClientConfig::new();
+    for (k, v) in extra {
+        config.set(*k, *v);
+    }
+    let consumer: BaseConsumer = config
         .set("bootstrap.servers", broker)
         .set("group.id", "hostpulse-raw-reader")
         .set("enable.auto.commit", "false")
@@ -300,3 +309,110 @@ pub fn parse_summary(stdout: &str) -> [u64; 5] {
     nums.try_into().unwrap_or_else(|_| panic!("summary has not five numbers: {line}"))
 }
 pub mod portal;
+
+/// tansu behind TLS with SCRAM-SHA-512 logins: a test CA and a server certificate for
+/// 127.0.0.1/localhost (openssl), tansu on sqlite storage with a user created before
+/// `--authentication` is switched on (tansu only creates users without it), and stunnel
+/// terminating TLS in front of it (tansu's own TLS flags gave no TLS listener). tansu
+/// advertises the stunnel port, so every client connection goes through TLS.
+pub struct SecureBroker {
+    tansu: Child,
+    stunnel: Child,
+    _dir: tempfile::TempDir,
+    /// `127.0.0.1:<tls port>`.
+    pub addr: String,
+    /// The CA that signed the broker's certificate (PEM).
+    pub ca_pem: Vec<u8>,
+    /// The CA file.
+    pub ca_path: PathBuf,
+    /// SCRAM user.
+    pub user: &'static str,
+    /// Its password.
+    pub password: &'static str,
+}
+
+impl SecureBroker {
+    /// Sets everything up with `topics` created (1 partition each).
+    pub fn start(topics: &[&str]) -> SecureBroker {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let sh = |cmd: &str| {
+            let out = Command::new("sh").arg("-c").arg(cmd).current_dir(d).output().unwrap();
+            assert!(out.status.success(), "{cmd}: {}", String::from_utf8_lossy(&out.stderr));
+        };
+        sh(
+            "openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.pem -days 2 -subj '/CN=HostPulse Test CA'",
+        );
+        sh("openssl req -newkey rsa:2048 -nodes -keyout server.key -out server.csr -subj '/CN=localhost'");
+        std::fs::write(d.join("ext.cnf"), "subjectAltName=IP:127.0.0.1,DNS:localhost\n").unwrap();
+        sh(
+            "openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out server.pem -days 2 -extfile ext.cnf",
+        );
+        let bin = std::env::var("HOSTPULSE_TANSU").unwrap_or_else(|_| "tansu".into());
+        let (plain, tls) = (free_port(), free_port());
+        let tansu = |auth: bool| {
+            let log =
+                std::fs::File::create(output_dir("broker").join(format!("tansu-secure-{plain}-{auth}.log"))).unwrap();
+            let mut c = Command::new(&bin);
+            c.args(["broker", "--listener-url", &format!("tcp://127.0.0.1:{plain}")])
+                .args(["--advertised-listener-url", &format!("tcp://127.0.0.1:{tls}")])
+                .args(["--storage-engine", "sqlite://tansu.db"])
+                .current_dir(d)
+                .stdout(log.try_clone().unwrap())
+                .stderr(log);
+            if auth {
+                c.arg("--authentication");
+            }
+            let mut child = c.spawn().unwrap();
+            wait_for_port(plain, &mut child, "tansu");
+            child
+        };
+        let mut setup = tansu(false);
+        let url = format!("tcp://127.0.0.1:{plain}");
+        let (user, password) = ("hostpulse-svc", "scram-secret-123");
+        sh(&format!("'{bin}' user create {user} {password} --broker {url} --mechanism scram512"));
+        for t in topics {
+            sh(&format!("'{bin}' topic create {t} --partitions 1 --broker {url}"));
+        }
+        let _ = setup.kill();
+        let _ = setup.wait();
+        let tansu = tansu(true);
+        std::fs::write(
+            d.join("stunnel.conf"),
+            format!(
+                "foreground = yes\npid =\n[kafka]\naccept = 127.0.0.1:{tls}\nconnect = 127.0.0.1:{plain}\ncert = {}\nkey = {}\n",
+                d.join("server.pem").display(),
+                d.join("server.key").display()
+            ),
+        )
+        .unwrap();
+        let log = std::fs::File::create(output_dir("broker").join(format!("stunnel-{tls}.log"))).unwrap();
+        let mut stunnel = Command::new("stunnel4")
+            .arg(d.join("stunnel.conf"))
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("stunnel4 is installed by the test command");
+        wait_for_port(tls, &mut stunnel, "stunnel");
+        let ca_path = d.join("ca.pem");
+        SecureBroker {
+            tansu,
+            stunnel,
+            ca_pem: std::fs::read(&ca_path).unwrap(),
+            ca_path,
+            _dir: dir,
+            addr: format!("127.0.0.1:{tls}"),
+            user,
+            password,
+        }
+    }
+}
+
+impl Drop for SecureBroker {
+    fn drop(&mut self) {
+        for c in [&mut self.stunnel, &mut self.tansu] {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}

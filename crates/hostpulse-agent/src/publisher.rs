@@ -141,17 +141,22 @@ pub fn quix_client_config(target: &QuixTarget) -> ClientConfig {
     c
 }
 
-/// Remembers the last client-level error librdkafka reported (a refused SASL login shows up
-/// there, while the request that needed the login only times out).
+/// Remembers a refused login: librdkafka reports it as a client-level error, while the request
+/// that needed the login only fails later as a transport error (or a timeout).
 #[derive(Default, Clone)]
 pub struct Context {
-    last_error: Arc<Mutex<Option<String>>>,
+    login_error: Arc<Mutex<Option<String>>>,
 }
 
 impl ClientContext for Context {
     fn error(&self, error: KafkaError, reason: &str) {
         tracing::warn!("Kafka client: {error}: {reason}");
-        *self.last_error.lock().expect("not poisoned") = Some(format!("{error}: {reason}"));
+        let auth = matches!(error, KafkaError::Global(RDKafkaErrorCode::Authentication))
+            || reason.contains("SASL")
+            || reason.contains("uthenticat");
+        if auth {
+            *self.login_error.lock().expect("not poisoned") = Some(reason.to_owned());
+        }
     }
 }
 
@@ -162,8 +167,7 @@ impl ProducerContext for Context {
 
 impl Context {
     fn login_refused(&self) -> Option<String> {
-        let last = self.last_error.lock().expect("not poisoned");
-        last.as_ref().filter(|e| e.contains("SASL") || e.contains("uthenticat")).cloned()
+        self.login_error.lock().expect("not poisoned").clone()
     }
 }
 
