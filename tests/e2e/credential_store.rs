@@ -41,6 +41,15 @@ fn text(o: &Output) -> String {
     format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
 }
 
+fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let p = e.path();
+        if p.is_dir() { out.extend(walk(&p)) } else { out.push(p) }
+    }
+    out
+}
+
 #[test]
 fn the_keyring_store_sets_reads_replaces_and_clears_in_the_real_secret_service() {
     require_session();
@@ -113,6 +122,15 @@ fn token_commands_and_a_running_agent_switch_tokens_through_the_secret_service()
     let read = qs3_rows(&read_qs3_via_portal(&portal.url, T2, "cpu-hup", rows.len(), "keyring-hup-qs3"));
     assert_eq!(read, rows);
 
+    for t in [T1, T2] {
+        let mut hits = Vec::new();
+        for entry in walk(home.path()) {
+            if std::fs::read(&entry).is_ok_and(|b| String::from_utf8_lossy(&b).contains(t)) {
+                hits.push(entry);
+            }
+        }
+        assert!(hits.is_empty(), "token in files {hits:?}: only the credential store may hold it");
+    }
     let o = hostpulse(home.path(), &["token", "clear"], "");
     assert!(text(&o).contains("token removed from the OS credential store"), "{}", text(&o));
     let o = hostpulse(home.path(), &["token", "status"], "");

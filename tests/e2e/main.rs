@@ -9,6 +9,7 @@
 //! values and timestamps (checked against those).
 
 mod credential_store;
+mod leaks;
 mod quix;
 mod secure;
 mod support_rows;
@@ -111,6 +112,7 @@ fn library_run(broker: &str, topic: &str, stream_id: &str) -> Status {
             partitions: 2,
             security: checked.security.clone(),
             sasl_password: None,
+            verify_hostname: true,
         };
         let publisher = KafkaPublisher::connect(&kafka).await.unwrap();
         let rows = scripted_rows().len() as u64;

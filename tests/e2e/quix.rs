@@ -283,3 +283,31 @@ fn base64_encode(data: &[u8]) -> String {
     use base64::Engine as _;
     base64::engine::general_purpose::STANDARD.encode(data)
 }
+
+#[test]
+fn every_workspace_security_mode_and_mechanism_maps_to_librdkafka() {
+    for (mode, mechanism, protocol, sasl) in [
+        ("PlainText", None, "plaintext", None),
+        ("Ssl", None, "ssl", None),
+        ("Sasl", Some("Plain"), "sasl_plaintext", Some("PLAIN")),
+        ("SaslSsl", Some("Plain"), "sasl_ssl", Some("PLAIN")),
+        ("SaslSsl", Some("ScramSha256"), "sasl_ssl", Some("SCRAM-SHA-256")),
+        ("SaslSsl", Some("ScramSha512"), "sasl_ssl", Some("SCRAM-SHA-512")),
+    ] {
+        let mut s = state();
+        s.librdkafka.clear();
+        s.workspaces[0]["broker"] = json!({"address": "k:9093", "securityMode": mode, "saslMechanism": mechanism,
+            "username": "u", "password": "p", "hasCertificate": false});
+        let (r, _server, _data) = resolve(s, None, TOKEN_1);
+        let k = r.unwrap_or_else(|e| panic!("{mode}/{mechanism:?}: {e}")).kafka;
+        assert_eq!(k["security.protocol"], protocol, "{mode}");
+        assert_eq!(k.get("sasl.mechanism").map(String::as_str), sasl, "{mode}/{mechanism:?}");
+        assert_eq!(k.contains_key("sasl.username"), sasl.is_some());
+        assert!(!k.contains_key("ssl.ca.location"), "hasCertificate false: no CA download");
+    }
+    let mut s = state();
+    s.librdkafka.clear();
+    s.workspaces[0]["broker"] = json!({"address": "k:9093", "securityMode": "SaslSsl", "saslMechanism": "OAuthBearer"});
+    let e = resolve(s, None, TOKEN_1).0.unwrap_err().to_string();
+    assert!(e.contains("unsupported `broker.saslMechanism` \"OAuthBearer\""), "{e}");
+}

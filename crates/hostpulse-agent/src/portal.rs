@@ -365,7 +365,12 @@ impl Portal {
                 Some("ScramSha256") => "SCRAM-SHA-256",
                 Some("ScramSha512") => "SCRAM-SHA-512",
                 Some("Gssapi") => "GSSAPI",
-                other => return Err(malformed(format!("unsupported `broker.saslMechanism` {other:?}"))),
+                other => {
+                    let got = other.unwrap_or("(none)");
+                    return Err(malformed(format!(
+                        "unsupported `broker.saslMechanism` {got:?}: HostPulse supports Plain, ScramSha256, ScramSha512 and Gssapi"
+                    )));
+                }
             };
             kafka.insert("sasl.mechanism".into(), mechanism.into());
             kafka.insert("sasl.username".into(), b.username.clone().unwrap_or_default());

@@ -97,6 +97,8 @@ pub struct KafkaSettings {
     pub security: Security,
     /// The SASL password, when the protocol needs one.
     pub sasl_password: Option<Secret>,
+    /// Verify the broker's TLS host name (off: logged as a warning).
+    pub verify_hostname: bool,
 }
 
 /// Our producer settings whatever the connection: `acks=all`, idempotence, gzip batches and the
@@ -128,6 +130,10 @@ pub fn client_config(s: &KafkaSettings) -> Result<ClientConfig, PublishError> {
     }
     if let Some(ca) = &s.security.ssl_ca_location {
         c.set("ssl.ca.location", ca.to_string_lossy());
+    }
+    if !s.verify_hostname {
+        tracing::warn!("TLS host name verification of the broker is off (`tls_verify_hostname = false`)");
+        c.set("ssl.endpoint.identification.algorithm", "none");
     }
     Ok(c)
 }
@@ -291,6 +297,7 @@ mod tests {
             partitions: 1,
             security: Security { protocol, sasl: sasl.map(|(m, u)| (m, u.into())), ssl_ca_location: None },
             sasl_password: password.and_then(Secret::new),
+            verify_hostname: true,
         }
     }
 
@@ -308,6 +315,10 @@ mod tests {
             assert_eq!(c.get(k), Some(v), "{k}");
         }
         assert_eq!(c.get("sasl.username"), None);
+        assert_eq!(c.get("ssl.endpoint.identification.algorithm"), None, "librdkafka's default (https) stays");
+        let mut s = settings(SecurityProtocol::Ssl, None, None);
+        s.verify_hostname = false;
+        assert_eq!(client_config(&s).unwrap().get("ssl.endpoint.identification.algorithm"), Some("none"));
     }
 
     #[test]

@@ -281,6 +281,7 @@ pub(crate) fn kafka_settings(checked: &Checked, broker: &str) -> KafkaSettings {
         partitions: checked.topic_partitions,
         security: checked.security.clone(),
         sasl_password: std::env::var(SASL_PASSWORD_ENV).ok().and_then(Secret::new),
+        verify_hostname: checked.tls_verify_hostname,
     }
 }
 
