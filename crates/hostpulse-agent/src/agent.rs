@@ -90,6 +90,8 @@ pub fn cpu_definitions() -> Vec<ParameterDefinition> {
 enum Command {
     Shutdown(oneshot::Sender<Status>),
     ReplaceToken { token: Secret, source: TokenSource, reply: oneshot::Sender<Result<(), ReplaceError>> },
+    SetPublishing { on: bool, reply: oneshot::Sender<()> },
+    Apply { config: Box<AgentConfig>, reply: oneshot::Sender<()> },
 }
 
 /// Why a token replacement did not take effect (publishing continues as before).
@@ -134,6 +136,25 @@ impl AgentHandle {
         rx.await.unwrap_or_else(|_| self.status())
     }
 
+    /// Turns publishing off (flushes and closes the stream with `StreamEnd`; sampling goes on
+    /// for the live value) or on again (a new stream life: properties and definitions first).
+    pub async fn set_publishing(&self, on: bool) {
+        let (reply, rx) = oneshot::channel();
+        if self.commands.send(Command::SetPublishing { on, reply }).await.is_ok() {
+            let _ = rx.await;
+        }
+    }
+
+    /// Applies new stream, buffer and sampling settings without a restart: a new name is sent
+    /// before the next data; a new stream id closes the old stream and starts the new one; a new
+    /// interval takes effect from the next tick.
+    pub async fn apply(&self, config: AgentConfig) {
+        let (reply, rx) = oneshot::channel();
+        if self.commands.send(Command::Apply { config: Box::new(config), reply }).await.is_ok() {
+            let _ = rx.await;
+        }
+    }
+
     /// Connects with `token` and switches publishing over to it without a gap: the same stream
     /// continues, nothing is lost or sent twice. On error the previous connection stays.
     pub async fn replace_token(&self, token: Secret, source: TokenSource) -> Result<(), ReplaceError> {
@@ -162,6 +183,8 @@ pub fn spawn(
         sampler,
         publisher,
         connector,
+        paused: false,
+        new_interval: None,
         connecting: None,
         switching: None,
         held: VecDeque::new(),
@@ -184,6 +207,10 @@ struct Actor {
     sampler: Box<dyn Sampler>,
     publisher: Option<Box<dyn Publisher>>,
     connector: Option<Arc<dyn Connector>>,
+    /// Publishing switched off by the user (the stream is closed; sampling goes on).
+    paused: bool,
+    /// A changed sampling interval for the run loop to apply.
+    new_interval: Option<Duration>,
     /// A connection being made for a new token, and who asked.
     connecting: Option<(Connecting, Reply)>,
     /// A connected publisher waiting for the old one's in-flight records, until a deadline.
@@ -212,6 +239,14 @@ impl Actor {
                 biased;
                 cmd = self.commands.recv() => match cmd {
                     Some(Command::ReplaceToken { token, source, reply }) => self.replace_token(token, source, reply),
+                    Some(Command::SetPublishing { on, reply }) => {
+                        self.set_publishing(on);
+                        let _ = reply.send(());
+                    }
+                    Some(Command::Apply { config, reply }) => {
+                        self.apply(*config);
+                        let _ = reply.send(());
+                    }
                     shutdown => {
                         self.stop().await;
                         if let Some(Command::Shutdown(reply)) = shutdown {
@@ -241,6 +276,10 @@ impl Actor {
                 }
                 _ = ticker.tick() => self.on_tick(origin.elapsed()),
             }
+            if let Some(interval) = self.new_interval.take() {
+                ticker = tokio::time::interval_at(Instant::now() + interval, interval);
+                ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
+            }
             self.status_tx.send_replace(self.status.clone());
         }
     }
@@ -256,7 +295,7 @@ impl Actor {
         self.status.samples += 1;
         self.status.last_value = row.value(CPU_LOAD).or(self.status.last_value);
         tracing::debug!(timestamp_ns = row.timestamp_ns, values = ?row.values, "sampled");
-        if self.publisher.is_none() {
+        if self.publisher.is_none() || self.paused {
             return;
         }
         if let Some(rows) = self.buffer.push(row, now) {
@@ -268,6 +307,56 @@ impl Actor {
         for record in self.writer.data(rows, now_ns()) {
             self.send(record);
         }
+    }
+
+    fn set_publishing(&mut self, on: bool) {
+        if on == !self.paused {
+            return;
+        }
+        if on {
+            self.paused = false;
+            self.writer.reopen();
+            self.status.state =
+                if self.publisher.is_some() { PublisherState::Publishing } else { PublisherState::Unconfigured };
+            tracing::info!("publishing resumed");
+        } else {
+            self.close_stream();
+            self.paused = true;
+            self.status.state = PublisherState::Paused;
+            tracing::info!("publishing paused; the stream is closed");
+        }
+    }
+
+    /// Flushes the buffer and ends the stream (once).
+    fn close_stream(&mut self) {
+        if self.publisher.is_none() || self.writer.is_closed() || self.paused {
+            return;
+        }
+        let rest = self.buffer.flush().unwrap_or_default();
+        for record in self.writer.close(&rest, StreamEndType::Closed, now_ns()) {
+            self.send(record);
+        }
+    }
+
+    fn apply(&mut self, config: AgentConfig) {
+        if config.stream_id != self.config.stream_id {
+            self.close_stream();
+            // A fresh writer: properties and definitions go first when data flows again.
+            self.writer =
+                StreamWriter::new(config.stream_id.clone(), config.properties.clone(), config.definitions.clone());
+        } else {
+            if let Some(rows) = self.buffer.flush() {
+                self.publish(&rows);
+            }
+            self.writer.set_properties(config.properties.clone());
+            self.writer.set_definitions(config.definitions.clone());
+        }
+        self.buffer.set_config(config.buffer);
+        if config.interval != self.config.interval {
+            self.new_interval = Some(config.interval);
+        }
+        tracing::info!(stream_id = %config.stream_id, "settings applied");
+        self.config = config;
     }
 
     fn replace_token(&mut self, token: Secret, source: TokenSource, reply: Reply) {
@@ -362,10 +451,7 @@ impl Actor {
         self.status_tx.send_replace(self.status.clone());
         self.finish_switch();
         if self.publisher.is_some() {
-            let rest = self.buffer.flush().unwrap_or_default();
-            for record in self.writer.close(&rest, StreamEndType::Closed, now_ns()) {
-                self.send(record);
-            }
+            self.close_stream();
             let limit = self.config.shutdown_timeout;
             let drain = async {
                 while let Some((record, result)) = self.deliveries.next().await {
@@ -624,5 +710,70 @@ mod tests {
         agent.shutdown().await;
         let (agent, _) = spawn(config(200, 100), Box::new(ScriptedSampler::new(Vec::new())), None, None);
         assert!(matches!(agent.replace_token(token(), TokenSource::Environment).await, Err(ReplaceError::NoConnector)));
+    }
+
+    fn models(sent: &[(Duration, Record)]) -> Vec<ModelKey> {
+        sent.iter().map(|(_, r)| r.model).collect()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn pausing_ends_the_stream_and_resuming_starts_it_again() {
+        let memory = Memory { ack_after: Some(Duration::from_millis(1)), ..Default::default() };
+        let agent = start(config(200, 100), 10, &memory);
+        tokio::time::sleep(Duration::from_millis(450)).await; // 2 samples published
+        agent.set_publishing(false).await;
+        assert_eq!(agent.status().state, PublisherState::Paused);
+        let at_pause = memory.sent.lock().unwrap().len();
+        assert_eq!(models(&memory.sent.lock().unwrap()).last(), Some(&ModelKey::StreamEnd));
+        tokio::time::sleep(Duration::from_millis(600)).await; // 3 samples while paused
+        assert_eq!(memory.sent.lock().unwrap().len(), at_pause, "nothing is sent while paused");
+        assert_eq!(agent.status().samples, 5, "sampling goes on for the live value");
+        agent.set_publishing(true).await;
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        let status = agent.shutdown().await;
+        let sent = memory.sent.lock().unwrap().clone();
+        let after: Vec<ModelKey> = models(&sent[at_pause..]);
+        assert_eq!(&after[..3], [ModelKey::StreamProperties, ModelKey::ParameterDefinitions, ModelKey::ParameterData]);
+        assert_eq!(models(&sent).iter().filter(|m| **m == ModelKey::StreamEnd).count(), 2, "one per stream life");
+        assert_eq!(status.records_pending(), 0);
+        // Shutting down while paused does not end the stream twice.
+        let memory = Memory { ack_after: Some(Duration::from_millis(1)), ..Default::default() };
+        let agent = start(config(200, 100), 3, &memory);
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        agent.set_publishing(false).await;
+        agent.shutdown().await;
+        assert_eq!(models(&memory.sent.lock().unwrap()).iter().filter(|m| **m == ModelKey::StreamEnd).count(), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn applied_settings_take_effect_without_a_restart() {
+        let memory = Memory { ack_after: Some(Duration::from_millis(1)), ..Default::default() };
+        let cfg = config(200, 100);
+        let agent = start(cfg.clone(), 20, &memory);
+        tokio::time::sleep(Duration::from_millis(450)).await;
+        let mut renamed = cfg.clone();
+        renamed.properties.name = Some("renamed".into());
+        renamed.interval = Duration::from_millis(1000);
+        agent.apply(renamed.clone()).await;
+        let before = agent.status().samples;
+        tokio::time::sleep(Duration::from_millis(2050)).await;
+        assert_eq!(agent.status().samples - before, 2, "the new interval is in force");
+        let sent = memory.sent.lock().unwrap().clone();
+        let props: Vec<&Record> =
+            sent.iter().map(|(_, r)| r).filter(|r| r.model == ModelKey::StreamProperties).collect();
+        assert_eq!(props.len(), 2);
+        assert!(props[1].value.contains(r#""Name":"renamed""#), "the new name is sent before the next data");
+        // A new stream id ends the old stream and starts the new one.
+        let mut moved = renamed;
+        moved.stream_id = StreamId::parse("another-stream").unwrap();
+        agent.apply(moved).await;
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+        agent.shutdown().await;
+        let sent = memory.sent.lock().unwrap().clone();
+        let old_end =
+            sent.iter().position(|(_, r)| r.model == ModelKey::StreamEnd && &*r.key == "test-stream").unwrap();
+        let new_first = sent.iter().position(|(_, r)| &*r.key == "another-stream").unwrap();
+        assert!(old_end < new_first);
+        assert_eq!(sent[new_first].1.model, ModelKey::StreamProperties);
     }
 }
