@@ -1,32 +1,15 @@
 #!/usr/bin/env bash
-# Sets up (scripts/setup.sh), builds HostPulse and shows the data flow on this machine: a local
-# tansu broker on a free loopback port, `hostpulse run` publishing this machine's CPU load, and
-# the quixstreams 3 reader printing each row as Quix sees it. Ctrl-C stops all three; HostPulse
-# flushes, closes the stream and prints its summary.
+# Sets up (scripts/setup.sh: Debian packages including WebKitGTK and the app indicator) and starts
+# the HostPulse desktop app: it opens in the tray, and on first run shows its settings window
+# (paste a Quix streaming token there). Needs a desktop session (DISPLAY or WAYLAND_DISPLAY).
+# For a server without a desktop, see scripts/run-headless.sh.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/setup.sh
-
-say "building hostpulse (release)"
-cargo build --release -p hostpulse-cli
-PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-LOG_DIR="$(mktemp -d)"
-say "starting tansu on 127.0.0.1:$PORT (log: $LOG_DIR/tansu.log)"
-"$HOSTPULSE_TANSU" broker --listener-url "tcp://127.0.0.1:$PORT" --advertised-listener-url "tcp://127.0.0.1:$PORT" \
-  --storage-engine memory://tansu/ >"$LOG_DIR/tansu.log" 2>&1 &
-TANSU_PID=$!
-READER_PID=""
-cleanup() {
-  [ -n "$READER_PID" ] && kill "$READER_PID" 2>/dev/null || true
-  kill "$TANSU_PID" 2>/dev/null || true
-  wait 2>/dev/null || true
-}
-trap cleanup EXIT
-for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null && break; sleep 0.1; done
-
-(sleep 4; exec "$HOSTPULSE_QS3_PYTHON" tests/python/read_qs3.py --broker "127.0.0.1:$PORT" --topic cpu-load \
-  --rows 1000000 --timeout 86400 2>"$LOG_DIR/reader.log" | sed -u 's/^/quixstreams 3 read: /') &
-READER_PID=$!
-say "publishing; Ctrl-C to stop"
-trap 'true' INT
-./target/release/hostpulse run --broker "127.0.0.1:$PORT" --topic cpu-load "$@" || true
+say "building the HostPulse desktop app (release)"
+cargo build --release -p hostpulse-app
+if [ -z "${DISPLAY:-}${WAYLAND_DISPLAY:-}" ]; then
+  echo "no desktop session (DISPLAY/WAYLAND_DISPLAY unset): run scripts/run-headless.sh on servers" >&2
+  exit 1
+fi
+exec ./target/release/hostpulse-app "$@"

@@ -11,6 +11,8 @@ say "cargo fmt --check"
 cargo fmt --all --check
 say "cargo clippy (warnings are errors)"
 cargo clippy --workspace --all-targets -- -D warnings
+say "cargo build (binaries the end-to-end suites run: hostpulse, hostpulse-app)"
+cargo build --workspace --bins
 say "cargo test"
 rm -rf test-output
 bash scripts/with-secret-service.sh cargo test --workspace --no-fail-fast

@@ -308,6 +308,7 @@ pub fn parse_summary(stdout: &str) -> [u64; 5] {
         line.split(|c: char| !c.is_ascii_digit()).filter(|s| !s.is_empty()).map(|s| s.parse().unwrap()).collect();
     nums.try_into().unwrap_or_else(|_| panic!("summary has not five numbers: {line}"))
 }
+pub mod desktop;
 pub mod portal;
 
 /// tansu behind TLS with SCRAM-SHA-512 logins: a test CA and a server certificate for

@@ -92,6 +92,7 @@ enum Command {
     ReplaceToken { token: Secret, source: TokenSource, reply: oneshot::Sender<Result<(), ReplaceError>> },
     SetPublishing { on: bool, reply: oneshot::Sender<()> },
     Apply { config: Box<AgentConfig>, reply: oneshot::Sender<()> },
+    Disconnect(oneshot::Sender<()>),
 }
 
 /// Why a token replacement did not take effect (publishing continues as before).
@@ -151,6 +152,15 @@ impl AgentHandle {
     pub async fn apply(&self, config: AgentConfig) {
         let (reply, rx) = oneshot::channel();
         if self.commands.send(Command::Apply { config: Box::new(config), reply }).await.is_ok() {
+            let _ = rx.await;
+        }
+    }
+
+    /// Ends the stream and drops the connection (the token was removed): back to `Unconfigured`,
+    /// sampling on. A later [`replace_token`](Self::replace_token) connects again.
+    pub async fn disconnect(&self) {
+        let (reply, rx) = oneshot::channel();
+        if self.commands.send(Command::Disconnect(reply)).await.is_ok() {
             let _ = rx.await;
         }
     }
@@ -243,6 +253,10 @@ impl Actor {
                         self.set_publishing(on);
                         let _ = reply.send(());
                     }
+                    Some(Command::Disconnect(reply)) => {
+                        self.disconnect();
+                        let _ = reply.send(());
+                    }
                     Some(Command::Apply { config, reply }) => {
                         self.apply(*config);
                         let _ = reply.send(());
@@ -310,7 +324,7 @@ impl Actor {
     }
 
     fn set_publishing(&mut self, on: bool) {
-        if on == !self.paused {
+        if on != self.paused {
             return;
         }
         if on {
@@ -336,6 +350,21 @@ impl Actor {
         for record in self.writer.close(&rest, StreamEndType::Closed, now_ns()) {
             self.send(record);
         }
+    }
+
+    fn disconnect(&mut self) {
+        self.finish_switch();
+        self.close_stream();
+        if let Some(old) = self.publisher.take()
+            && !self.deliveries.is_empty()
+        {
+            self.retired.push(old);
+        }
+        self.writer.reopen();
+        self.buffer.flush();
+        self.paused = false;
+        self.status.state = PublisherState::Unconfigured;
+        tracing::info!("disconnected: no token");
     }
 
     fn apply(&mut self, config: AgentConfig) {
@@ -373,13 +402,20 @@ impl Actor {
     fn on_connected(&mut self, connected: Result<Box<dyn Publisher>, ConnectError>, reply: Reply) {
         match connected {
             Err(e) => {
-                tracing::error!("the new token cannot be used; publishing continues as before: {e}");
+                if self.publisher.is_some() {
+                    tracing::error!("the new token cannot be used; publishing continues as before: {e}");
+                } else {
+                    tracing::error!("cannot publish: {e}");
+                    self.status.state = PublisherState::Failed { reason: e.to_string() };
+                }
                 self.status.last_error = Some(e.to_string());
+                self.status_tx.send_replace(self.status.clone());
                 let _ = reply.send(Err(e.into()));
             }
             Ok(new) if self.publisher.is_none() => {
                 self.publisher = Some(new);
                 self.status.state = PublisherState::Publishing;
+                self.status.last_error = None;
                 self.status_tx.send_replace(self.status.clone());
                 let _ = reply.send(Ok(()));
             }
@@ -708,6 +744,13 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(1200)).await;
         assert!(agent.status().records_acknowledged > 0);
         agent.shutdown().await;
+        // A token that cannot connect leaves an agent without a connection in the error state.
+        let failing = Arc::new(Prepared(Mutex::new(Some(Err("token rejected".into())))));
+        let (agent, _) = spawn(config(200, 100), Box::new(ScriptedSampler::new(Vec::new())), None, Some(failing));
+        assert!(agent.replace_token(token(), TokenSource::CredentialStore).await.is_err());
+        assert!(
+            matches!(agent.status().state, PublisherState::Failed { ref reason } if reason.contains("token rejected"))
+        );
         let (agent, _) = spawn(config(200, 100), Box::new(ScriptedSampler::new(Vec::new())), None, None);
         assert!(matches!(agent.replace_token(token(), TokenSource::Environment).await, Err(ReplaceError::NoConnector)));
     }

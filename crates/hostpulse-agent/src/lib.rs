@@ -7,10 +7,12 @@
 //! - [`token`]: where the token comes from (environment, OS credential store);
 //! - [`settings_file`] and [`paths`]: where settings and data live;
 //! - [`machine`]: the stable default stream id and the host name;
+//! - [`diagnose`]: the step-by-step connection check;
 //! - [`backoff`], [`fsutil`]: retry timing, private atomic files.
 
 pub mod agent;
 pub mod backoff;
+pub mod diagnose;
 pub mod fsutil;
 pub mod machine;
 pub mod paths;

@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Draws HostPulse's icons with ImageMagick: the app icon and one tray icon per state. Each tray
+# icon is a mid-tone disc outlined in near-black with a white mark, so it reads on light and on
+# dark panels alike; the states differ in colour and in the mark (pulse = publishing, bars =
+# paused, dash = not configured, cross = error), so they are distinguishable without colour too.
+# Run from this directory; the PNGs are committed.
+set -euo pipefail
+draw() { # name size colour mark
+  local name=$1 s=$2 colour=$3 mark=$4
+  local c=$((s / 2)) r=$((s / 2 - s / 16)) w=$((s / 24 > 1 ? s / 24 : 1)) m=$((s / 10 > 2 ? s / 10 : 2))
+  local pulse="polyline $((s*3/16)),$c $((s*6/16)),$c $((s*7/16)),$((s*5/16)) $((s*9/16)),$((s*11/16)) $((s*10/16)),$c $((s*13/16)),$c"
+  local bars="rectangle $((s*6/16)),$((s*5/16)) $((s*7/16)),$((s*11/16)) rectangle $((s*9/16)),$((s*5/16)) $((s*10/16)),$((s*11/16))"
+  local dash="line $((s*5/16)),$c $((s*11/16)),$c"
+  local cross="line $((s*5/16)),$((s*5/16)) $((s*11/16)),$((s*11/16)) line $((s*11/16)),$((s*5/16)) $((s*5/16)),$((s*11/16))"
+  local shape
+  case $mark in pulse) shape=$pulse ;; bars) shape=$bars ;; dash) shape=$dash ;; cross) shape=$cross ;; esac
+  local fillmark=none
+  [ "$mark" = bars ] && fillmark=white
+  convert -size "${s}x${s}" xc:none \
+    -fill "$colour" -stroke '#111111' -strokewidth "$w" -draw "circle $c,$c $c,$((c - r))" \
+    -fill "$fillmark" -stroke white -strokewidth "$m" -draw "stroke-linejoin round stroke-linecap round $shape" \
+    "PNG32:$name"
+}
+for size in 32 64; do
+  suffix=""; [ "$size" = 64 ] && suffix="@2x"
+  draw "tray-publishing$suffix.png" "$size" '#1f9d55' pulse
+  draw "tray-paused$suffix.png" "$size" '#d08700' bars
+  draw "tray-unconfigured$suffix.png" "$size" '#6b7280' dash
+  draw "tray-error$suffix.png" "$size" '#d1242f' cross
+done
+draw icon.png 512 '#2563eb' pulse
+draw 32x32.png 32 '#2563eb' pulse
+draw 128x128.png 128 '#2563eb' pulse
+draw 128x128@2x.png 256 '#2563eb' pulse

@@ -1,0 +1,354 @@
+//! The settings window's commands. Each validates its input and calls the agent, the token
+//! store or the autostart plugin; errors are `{kind, message, fields}` so the page never matches
+//! strings. No command returns the token: the page learns only whether one is stored and where.
+
+use std::sync::{Arc, Mutex, RwLock};
+
+use hostpulse_agent::agent::{AgentConfig, AgentHandle};
+use hostpulse_agent::diagnose::{self, Step};
+use hostpulse_agent::fsutil;
+use hostpulse_agent::portal::PortalOptions;
+use hostpulse_agent::quix::QuixConnector;
+use hostpulse_agent::token::{self, SecretStore, TokenSource};
+use hostpulse_core::secret::Secret;
+use hostpulse_core::settings::{Checked, MachineFacts, Settings};
+use hostpulse_core::status::{PublisherState, Status};
+use serde::{Deserialize, Serialize};
+use tauri::{AppHandle, State};
+use tauri_plugin_autostart::ManagerExt as _;
+
+/// Everything the commands share.
+pub struct App {
+    /// The running agent.
+    pub agent: AgentHandle,
+    /// Where the token is kept.
+    pub store: Arc<dyn SecretStore>,
+    /// The settings file and its current content.
+    pub settings_path: std::path::PathBuf,
+    /// The settings as saved (or defaults).
+    pub settings: Mutex<Settings>,
+    /// Why the settings file could not be read at start, if it could not (it is kept as is).
+    pub settings_problem: Mutex<Option<String>>,
+    /// Facts for defaults.
+    pub facts: MachineFacts,
+    /// Where the workspace CA goes.
+    pub data_dir: std::path::PathBuf,
+    /// What the agent reconnects with; updated when connection settings change.
+    pub connector: Arc<RwLock<QuixConnector>>,
+}
+
+/// An error the page can act on.
+#[derive(Debug, Serialize)]
+pub struct CommandError {
+    /// `invalid`, `credential_store`, `connect`, `unconfigured`, `settings_file`, `autostart`.
+    pub kind: &'static str,
+    /// For people.
+    pub message: String,
+    /// Per-field problems (`invalid`).
+    pub fields: Vec<FieldProblem>,
+}
+
+/// One field's problem.
+#[derive(Debug, Serialize)]
+pub struct FieldProblem {
+    /// The input's name (`stream_name`, `token`, ...).
+    pub field: String,
+    /// What is wrong and what is allowed.
+    pub message: String,
+}
+
+impl CommandError {
+    fn new(kind: &'static str, message: impl Into<String>) -> Self {
+        CommandError { kind, message: message.into(), fields: Vec::new() }
+    }
+
+    fn invalid(fields: Vec<FieldProblem>) -> Self {
+        let message = fields.iter().map(|f| f.message.as_str()).collect::<Vec<_>>().join("; ");
+        CommandError { kind: "invalid", message, fields }
+    }
+}
+
+type Result<T> = std::result::Result<T, CommandError>;
+
+/// The page's whole state.
+#[derive(Debug, Serialize)]
+pub struct StateView {
+    settings: SettingsView,
+    token: TokenView,
+    status: StatusView,
+    autostart: bool,
+    settings_problem: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+struct SettingsView {
+    stream_name: String,
+    buffer_span_ms: u64,
+    topic: String,
+    interval_ms: u64,
+    portal_url: String,
+    workspace_id: String,
+    stream_id: String,
+    tls_verify_hostname: bool,
+    default_stream_name: String,
+    default_stream_id: String,
+}
+
+#[derive(Debug, Serialize)]
+struct TokenView {
+    stored: bool,
+    source: Option<TokenSource>,
+    location: String,
+    problem: Option<String>,
+}
+
+/// The status as the page shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct StatusView {
+    state: &'static str,
+    last_value: Option<f64>,
+    samples: u64,
+    sent: u64,
+    acknowledged: u64,
+    pending: u64,
+    failed: u64,
+    last_error: Option<String>,
+}
+
+impl From<&Status> for StatusView {
+    fn from(s: &Status) -> Self {
+        StatusView {
+            state: match s.state {
+                PublisherState::Unconfigured => "unconfigured",
+                PublisherState::Connecting => "connecting",
+                PublisherState::Publishing => "publishing",
+                PublisherState::Paused => "paused",
+                PublisherState::Stopping => "stopping",
+                PublisherState::Failed { .. } => "error",
+            },
+            last_value: s.last_value,
+            samples: s.samples,
+            sent: s.records_sent,
+            acknowledged: s.records_acknowledged,
+            pending: s.records_pending(),
+            failed: s.records_failed,
+            last_error: s.last_error.clone(),
+        }
+    }
+}
+
+/// What the page sends on Save: numbers as text, so that bad text is reported per field.
+#[derive(Debug, Deserialize)]
+pub struct SettingsInput {
+    stream_name: String,
+    buffer_span_ms: String,
+    topic: String,
+    interval_ms: String,
+    portal_url: String,
+    workspace_id: String,
+    stream_id: String,
+    tls_verify_hostname: bool,
+}
+
+impl App {
+    fn checked(&self) -> std::result::Result<Checked, String> {
+        self.settings.lock().expect("not poisoned").check(&self.facts).map_err(|e| e.to_string())
+    }
+
+    fn view(&self, app: &AppHandle) -> StateView {
+        let s = self.settings.lock().expect("not poisoned").clone();
+        let token = match token::resolve(self.store.as_ref()) {
+            Ok(t) => TokenView {
+                stored: t.is_some(),
+                source: t.map(|(_, source)| source),
+                location: self.store.describe(),
+                problem: None,
+            },
+            Err(e) => {
+                TokenView { stored: false, source: None, location: self.store.describe(), problem: Some(e.to_string()) }
+            }
+        };
+        StateView {
+            settings: SettingsView {
+                stream_name: s.stream_name.clone().unwrap_or_default(),
+                buffer_span_ms: s.buffer_span_ms,
+                topic: s.topic.clone(),
+                interval_ms: s.interval_ms,
+                portal_url: s.portal_url.clone().unwrap_or_default(),
+                workspace_id: s.workspace_id.clone().unwrap_or_default(),
+                stream_id: s.stream_id.clone().unwrap_or_default(),
+                tls_verify_hostname: s.tls_verify_hostname,
+                default_stream_name: format!("CPU Load - {}", self.facts.hostname),
+                default_stream_id: self.facts.default_stream_id.clone(),
+            },
+            token,
+            status: StatusView::from(&self.agent.status()),
+            autostart: app.autolaunch().is_enabled().unwrap_or(false),
+            settings_problem: self.settings_problem.lock().expect("not poisoned").clone(),
+        }
+    }
+
+    /// Reconnects with the current token, if there is one (after a token or connection change).
+    async fn reconnect(&self) -> Result<()> {
+        let Some((token, source)) =
+            token::resolve(self.store.as_ref()).map_err(|e| CommandError::new("credential_store", e.to_string()))?
+        else {
+            return Ok(());
+        };
+        self.agent.replace_token(token, source).await.map_err(|e| CommandError::new("connect", e.to_string()))
+    }
+}
+
+/// The connector for `c` (Quix mode).
+pub fn connector_for(c: &Checked, data_dir: &std::path::Path) -> QuixConnector {
+    QuixConnector {
+        portal_url: c.portal_url.clone(),
+        workspace_id: c.workspace_id.clone(),
+        topic: c.topic.clone(),
+        data_dir: data_dir.to_path_buf(),
+        verify_hostname: c.tls_verify_hostname,
+        options: PortalOptions::default(),
+    }
+}
+
+#[tauri::command]
+pub async fn get_state(app: AppHandle, state: State<'_, App>) -> Result<StateView> {
+    Ok(state.view(&app))
+}
+
+fn parse_number(field: &str, text: &str, problems: &mut Vec<FieldProblem>) -> u64 {
+    match text.trim().parse::<u64>() {
+        Ok(v) => v,
+        Err(_) => {
+            problems.push(FieldProblem {
+                field: field.into(),
+                message: format!("`{field}` must be a whole number of milliseconds, got {:?}", text.trim()),
+            });
+            0
+        }
+    }
+}
+
+fn optional(text: &str) -> Option<String> {
+    let t = text.trim();
+    (!t.is_empty()).then(|| t.to_owned())
+}
+
+#[tauri::command]
+pub async fn save_settings(app: AppHandle, state: State<'_, App>, input: SettingsInput) -> Result<StateView> {
+    let mut problems = Vec::new();
+    let buffer_span_ms = parse_number("buffer_span_ms", &input.buffer_span_ms, &mut problems);
+    let interval_ms = parse_number("interval_ms", &input.interval_ms, &mut problems);
+    let old = state.settings.lock().expect("not poisoned").clone();
+    let mut new = old.clone();
+    new.stream_name = optional(&input.stream_name);
+    new.topic = input.topic.trim().to_owned();
+    new.portal_url = optional(&input.portal_url);
+    new.workspace_id = optional(&input.workspace_id);
+    new.stream_id = optional(&input.stream_id);
+    new.tls_verify_hostname = input.tls_verify_hostname;
+    if problems.iter().all(|p| p.field != "buffer_span_ms") {
+        new.buffer_span_ms = buffer_span_ms;
+    }
+    if problems.iter().all(|p| p.field != "interval_ms") {
+        new.interval_ms = interval_ms;
+    }
+    let checked = new.check(&state.facts);
+    if let Err(e) = &checked {
+        problems.extend(e.0.iter().map(|f| FieldProblem { field: f.field.into(), message: f.message.clone() }));
+    }
+    let checked = match checked {
+        Ok(c) if problems.is_empty() => c,
+        _ => return Err(CommandError::invalid(problems)),
+    };
+    write_settings(&state, &new)?;
+    *state.settings.lock().expect("not poisoned") = new.clone();
+    state.agent.apply(AgentConfig::from_checked(&checked, &state.facts.hostname)).await;
+    let connection_changed = (&old.topic, &old.portal_url, &old.workspace_id, old.tls_verify_hostname)
+        != (&new.topic, &new.portal_url, &new.workspace_id, new.tls_verify_hostname);
+    if connection_changed {
+        *state.connector.write().expect("not poisoned") = connector_for(&checked, &state.data_dir);
+        state.reconnect().await?;
+    }
+    Ok(state.view(&app))
+}
+
+/// Writes the settings file atomically. A file that could not be read at start is kept next to
+/// it (`settings.toml.unreadable`) before it is replaced, so nothing the user wrote is lost.
+fn write_settings(state: &App, settings: &Settings) -> Result<()> {
+    let fail =
+        |e: String| CommandError::new("settings_file", format!("cannot save {}: {e}", state.settings_path.display()));
+    let text = toml::to_string_pretty(settings).map_err(|e| fail(e.to_string()))?;
+    if let Some(dir) = state.settings_path.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| fail(e.to_string()))?;
+    }
+    let mut problem = state.settings_problem.lock().expect("not poisoned");
+    if problem.is_some() && state.settings_path.exists() {
+        let keep = state.settings_path.with_extension("toml.unreadable");
+        std::fs::copy(&state.settings_path, &keep).map_err(|e| fail(e.to_string()))?;
+        tracing::warn!("the unreadable settings file was kept as {}", keep.display());
+    }
+    fsutil::write_private(&state.settings_path, text.as_bytes()).map_err(|e| fail(e.to_string()))?;
+    *problem = None;
+    Ok(())
+}
+
+#[tauri::command]
+pub async fn set_token(app: AppHandle, state: State<'_, App>, token: String) -> Result<StateView> {
+    let bad = |m: &str| CommandError::invalid(vec![FieldProblem { field: "token".into(), message: m.into() }]);
+    let trimmed = token.trim();
+    if trimmed.is_empty() {
+        return Err(bad("`token` is empty: paste the streaming token from the Quix portal"));
+    }
+    if trimmed.len() > 4096 || trimmed.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(bad(
+            "`token` must be one line of at most 4096 characters without spaces: paste the streaming token only",
+        ));
+    }
+    let secret = Secret::new(trimmed).expect("not empty");
+    drop(token);
+    state.store.set(&secret).map_err(|e| CommandError::new("credential_store", e.to_string()))?;
+    state
+        .agent
+        .replace_token(secret, TokenSource::CredentialStore)
+        .await
+        .map_err(|e| CommandError::new("connect", e.to_string()))?;
+    Ok(state.view(&app))
+}
+
+#[tauri::command]
+pub async fn remove_token(app: AppHandle, state: State<'_, App>) -> Result<StateView> {
+    state.store.clear().map_err(|e| CommandError::new("credential_store", e.to_string()))?;
+    state.agent.disconnect().await;
+    Ok(state.view(&app))
+}
+
+#[tauri::command]
+pub async fn set_publishing(app: AppHandle, state: State<'_, App>, on: bool) -> Result<StateView> {
+    if matches!(state.agent.status().state, PublisherState::Unconfigured) {
+        return Err(CommandError::new("unconfigured", "save a streaming token first"));
+    }
+    state.agent.set_publishing(on).await;
+    Ok(state.view(&app))
+}
+
+#[tauri::command]
+pub async fn test_connection(state: State<'_, App>) -> Result<Vec<Step>> {
+    let checked = state.checked().map_err(|e| CommandError::new("invalid", e))?;
+    Ok(diagnose::run(diagnose::Inputs {
+        checked: &checked,
+        store: state.store.as_ref(),
+        direct: None,
+        data_dir: state.data_dir.clone(),
+        options: PortalOptions::default(),
+    })
+    .await)
+}
+
+#[tauri::command]
+pub async fn set_autostart(app: AppHandle, on: bool) -> Result<bool> {
+    let launcher = app.autolaunch();
+    let r = if on { launcher.enable() } else { launcher.disable() };
+    r.map_err(|e| CommandError::new("autostart", e.to_string()))?;
+    launcher.is_enabled().map_err(|e| CommandError::new("autostart", e.to_string()))
+}

@@ -1,0 +1,182 @@
+//! HostPulse desktop: the HostPulse agent in the tray, with a settings window.
+//!
+//! An adapter only: it starts the same agent the CLI runs, hands the settings window's commands
+//! to it (`commands`), and shows its status in the tray (`tray`). Closing the window hides it;
+//! Quit flushes, closes the stream and exits within a few seconds.
+#![cfg_attr(not(debug_assertions), windows_subsystem = "windows")]
+
+mod commands;
+mod tray;
+
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use hostpulse_agent::agent::{self, AgentConfig, AgentHandle};
+use hostpulse_agent::quix::{Connecting, Connector, QuixConnector};
+use hostpulse_agent::sampler::CpuSampler;
+use hostpulse_agent::token::{self, KeyringStore, SecretStore, TokenSource};
+use hostpulse_agent::{machine, paths, settings_file};
+use hostpulse_core::secret::Secret;
+use hostpulse_core::settings::Settings;
+use hostpulse_core::status::PublisherState;
+use tauri::{AppHandle, Emitter as _, Manager as _, RunEvent, WindowEvent};
+
+use commands::{App, StatusView, connector_for};
+
+/// The settings window's label.
+const SETTINGS_WINDOW: &str = "settings";
+/// The event carrying [`StatusView`] to the window.
+const STATUS_EVENT: &str = "status";
+/// How long Quit waits for the broker before exiting anyway (the rest is reported, not hung on).
+const QUIT_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// Shows and focuses the settings window.
+pub fn show_settings(app: &AppHandle) {
+    if let Some(w) = app.get_webview_window(SETTINGS_WINDOW) {
+        let _ = w.unminimize();
+        let _ = w.show();
+        let _ = w.set_focus();
+    }
+}
+
+/// Connects with whatever the connection settings are when the token arrives.
+struct AppConnector(Arc<RwLock<QuixConnector>>);
+
+impl Connector for AppConnector {
+    fn connect(&self, token: Secret, source: TokenSource) -> Connecting {
+        let current = self.0.read().expect("not poisoned").clone();
+        current.connect(token, source)
+    }
+}
+
+fn on_menu(app: &AppHandle, id: &str) {
+    let agent = app.state::<App>().agent.clone();
+    match id {
+        tray::ids::TOGGLE => {
+            tauri::async_runtime::spawn(async move {
+                let paused = matches!(agent.status().state, PublisherState::Paused);
+                agent.set_publishing(paused).await;
+            });
+        }
+        tray::ids::SETTINGS => show_settings(app),
+        tray::ids::QUIT => quit(app.clone(), agent),
+        _ => {}
+    }
+}
+
+fn quit(app: AppHandle, agent: AgentHandle) {
+    tauri::async_runtime::spawn(async move {
+        match tokio::time::timeout(QUIT_TIMEOUT, agent.shutdown()).await {
+            Ok(status) => tracing::info!("quit: {}", status.summary()),
+            Err(_) => tracing::warn!("quit: the broker did not acknowledge in time; exiting anyway"),
+        }
+        app.exit(0);
+    });
+}
+
+fn setup(app: &mut tauri::App) -> Result<(), Box<dyn std::error::Error>> {
+    let settings_path = settings_file::default_path()?;
+    let (settings, problem) = match settings_file::load(&settings_path) {
+        Ok(s) => (s, None),
+        Err(e) => {
+            tracing::error!("{e}");
+            (Settings::default(), Some(e.to_string()))
+        }
+    };
+    let facts = machine::facts();
+    let (settings, problem) = match settings.check(&facts) {
+        Ok(_) => (settings, problem),
+        Err(e) => (
+            Settings::default(),
+            Some(format!("{e}\n(the file {} is kept as it is until you save)", settings_path.display())),
+        ),
+    };
+    let checked = settings.check(&facts)?;
+    let data_dir = paths::data_dir().ok_or("no data directory for this user (is HOME set?)")?;
+    let connector = Arc::new(RwLock::new(connector_for(&checked, &data_dir)));
+    let store: Arc<dyn SecretStore> = Arc::new(KeyringStore::new());
+    let sampler = CpuSampler::new()?;
+    let config = AgentConfig::from_checked(&checked, &facts.hostname);
+    let connector_for_agent: Arc<dyn Connector> = Arc::new(AppConnector(connector.clone()));
+    let (agent, _task) = tauri::async_runtime::block_on(async {
+        agent::spawn(config, Box::new(sampler), None, Some(connector_for_agent))
+    });
+    let token = token::resolve(store.as_ref());
+    let first_run = !matches!(token, Ok(Some(_)));
+    app.manage(App {
+        agent: agent.clone(),
+        store,
+        settings_path,
+        settings: Mutex::new(settings),
+        settings_problem: Mutex::new(problem),
+        facts,
+        data_dir,
+        connector,
+    });
+
+    let handle = app.handle().clone();
+    let mut tray = tray::Tray::build(&handle, on_menu)?;
+    let mut status = agent.watch();
+    tauri::async_runtime::spawn(async move {
+        loop {
+            let s = status.borrow_and_update().clone();
+            if let Err(e) = tray.apply(&tray::view(&s)) {
+                tracing::warn!("tray update failed: {e}");
+            }
+            let _ = handle.emit_to(SETTINGS_WINDOW, STATUS_EVENT, StatusView::from(&s));
+            if status.changed().await.is_err() {
+                break;
+            }
+        }
+    });
+
+    match token {
+        Ok(Some((token, source))) => {
+            tauri::async_runtime::spawn(async move {
+                if let Err(e) = agent.replace_token(token, source).await {
+                    tracing::error!("cannot publish with the token from {source}: {e}");
+                }
+            });
+        }
+        Ok(None) => tracing::info!("no streaming token yet: opening the settings window"),
+        Err(e) => tracing::error!("{e}"),
+    }
+    if first_run {
+        show_settings(app.handle());
+    }
+    Ok(())
+}
+
+fn main() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("HOSTPULSE_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,hostpulse_app=info,hostpulse_agent=info"));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    let app = tauri::Builder::default()
+        .plugin(tauri_plugin_single_instance::init(|app, _args, _cwd| show_settings(app)))
+        .plugin(tauri_plugin_autostart::init(tauri_plugin_autostart::MacosLauncher::LaunchAgent, None))
+        .invoke_handler(tauri::generate_handler![
+            commands::get_state,
+            commands::save_settings,
+            commands::set_token,
+            commands::remove_token,
+            commands::set_publishing,
+            commands::test_connection,
+            commands::set_autostart,
+        ])
+        .setup(setup)
+        .on_window_event(|window, event| {
+            if let WindowEvent::CloseRequested { api, .. } = event {
+                // Closing hides the window; the app keeps publishing from the tray.
+                api.prevent_close();
+                let _ = window.hide();
+            }
+        })
+        .build(tauri::generate_context!())
+        .expect("the Tauri application could not be built");
+    app.run(|_app, event| {
+        if let RunEvent::ExitRequested { api, code: None, .. } = event {
+            // No window left is not a reason to stop: the tray stays. Quit passes a code.
+            api.prevent_exit();
+        }
+    });
+}

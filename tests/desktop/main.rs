@@ -1,0 +1,234 @@
+//! The desktop app for real, under Xvfb in the test command's private D-Bus session (with
+//! gnome-keyring's Secret Service): the window driven over WebDriver (tauri-driver +
+//! WebKitWebDriver), the tray over D-Bus (StatusNotifierItem + com.canonical.dbusmenu), the
+//! autostart entry on disk, the broker and the quixstreams 3 reader on the other side.
+//!
+//! One test function: the app is a single instance per session bus, so its scenarios run in
+//! order. Screenshots of each state are left in `test-output/desktop/`.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use hostpulse_agent::token::{KeyringStore, SecretStore};
+use hostpulse_tests::desktop::{Driver, Session, SniHost, Xvfb, app_bin};
+use hostpulse_tests::portal::{PortalServer, PortalState};
+use hostpulse_tests::{RawRecord, Tansu, output_dir, raw_records, read_qs3_via_portal};
+use serde_json::Value;
+
+const TOKEN: &str = "sdk-desktop-token-9999";
+const WS: &str = "desk-ws";
+
+fn wait_records(broker: &str, topic: &str, what: &str, ok: impl Fn(&[RawRecord]) -> bool) -> Vec<RawRecord> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let raw = raw_records(broker, topic);
+        if ok(&raw) {
+            return raw;
+        }
+        assert!(Instant::now() < deadline, "broker never showed {what}; {} records", raw.len());
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}
+
+fn text(s: &Session, css: &str) -> String {
+    s.js(&format!("return document.querySelector('{css}').textContent")).as_str().unwrap_or_default().to_owned()
+}
+
+fn visible(s: &Session, css: &str) -> bool {
+    s.js(&format!("return !document.querySelector('{css}').hidden")) == Value::Bool(true)
+}
+
+fn tray_icon(host: &mut SniHost) -> String {
+    host.ask("icon")["icon_name"].as_str().unwrap_or_default().to_owned()
+}
+
+/// Copies the tray's current icon file next to the screenshots.
+fn keep_icon(host: &mut SniHost, name: &str) {
+    let icon = tray_icon(host);
+    let src = Path::new(&icon);
+    if src.is_file() {
+        let _ = std::fs::copy(src, output_dir("desktop").join(format!("tray-{name}.png")));
+    }
+}
+
+#[test]
+fn the_desktop_app_end_to_end() {
+    assert!(
+        std::env::var_os("DBUS_SESSION_BUS_ADDRESS").is_some(),
+        "run through scripts/test.sh (D-Bus + Secret Service)"
+    );
+    let out = output_dir("desktop");
+    let broker = Tansu::start();
+    let portal = PortalServer::start(PortalState::single(WS, TOKEN, &broker.addr));
+    let xvfb = Xvfb::start();
+    let mut host = SniHost::start();
+    let home = tempfile::tempdir().unwrap();
+    let h = home.path().to_str().unwrap();
+    let store = KeyringStore::new();
+    let _ = store.clear();
+    let envs = [
+        ("DISPLAY", xvfb.display.as_str()),
+        ("HOME", h),
+        ("XDG_CONFIG_HOME", h),
+        ("XDG_DATA_HOME", h),
+        ("HOSTPULSE_LOG", "info"),
+    ];
+    let driver = Driver::start(&envs, &out.join("tauri-driver.log"));
+    let s = Session::new(&driver, &app_bin());
+
+    // First run: no token, so the window is open and already shows a live CPU value.
+    s.wait(
+        "the page to load its state",
+        30,
+        "return document.querySelector('#state').className.includes('unconfigured')",
+    );
+    s.wait(
+        "a live CPU value before any token",
+        20,
+        "return /\\d+\\.\\d %/.test(document.querySelector('#cpu').textContent)",
+    );
+    assert!(visible(&s, "#token-form") && !visible(&s, "#token-stored"));
+    s.screenshot(&out.join("01-first-run.png"));
+
+    // The tray registered and shows the unconfigured state with the whole menu.
+    host.wait_for("items", 20, |v| v["items"].as_array().is_some_and(|a| !a.is_empty()));
+    let menu = host.wait_for("menu", 10, |v| {
+        v["labels"].as_array().is_some_and(|l| l.iter().any(|x| x.as_str().unwrap_or("").starts_with("Not configured")))
+    });
+    let labels: Vec<&str> = menu["labels"].as_array().unwrap().iter().map(|l| l.as_str().unwrap()).collect();
+    for want in ["Pause publishing", "Settings…", "Quit"] {
+        assert!(labels.iter().any(|l| l.replace('_', "") == want), "{want} in {labels:?}");
+    }
+    let icon_unconfigured = tray_icon(&mut host);
+    keep_icon(&mut host, "unconfigured");
+
+    // Invalid input: inline errors name the field and range; nothing is saved.
+    s.fill("#buffer_span_ms", "0");
+    s.fill("#interval_ms", "fast");
+    s.click("#settings button[type=submit]");
+    assert!(text(&s, "#buffer_span_ms-error").contains("`buffer_span_ms` must be between 1 and 60000"));
+    assert!(text(&s, "#interval_ms-error").contains("`interval_ms` must be between 200 and 3600000"));
+    s.screenshot(&out.join("02a-range-errors.png"));
+    s.fill("#buffer_span_ms", "1000");
+    s.fill("#interval_ms", "200");
+    s.click("details summary");
+    s.fill("#stream_id", "bad/id");
+    s.click("#settings button[type=submit]");
+    s.wait("the backend's stream id error", 10, "return !document.querySelector('#stream_id-error').hidden");
+    assert!(
+        text(&s, "#stream_id-error").contains("`stream_id` must not contain `/` or `\\`"),
+        "{}",
+        text(&s, "#stream_id-error")
+    );
+    let settings_file = home.path().join("hostpulse/settings.toml");
+    assert!(!settings_file.exists(), "invalid input changes nothing");
+    s.screenshot(&out.join("02-invalid-input.png"));
+
+    // Valid settings: saved to the file and applied.
+    s.fill("#stream_id", "desktop-stream");
+    s.fill("#stream_name", "Desk Stream");
+    s.fill("#portal_url", &portal.url);
+    s.click("#settings button[type=submit]");
+    s.wait("Saved", 10, "return !document.querySelector('#settings-saved').hidden");
+    let saved = std::fs::read_to_string(&settings_file).unwrap();
+    assert!(saved.contains("stream_name = \"Desk Stream\"") && saved.contains("buffer_span_ms = 1000"), "{saved}");
+
+    // A token the Portal rejects: the error is shown, the tray turns to its error look.
+    s.fill("#token", "not-a-valid-token");
+    s.click("#token-form button[type=submit]");
+    s.wait("the rejected token's error", 30, "return !document.querySelector('#token-error').hidden");
+    assert!(text(&s, "#token-error").contains("rejected the streaming token"), "{}", text(&s, "#token-error"));
+    s.wait("the error state", 10, "return document.querySelector('#state').className.includes('error')");
+    assert!(visible(&s, "#token-stored"), "the token is kept (it may be the Portal that is wrong)");
+    let icon_error =
+        host.wait_for("icon", 10, |v| v["icon_name"].as_str() != Some(&icon_unconfigured))["icon_name"].clone();
+    keep_icon(&mut host, "error");
+    s.js("window.scrollTo(0, 0)");
+    s.screenshot(&out.join("02b-token-rejected.png"));
+
+    // The token: into the credential store, never back out.
+    s.click("#token-replace");
+    s.fill("#token", TOKEN);
+    s.click("#token-form button[type=submit]");
+    s.wait("the token to be stored", 30, "return !document.querySelector('#token-stored').hidden");
+    assert!(text(&s, "#token-where").contains("Secret Service"), "{}", text(&s, "#token-where"));
+    assert_eq!(store.get().unwrap().unwrap().expose(), TOKEN, "kept in the real Secret Service");
+    s.wait("publishing", 30, "return document.querySelector('#state').className.includes('publishing')");
+    let page = s.js("return document.documentElement.outerHTML + JSON.stringify([...document.querySelectorAll('input')].map(i => i.value))");
+    assert!(!page.as_str().unwrap().contains(TOKEN), "the page does not hold the token");
+    let state = s.js_async("window.__TAURI__.core.invoke('get_state')");
+    assert!(!state.to_string().contains(TOKEN), "no command returns the token: {state}");
+    assert!(!std::fs::read_to_string(&settings_file).unwrap().contains(TOKEN));
+
+    // The broker receives the named stream, grouped by the saved span (1 s of 200 ms samples).
+    let topic = format!("{WS}-cpu-load");
+    let raw = wait_records(&broker.addr, &topic, "three data records", |r| {
+        r.iter().filter(|x| x.model() == "ParameterData").count() >= 3
+    });
+    assert_eq!(raw[0].model(), "StreamProperties");
+    assert_eq!(raw[0].envelope()["V"]["Name"], "Desk Stream");
+    assert!(raw.iter().all(|r| r.key == "desktop-stream"));
+    let rows_per_record: Vec<usize> = raw
+        .iter()
+        .filter(|r| r.model() == "ParameterData")
+        .map(|r| r.envelope()["V"]["Timestamps"].as_array().unwrap().len())
+        .collect();
+    assert!(
+        rows_per_record[1..].iter().all(|n| (3..=6).contains(n)),
+        "a 1000 ms span groups 200 ms samples: {rows_per_record:?}"
+    );
+    let rows: usize = rows_per_record.iter().sum();
+    let read = read_qs3_via_portal(&portal.url, TOKEN, "cpu-load", rows, "desktop-qs3");
+    assert!(read.iter().all(|r| r["key"] == "desktop-stream" && r["row"]["CPU_Load"].is_number()));
+    s.js("window.scrollTo(0, 0)");
+    s.screenshot(&out.join("03-publishing.png"));
+    let icon_publishing = host.wait_for("icon", 10, |v| v["icon_name"] != icon_error)["icon_name"].clone();
+    assert_ne!(icon_publishing.as_str(), Some(icon_unconfigured.as_str()));
+    keep_icon(&mut host, "publishing");
+
+    // Tray: Pause ends the stream; Start begins it again; the icon follows the state.
+    let answer = host.ask("click Pause publishing");
+    assert!(answer.get("clicked").is_some(), "{answer}");
+    wait_records(&broker.addr, &topic, "a StreamEnd after Pause", |r| {
+        r.last().is_some_and(|x| x.model() == "StreamEnd")
+    });
+    s.wait("the window to show Paused", 10, "return document.querySelector('#state').className.includes('paused')");
+    host.wait_for("menu", 10, |v| v["labels"].as_array().is_some_and(|l| l.iter().any(|x| x == "Start publishing")));
+    let icon_paused = host.wait_for("icon", 10, |v| v["icon_name"] != icon_publishing)["icon_name"].clone();
+    assert_ne!(icon_paused.as_str(), Some(icon_unconfigured.as_str()));
+    keep_icon(&mut host, "paused");
+    s.js("window.scrollTo(0, 0)");
+    s.screenshot(&out.join("04-paused.png"));
+    let before = raw_records(&broker.addr, &topic).len();
+    host.ask("click Start publishing");
+    let raw = wait_records(&broker.addr, &topic, "data again after Start", |r| {
+        r.len() > before + 2 && r[before..].iter().any(|x| x.model() == "ParameterData")
+    });
+    assert_eq!(raw[before].model(), "StreamProperties", "a new stream life starts with its properties");
+
+    // Autostart: the toggle writes and removes a login entry whose Exec runs this app.
+    let entry = home.path().join(".config/autostart/HostPulse.desktop");
+    s.click("#autostart");
+    s.wait("autostart on", 10, "return document.querySelector('#autostart').checked");
+    let desktop = std::fs::read_to_string(&entry).unwrap_or_else(|e| panic!("{}: {e}", entry.display()));
+    let exec = desktop.lines().find_map(|l| l.strip_prefix("Exec=")).expect("an Exec line");
+    let program = exec.split_whitespace().next().unwrap().trim_matches('"');
+    assert!(Path::new(program).is_file(), "Exec runs an existing program: {exec}");
+    s.click("#autostart");
+    s.wait("autostart off", 10, "return !document.querySelector('#autostart').checked");
+    assert!(!entry.exists(), "turning it off removes the entry");
+
+    // Single instance: a second launch hands over to the first and exits.
+    let started = Instant::now();
+    let second = Command::new(app_bin()).envs(envs).output().unwrap();
+    assert!(second.status.success(), "{}", String::from_utf8_lossy(&second.stderr));
+    assert!(started.elapsed() < Duration::from_secs(15));
+    assert!(s.js("return document.title") == "HostPulse", "the first instance still runs");
+
+    // Quit from the tray: the stream is closed and the app exits.
+    host.ask("click Quit");
+    wait_records(&broker.addr, &topic, "a StreamEnd after Quit", |r| {
+        r.last().is_some_and(|x| x.model() == "StreamEnd")
+    });
+}
