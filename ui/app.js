@@ -193,6 +193,7 @@ async function main() {
   $("settings").addEventListener("submit", saveSettings);
   $("token-form").addEventListener("submit", saveToken);
   $("token-replace").addEventListener("click", () => {
+    $("token-stored").hidden = true;
     $("token-form").hidden = false;
     $("token-cancel").hidden = false;
     $("token").focus();
@@ -201,6 +202,7 @@ async function main() {
     $("token").value = "";
     $("token-form").hidden = true;
     $("token-cancel").hidden = true;
+    $("token-stored").hidden = false;
   });
   $("token-remove").addEventListener("click", async () => {
     try { render(await invoke("remove_token")); } catch (err) { showCommandError(err, $("token-error")); }

@@ -70,6 +70,7 @@ fn token_commands_and_a_running_agent_switch_tokens_through_the_secret_service()
     const T1: &str = "sdk-keyring-token-AAAA";
     const T2: &str = "sdk-keyring-token-BBBB";
     let home = tempfile::tempdir().unwrap();
+    KeyringStore::new().clear().unwrap(); // start from no token, whatever ran before
     let broker = Tansu::start();
     let portal = PortalServer::start(PortalState::single("kr-ws", T1, &broker.addr));
     portal.with(|s| s.tokens.push(T2.into()));
