@@ -39,6 +39,30 @@ fn visible(s: &Session, css: &str) -> bool {
     s.js(&format!("return !document.querySelector('{css}').hidden")) == Value::Bool(true)
 }
 
+/// The settings window's X11 state ("viewable", "unmapped", "missing"), or the close button.
+fn x11(display: &str, cmd: &str) -> String {
+    let python = std::env::var("HOSTPULSE_DESKTOP_PYTHON").unwrap();
+    let out = Command::new(python)
+        .arg(hostpulse_tests::workspace().join("tests/python/x11_window.py"))
+        .args([cmd, "HostPulse"])
+        .env("DISPLAY", display)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+fn wait_x11(display: &str, want: &str) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while x11(display, "state") != want {
+        assert!(Instant::now() < deadline, "the window never became {want}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// Nothing sticks out of the window: every element ends within the viewport's width.
+const FITS: &str = "return [...document.querySelectorAll('body *')].filter(e => e.offsetParent !== null).every(e => e.getBoundingClientRect().right <= document.documentElement.clientWidth + 1) && document.documentElement.scrollWidth <= document.documentElement.clientWidth";
+
 fn tray_icon(host: &mut SniHost) -> String {
     host.ask("icon")["icon_name"].as_str().unwrap_or_default().to_owned()
 }
@@ -90,6 +114,14 @@ fn the_desktop_app_end_to_end() {
     );
     assert!(visible(&s, "#token-form") && !visible(&s, "#token-stored"));
     s.screenshot(&out.join("01-first-run.png"));
+    assert_eq!(s.js(FITS), Value::Bool(true), "nothing overflows at the default size");
+    let unlabelled = s.js("return [...document.querySelectorAll('input')].filter(i => !document.querySelector(`label[for=${i.id}]`) && !i.closest('label')).map(i => i.id)");
+    assert_eq!(unlabelled, serde_json::json!([]), "every input has a label (keyboard and screen readers)");
+    s.js("document.body.style.zoom = '2'");
+    s.js("document.querySelector('details').open = true");
+    assert_eq!(s.js(FITS), Value::Bool(true), "readable at 200 %: nothing sticks out sideways");
+    s.screenshot(&out.join("01b-zoom-200.png"));
+    s.js("document.body.style.zoom = '1'; document.querySelector('details').open = false");
 
     // The tray registered and shows the unconfigured state with the whole menu.
     host.wait_for("items", 20, |v| v["items"].as_array().is_some_and(|a| !a.is_empty()));
@@ -207,6 +239,25 @@ fn the_desktop_app_end_to_end() {
     });
     assert_eq!(raw[before].model(), "StreamProperties", "a new stream life starts with its properties");
 
+    // Test connection runs the same steps as `hostpulse check`.
+    s.click("#test");
+    s.wait(
+        "the connection test",
+        30,
+        "return [...document.querySelectorAll('#steps li')].some(li => li.textContent.includes('broker login'))",
+    );
+    let steps = s.js("return [...document.querySelectorAll('#steps li')].map(li => li.textContent)");
+    assert!(steps.as_array().unwrap().iter().all(|l| l.as_str().unwrap().starts_with('✓')), "{steps}");
+
+    // Closing the window (the window manager's close button) hides it; the tray brings it back.
+    wait_x11(&xvfb.display, "viewable");
+    x11(&xvfb.display, "close");
+    wait_x11(&xvfb.display, "unmapped");
+    let sent = raw_records(&broker.addr, &topic).len();
+    wait_records(&broker.addr, &topic, "publishing to go on with the window closed", |r| r.len() > sent);
+    host.ask("click Settings…");
+    wait_x11(&xvfb.display, "viewable");
+
     // Autostart: the toggle writes and removes a login entry whose Exec runs this app.
     let entry = home.path().join(".config/autostart/HostPulse.desktop");
     s.click("#autostart");
@@ -219,11 +270,14 @@ fn the_desktop_app_end_to_end() {
     s.wait("autostart off", 10, "return !document.querySelector('#autostart').checked");
     assert!(!entry.exists(), "turning it off removes the entry");
 
-    // Single instance: a second launch hands over to the first and exits.
+    // Single instance: a second launch exits and the first shows its (hidden) window.
+    x11(&xvfb.display, "close");
+    wait_x11(&xvfb.display, "unmapped");
     let started = Instant::now();
     let second = Command::new(app_bin()).envs(envs).output().unwrap();
     assert!(second.status.success(), "{}", String::from_utf8_lossy(&second.stderr));
     assert!(started.elapsed() < Duration::from_secs(15));
+    wait_x11(&xvfb.display, "viewable");
     assert!(s.js("return document.title") == "HostPulse", "the first instance still runs");
 
     // Quit from the tray: the stream is closed and the app exits.
@@ -231,4 +285,24 @@ fn the_desktop_app_end_to_end() {
     wait_records(&broker.addr, &topic, "a StreamEnd after Quit", |r| {
         r.last().is_some_and(|x| x.model() == "StreamEnd")
     });
+    wait_x11(&xvfb.display, "missing");
+
+    // Quit still exits within a few seconds when the broker has gone away.
+    let mut app = Command::new(app_bin()).envs(envs).spawn().unwrap();
+    host.wait_for("menu", 30, |v| {
+        v["labels"].as_array().is_some_and(|l| l.iter().any(|x| x.as_str().unwrap_or("").starts_with("Publishing")))
+    });
+    drop(broker);
+    std::thread::sleep(Duration::from_secs(1));
+    host.ask("click Quit");
+    let asked = Instant::now();
+    let exited = loop {
+        if let Some(status) = app.try_wait().unwrap() {
+            break status;
+        }
+        assert!(asked.elapsed() < Duration::from_secs(8), "Quit hung with the broker gone");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(exited.success());
+    store.clear().unwrap();
 }
