@@ -60,6 +60,11 @@ fn wait_x11(display: &str, want: &str) {
     }
 }
 
+/// Where the autostart plugin puts the login entry on Linux.
+fn entry_path(home: &Path) -> std::path::PathBuf {
+    home.join(".config/autostart/HostPulse.desktop")
+}
+
 /// Nothing sticks out of the window: every element ends within the viewport's width.
 const FITS: &str = "return [...document.querySelectorAll('body *')].filter(e => e.offsetParent !== null).every(e => e.getBoundingClientRect().right <= document.documentElement.clientWidth + 1) && document.documentElement.scrollWidth <= document.documentElement.clientWidth";
 
@@ -239,6 +244,22 @@ fn the_desktop_app_end_to_end() {
     });
     assert_eq!(raw[before].model(), "StreamProperties", "a new stream life starts with its properties");
 
+    // The page may call our commands only: a plugin command outside the capability is refused.
+    let denied = s.js_async("window.__TAURI__.core.invoke('plugin:autostart|enable')");
+    assert!(
+        denied["rejected"].as_str().is_some_and(|e| e.contains("not allowed")),
+        "plugin commands are refused to the page: {denied}"
+    );
+    assert!(!entry_path(home.path()).exists());
+
+    // Renaming while publishing: applied without a restart, the new name goes out before more data.
+    s.fill("#stream_name", "Desk Stream 2");
+    s.click("#settings button[type=submit]");
+    s.wait("Saved", 10, "return !document.querySelector('#settings-saved').hidden");
+    wait_records(&broker.addr, &topic, "the new name", |r| {
+        r.iter().any(|x| x.model() == "StreamProperties" && x.envelope()["V"]["Name"] == "Desk Stream 2")
+    });
+
     // Test connection runs the same steps as `hostpulse check`.
     s.click("#test");
     s.wait(
@@ -259,7 +280,7 @@ fn the_desktop_app_end_to_end() {
     wait_x11(&xvfb.display, "viewable");
 
     // Autostart: the toggle writes and removes a login entry whose Exec runs this app.
-    let entry = home.path().join(".config/autostart/HostPulse.desktop");
+    let entry = entry_path(home.path());
     s.click("#autostart");
     s.wait("autostart on", 10, "return document.querySelector('#autostart').checked");
     let desktop = std::fs::read_to_string(&entry).unwrap_or_else(|e| panic!("{}: {e}", entry.display()));
@@ -269,6 +290,20 @@ fn the_desktop_app_end_to_end() {
     s.click("#autostart");
     s.wait("autostart off", 10, "return !document.querySelector('#autostart').checked");
     assert!(!entry.exists(), "turning it off removes the entry");
+
+    // Remove: the token leaves the credential store, the stream ends, the app is unconfigured.
+    s.click("#token-remove");
+    s.wait(
+        "unconfigured after Remove",
+        10,
+        "return document.querySelector('#state').className.includes('unconfigured')",
+    );
+    s.wait("the token field back", 10, "return !document.querySelector('#token-form').hidden");
+    assert_eq!(store.get().unwrap(), None);
+    wait_records(&broker.addr, &topic, "a StreamEnd after Remove", |r| {
+        r.last().is_some_and(|x| x.model() == "StreamEnd")
+    });
+    store.set(&hostpulse_core::secret::Secret::new(TOKEN).unwrap()).unwrap();
 
     // Single instance: a second launch exits and the first shows its (hidden) window.
     x11(&xvfb.display, "close");

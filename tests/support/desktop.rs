@@ -194,8 +194,9 @@ impl Session {
 
     /// Runs `script` (returning a promise) in the page and returns what it resolves to.
     pub fn js_async(&self, script: &str) -> Value {
-        let wrapped =
-            format!("const done = arguments[arguments.length - 1]; ({script}).then(done, (e) => done({{error: e}}));");
+        let wrapped = format!(
+            "const done = arguments[arguments.length - 1]; ({script}).then(done, (e) => done({{rejected: String(e)}}));"
+        );
         self.call(reqwest::Method::POST, "/execute/async", Some(json!({"script": wrapped, "args": []})))
     }
 
