@@ -2,7 +2,8 @@
 # Sets up (scripts/setup.sh), builds HostPulse and shows the data flow on this machine: a local
 # tansu broker on a free loopback port, `hostpulse run` publishing this machine's CPU load, and
 # the quixstreams 3 reader printing each row as Quix sees it. Ctrl-C stops all three; HostPulse
-# flushes, closes the stream and prints its summary.
+# flushes, closes the stream and prints its summary. (The broker and the reader run in their own
+# sessions, so the Ctrl-C meant for HostPulse does not stop the broker before HostPulse is done.)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/setup.sh
@@ -12,7 +13,7 @@ cargo build --release -p hostpulse-cli
 PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 LOG_DIR="$(mktemp -d)"
 say "starting tansu on 127.0.0.1:$PORT (log: $LOG_DIR/tansu.log)"
-"$HOSTPULSE_TANSU" broker --listener-url "tcp://127.0.0.1:$PORT" --advertised-listener-url "tcp://127.0.0.1:$PORT" \
+setsid "$HOSTPULSE_TANSU" broker --listener-url "tcp://127.0.0.1:$PORT" --advertised-listener-url "tcp://127.0.0.1:$PORT" \
   --storage-engine memory://tansu/ >"$LOG_DIR/tansu.log" 2>&1 &
 TANSU_PID=$!
 READER_PID=""
@@ -24,7 +25,7 @@ cleanup() {
 trap cleanup EXIT
 for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null && break; sleep 0.1; done
 
-(sleep 4; exec "$HOSTPULSE_QS3_PYTHON" tests/python/read_qs3.py --broker "127.0.0.1:$PORT" --topic cpu-load \
+(sleep 4; exec setsid "$HOSTPULSE_QS3_PYTHON" tests/python/read_qs3.py --broker "127.0.0.1:$PORT" --topic cpu-load \
   --rows 1000000 --timeout 86400 2>"$LOG_DIR/reader.log" | sed -u 's/^/quixstreams 3 read: /') &
 READER_PID=$!
 say "publishing; Ctrl-C to stop"
