@@ -94,7 +94,14 @@ fn token_commands_and_a_running_agent_switch_tokens_through_the_secret_service()
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    std::thread::sleep(Duration::from_secs(5));
+    // Publishing has started once the pid file that `token set` looks for exists.
+    let pid_file = home.path().join("hostpulse/run.pid");
+    let deadline = std::time::Instant::now() + Duration::from_secs(90);
+    while !pid_file.exists() {
+        assert!(std::time::Instant::now() < deadline, "the agent never started publishing");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    std::thread::sleep(Duration::from_secs(1));
     // ...switches when the token is replaced (`token set` signals it), then the old one is revoked.
     let o = hostpulse(home.path(), &["token", "set"], T2);
     assert!(

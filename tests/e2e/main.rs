@@ -67,7 +67,7 @@ fn cli_run(broker: &str, topic: &str, stream_id: Option<&str>) -> (u64, Vec<RawR
     let (status, out, err) = run_cli_for(&cli_args(broker, topic, stream_id), Duration::from_secs(3));
     assert!(status.success(), "hostpulse run failed: {status}\n{err}");
     let [samples, sent, acked, pending, failed] = parse_summary(&out);
-    assert!(samples >= 8, "200 ms interval for 3 s: {out}");
+    assert!(samples >= 8, "200 ms interval for 3 s of publishing: {out}");
     assert_eq!((acked, pending, failed), (sent, 0, 0), "everything acknowledged: {out}");
     let raw = raw_records(broker, topic);
     assert_eq!(raw.len() as u64, sent, "the broker holds exactly the records we counted as sent");

@@ -271,8 +271,9 @@ pub fn read_qs3_via_portal(portal_url: &str, token: &str, topic: &str, rows: usi
     )
 }
 
-/// Runs `hostpulse run` with `args` for about `duration`, stops it with SIGTERM and returns its
-/// exit status, stdout and stderr.
+/// Runs `hostpulse run` with `args` until it says it is publishing, then `duration` more, stops
+/// it with SIGTERM and returns its exit status, stdout and stderr. (Waiting for "publishing"
+/// rather than a fixed time keeps a slow, busy machine from failing the test.)
 pub fn run_cli_for(args: &[&str], duration: Duration) -> (std::process::ExitStatus, String, String) {
     run_cli_with(args, &[], duration)
 }
@@ -292,12 +293,33 @@ pub fn run_cli_with(
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    std::thread::sleep(duration);
-    assert!(child.try_wait().unwrap().is_none(), "hostpulse exited early: {:?}", child.wait_with_output());
-    let ok = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
-    assert!(ok.success());
-    let out = child.wait_with_output().unwrap();
-    (out.status, String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+    let stderr = child.stderr.take().unwrap();
+    let (started_tx, started_rx) = std::sync::mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        let mut all = String::new();
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if line.contains("publishing every") {
+                let _ = started_tx.send(());
+            }
+            all.push_str(&line);
+            all.push('\n');
+        }
+        all
+    });
+    let started = started_rx.recv_timeout(Duration::from_secs(90)).is_ok();
+    if started {
+        std::thread::sleep(duration);
+    }
+    if child.try_wait().unwrap().is_none() {
+        let ok = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+        assert!(ok.success());
+    }
+    let mut stdout = String::new();
+    child.stdout.take().unwrap().read_to_string(&mut stdout).unwrap();
+    let status = child.wait().unwrap();
+    let stderr = reader.join().unwrap();
+    assert!(started, "hostpulse never started publishing ({status}):\n{stderr}");
+    (status, stdout, stderr)
 }
 
 /// Parses the summary line `hostpulse: N samples taken, N records sent, N acknowledged, N pending, N failed`.
