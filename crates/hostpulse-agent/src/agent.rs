@@ -271,8 +271,12 @@ impl Actor {
                 },
                 Some((record, result)) = self.deliveries.next(), if !self.deliveries.is_empty() => {
                     self.on_delivery(&record, result);
-                    if self.switching.is_some() && self.deliveries.is_empty() {
-                        self.finish_switch();
+                    if self.deliveries.is_empty() {
+                        // Replaced connections had nothing left to acknowledge: let them go.
+                        self.retired.clear();
+                        if self.switching.is_some() {
+                            self.finish_switch();
+                        }
                     }
                 }
                 connected = async { (&mut self.connecting.as_mut().expect("guarded").0).await }, if self.connecting.is_some() => {
