@@ -2,6 +2,7 @@
 //!
 //! - [`agent`]: the actor that owns the pipeline, and its [`agent::AgentHandle`];
 //! - [`sampler`]: CPU sampling (sysinfo) and a scripted source;
+//! - [`outbox`]: the durable queue of unacknowledged records (SQLite);
 //! - [`publisher`]: the Kafka publisher (rdkafka) behind the [`publisher::Publisher`] seam;
 //! - [`portal`] and [`quix`]: from a streaming token to broker settings and a ready topic;
 //! - [`token`]: where the token comes from (environment, OS credential store);
@@ -15,6 +16,7 @@ pub mod backoff;
 pub mod diagnose;
 pub mod fsutil;
 pub mod machine;
+pub mod outbox;
 pub mod paths;
 pub mod portal;
 pub mod publisher;

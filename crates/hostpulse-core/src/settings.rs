@@ -25,6 +25,30 @@ pub const MAX_PACKET_SIZE: u64 = 10_000;
 pub const MAX_SHUTDOWN_TIMEOUT_MS: u64 = 300_000;
 /// Most partitions HostPulse creates a missing topic with.
 pub const MAX_PARTITIONS: i32 = 1_000;
+/// Smallest outbox bound, KiB (a few dozen records).
+pub const MIN_OUTBOX_KB: u64 = 10;
+/// Largest outbox bound, KiB (16 GiB).
+pub const MAX_OUTBOX_KB: u64 = 16 * 1024 * 1024;
+/// Longest time a record may wait in the outbox: one year.
+pub const MAX_OUTBOX_AGE_HOURS: u64 = 24 * 366;
+/// Shortest and longest wait for an acknowledgement before the producer is rebuilt.
+pub const STALL_TIMEOUT_MS: (u64, u64) = (1_000, 3_600_000);
+
+/// How much the outbox keeps before it drops the oldest records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OutboxLimits {
+    /// Bytes of records (key and value) kept at most.
+    pub max_bytes: u64,
+    /// Age after which an unsent record is dropped.
+    pub max_age: Duration,
+}
+
+impl Default for OutboxLimits {
+    fn default() -> Self {
+        let s = Settings::default();
+        OutboxLimits { max_bytes: s.outbox_max_kb * 1024, max_age: Duration::from_secs(s.outbox_max_age_hours * 3600) }
+    }
+}
 
 /// How the Kafka connection is secured.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -118,8 +142,15 @@ pub struct Settings {
     pub buffer_packet_size: Option<u64>,
     /// Also flush after this many ms without a new row.
     pub buffer_timeout_ms: Option<u64>,
-    /// At shutdown, wait at most this many ms for the broker to acknowledge what was sent.
+    /// At shutdown, wait at most this many ms for the broker to acknowledge what was sent;
+    /// what is still unacknowledged stays in the outbox for the next start.
     pub shutdown_timeout_ms: u64,
+    /// Unsent records kept on disk (the outbox), KiB; beyond it the oldest are dropped and counted.
+    pub outbox_max_kb: u64,
+    /// Unsent records older than this many hours are dropped and counted.
+    pub outbox_max_age_hours: u64,
+    /// With records in flight and no acknowledgement for this many ms, the producer is rebuilt.
+    pub stall_timeout_ms: u64,
     /// Kafka `security.protocol`.
     pub security_protocol: SecurityProtocol,
     /// Kafka `sasl.mechanism` (required with a SASL protocol).
@@ -147,6 +178,9 @@ impl Default for Settings {
             buffer_packet_size: None,
             buffer_timeout_ms: None,
             shutdown_timeout_ms: 10_000,
+            outbox_max_kb: 256 * 1024,
+            outbox_max_age_hours: 24 * 7,
+            stall_timeout_ms: 60_000,
             security_protocol: SecurityProtocol::Plaintext,
             sasl_mechanism: None,
             sasl_username: None,
@@ -215,6 +249,10 @@ pub struct Checked {
     pub buffer: BufferConfig,
     /// Bound on the wait for acknowledgements at shutdown.
     pub shutdown_timeout: Duration,
+    /// Outbox bounds.
+    pub outbox: OutboxLimits,
+    /// Wait for an acknowledgement before the producer is rebuilt.
+    pub stall_timeout: Duration,
     /// Connection security.
     pub security: Security,
 }
@@ -310,6 +348,10 @@ impl Settings {
             check_range(&mut errors, "buffer_timeout_ms", t, 1, MAX_BUFFER_MS, " ms");
         }
         check_range(&mut errors, "shutdown_timeout_ms", self.shutdown_timeout_ms, 0, MAX_SHUTDOWN_TIMEOUT_MS, " ms");
+        check_range(&mut errors, "outbox_max_kb", self.outbox_max_kb, MIN_OUTBOX_KB, MAX_OUTBOX_KB, " KiB");
+        check_range(&mut errors, "outbox_max_age_hours", self.outbox_max_age_hours, 1, MAX_OUTBOX_AGE_HOURS, " hours");
+        let (lo, hi) = STALL_TIMEOUT_MS;
+        check_range(&mut errors, "stall_timeout_ms", self.stall_timeout_ms, lo, hi, " ms");
         if !(1..=MAX_PARTITIONS).contains(&self.topic_partitions) {
             errors.push(range_error("topic_partitions", 1, MAX_PARTITIONS, self.topic_partitions, ""));
         }
@@ -369,6 +411,11 @@ impl Settings {
                     timeout: self.buffer_timeout_ms.map(Duration::from_millis),
                 },
                 shutdown_timeout: Duration::from_millis(self.shutdown_timeout_ms),
+                outbox: OutboxLimits {
+                    max_bytes: self.outbox_max_kb * 1024,
+                    max_age: Duration::from_secs(self.outbox_max_age_hours * 3600),
+                },
+                stall_timeout: Duration::from_millis(self.stall_timeout_ms),
                 security: Security {
                     protocol: self.security_protocol,
                     sasl,
@@ -440,6 +487,9 @@ mod tests {
         assert_eq!(c.interval, Duration::from_millis(1000));
         assert_eq!(c.buffer.time_span, Some(Duration::from_millis(100)));
         assert_eq!(c.security.protocol, SecurityProtocol::Plaintext);
+        assert_eq!(c.outbox, OutboxLimits { max_bytes: 256 << 20, max_age: Duration::from_secs(7 * 24 * 3600) });
+        assert_eq!(c.outbox, OutboxLimits::default());
+        assert_eq!(c.stall_timeout, Duration::from_secs(60));
     }
 
     #[test]
@@ -450,6 +500,9 @@ mod tests {
             buffer_packet_size: Some(0),
             buffer_timeout_ms: Some(60_001),
             shutdown_timeout_ms: 300_001,
+            outbox_max_kb: 9,
+            outbox_max_age_hours: 0,
+            stall_timeout_ms: 999,
             topic_partitions: -1,
             ..Default::default()
         };
@@ -461,6 +514,9 @@ mod tests {
                 "`buffer_packet_size` must be between 1 and 10000 rows, got 0",
                 "`buffer_timeout_ms` must be between 1 and 60000 ms, got 60001",
                 "`shutdown_timeout_ms` must be between 0 and 300000 ms, got 300001",
+                "`outbox_max_kb` must be between 10 and 16777216 KiB, got 9",
+                "`outbox_max_age_hours` must be between 1 and 8784 hours, got 0",
+                "`stall_timeout_ms` must be between 1000 and 3600000 ms, got 999",
                 "`topic_partitions` must be between 1 and 1000, got -1",
             ]
         );
