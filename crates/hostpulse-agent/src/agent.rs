@@ -1,16 +1,25 @@
-//! The Agent actor: one task owns the pipeline (sampler, buffer, stream, publisher, counters).
-//! Everyone else holds an [`AgentHandle`], sends commands and watches [`Status`].
+//! The Agent actor: one task owns the pipeline (sampler, buffer, stream, outbox, publisher,
+//! counters). Everyone else holds an [`AgentHandle`], sends commands and watches [`Status`].
 //!
-//! Per tick it samples, buffers, and hands finished records to the publisher; each record's
-//! delivery report is awaited and counted. On shutdown it flushes the buffer, closes the stream
-//! (`StreamEnd`), waits a bounded time for the outstanding acknowledgements and reports.
+//! Per tick it samples and buffers; finished records go into the [`Outbox`] first and from there,
+//! in order, to the producer (at most [`MAX_IN_FLIGHT`] unacknowledged at a time). A record
+//! leaves the outbox only when the broker acknowledged it. When a delivery fails for a reason
+//! that may pass (timeouts, broker gone), when the producer reports a fatal error, or when no
+//! acknowledgement arrives for `stall_timeout`, the watchdog drops the producer and connects
+//! anew (fresh Portal settings in Quix mode) with capped exponential backoff and jitter, state
+//! [`PublisherState::Backoff`]; everything unacknowledged is then sent again from the outbox.
+//! While librdkafka itself reconnects (all brokers down, shorter than `stall_timeout`) the
+//! producer is kept: its idempotent retries neither lose nor duplicate.
 //!
 //! Replacing the token (Quix keeps two valid so they can be rotated) connects anew in the
-//! background while publishing goes on; then the switch: new records are held back until the
-//! old producer's in-flight records are acknowledged (bounded by the shutdown timeout), so the
-//! stream continues in order with nothing lost or sent twice and no `StreamEnd`.
+//! background while publishing goes on; then the switch: the outbox holds new records back
+//! until the old producer's in-flight records are acknowledged (bounded by the shutdown
+//! timeout), so the stream continues in order with nothing lost or sent twice and no `StreamEnd`.
+//!
+//! A restart after a crash sends again what was in flight when the process died (at most
+//! [`MAX_IN_FLIGHT`] records): those may reach the broker twice. A rebuilt producer may likewise
+//! repeat records whose acknowledgement was lost.
 
-use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -18,19 +27,32 @@ use futures::StreamExt;
 use futures::stream::FuturesUnordered;
 use hostpulse_core::buffer::{BufferConfig, TimespanBuffer};
 use hostpulse_core::sample::{CPU_LOAD, Row};
-use hostpulse_core::secret::Secret;
-use hostpulse_core::settings::Checked;
-use hostpulse_core::status::{PublisherState, Status};
+use hostpulse_core::settings::{Checked, OutboxLimits};
+use hostpulse_core::status::{Event, PublisherState, Status};
 use hostpulse_core::stream::{StreamId, StreamWriter};
 use hostpulse_core::wire::{ParameterDefinition, Record, StreamEndType, StreamProperties};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 use tokio::time::{Instant, MissedTickBehavior};
 
-use crate::publisher::{Delivery, DeliveryError, Publisher};
-use crate::quix::{ConnectError, Connecting, Connector};
+use crate::backoff::Backoff;
+use crate::outbox::{Outbox, Stored};
+use crate::publisher::{Delivery, DeliveryError, PublishError, Publisher};
+use crate::quix::{ConnectError, Connecting, Connector, Credential};
 use crate::sampler::{Sampler, now_ns};
-use crate::token::TokenSource;
+
+/// Records handed to the producer and not yet acknowledged, at most (also the most a restart
+/// after a crash can send twice).
+pub const MAX_IN_FLIGHT: usize = 500;
+
+/// Waits between connection attempts: 1 s doubling to 1 min, with jitter.
+pub const RECONNECT: Backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(60), u32::MAX);
+
+/// How often the actor looks at the producer's health and the outbox's age bound.
+const HOUSEKEEPING: Duration = Duration::from_secs(1);
+
+/// A wall-clock step this much larger than the monotonic one means the machine slept.
+const SLEEP_DETECTION: Duration = Duration::from_secs(5);
 
 /// What the actor runs with.
 #[derive(Debug, Clone)]
@@ -47,6 +69,10 @@ pub struct AgentConfig {
     pub buffer: BufferConfig,
     /// Bound on the wait for acknowledgements at shutdown.
     pub shutdown_timeout: Duration,
+    /// Outbox bounds.
+    pub outbox: OutboxLimits,
+    /// With records in flight and no acknowledgement for this long, the producer is rebuilt.
+    pub stall_timeout: Duration,
 }
 
 impl AgentConfig {
@@ -70,6 +96,8 @@ impl AgentConfig {
             interval: c.interval,
             buffer: c.buffer,
             shutdown_timeout: c.shutdown_timeout,
+            outbox: c.outbox,
+            stall_timeout: c.stall_timeout,
         }
     }
 }
@@ -87,9 +115,24 @@ pub fn cpu_definitions() -> Vec<ParameterDefinition> {
     }]
 }
 
+/// What the agent is made of.
+pub struct Parts {
+    /// Where samples come from.
+    pub sampler: Box<dyn Sampler>,
+    /// Where records wait until acknowledged.
+    pub outbox: Outbox,
+    /// Makes producers (at start, after trouble, for a new token). Without one the agent uses
+    /// `publisher` for good and, after trouble, sends again through it.
+    pub connector: Option<Arc<dyn Connector>>,
+    /// The token for a connector that needs one.
+    pub credential: Option<Credential>,
+    /// A producer connected already.
+    pub publisher: Option<Box<dyn Publisher>>,
+}
+
 enum Command {
     Shutdown(oneshot::Sender<Status>),
-    ReplaceToken { token: Secret, source: TokenSource, reply: oneshot::Sender<Result<(), ReplaceError>> },
+    ReplaceToken { credential: Credential, reply: Reply },
     SetPublishing { on: bool, reply: oneshot::Sender<()> },
     Apply { config: Box<AgentConfig>, reply: oneshot::Sender<()> },
     Disconnect(oneshot::Sender<()>),
@@ -128,7 +171,8 @@ impl AgentHandle {
     }
 
     /// Flushes, closes the stream, waits (bounded) for acknowledgements, stops the agent and
-    /// returns its final status. Calling it on a stopped agent returns the last status.
+    /// returns its final status; what is unacknowledged stays in the outbox for the next start.
+    /// Calling it on a stopped agent returns the last status.
     pub async fn shutdown(&self) -> Status {
         let (tx, rx) = oneshot::channel();
         if self.commands.send(Command::Shutdown(tx)).await.is_err() {
@@ -146,9 +190,9 @@ impl AgentHandle {
         }
     }
 
-    /// Applies new stream, buffer and sampling settings without a restart: a new name is sent
-    /// before the next data; a new stream id closes the old stream and starts the new one; a new
-    /// interval takes effect from the next tick.
+    /// Applies new stream, buffer, sampling and outbox settings without a restart: a new name is
+    /// sent before the next data; a new stream id closes the old stream and starts the new one;
+    /// a new interval takes effect from the next tick.
     pub async fn apply(&self, config: AgentConfig) {
         let (reply, rx) = oneshot::channel();
         if self.commands.send(Command::Apply { config: Box::new(config), reply }).await.is_ok() {
@@ -156,8 +200,9 @@ impl AgentHandle {
         }
     }
 
-    /// Ends the stream and drops the connection (the token was removed): back to `Unconfigured`,
-    /// sampling on. A later [`replace_token`](Self::replace_token) connects again.
+    /// Ends the stream and lets the connection go once the outbox is sent (bounded by the
+    /// shutdown timeout): the token was removed. Back to `Unconfigured`, sampling on. A later
+    /// [`replace_token`](Self::replace_token) connects again.
     pub async fn disconnect(&self) {
         let (reply, rx) = oneshot::channel();
         if self.commands.send(Command::Disconnect(reply)).await.is_ok() {
@@ -165,73 +210,102 @@ impl AgentHandle {
         }
     }
 
-    /// Connects with `token` and switches publishing over to it without a gap: the same stream
-    /// continues, nothing is lost or sent twice. On error the previous connection stays.
-    pub async fn replace_token(&self, token: Secret, source: TokenSource) -> Result<(), ReplaceError> {
+    /// Connects with a new token and switches publishing over to it without a gap: the same
+    /// stream continues, nothing is lost or sent twice. On error the previous connection stays
+    /// (without one, the agent retries transient failures with this token).
+    pub async fn replace_token(&self, credential: Credential) -> Result<(), ReplaceError> {
         let (reply, rx) = oneshot::channel();
-        self.commands.send(Command::ReplaceToken { token, source, reply }).await.map_err(|_| ReplaceError::Stopped)?;
+        self.commands.send(Command::ReplaceToken { credential, reply }).await.map_err(|_| ReplaceError::Stopped)?;
         rx.await.map_err(|_| ReplaceError::Stopped)?
     }
 }
 
-/// Starts the agent on the current tokio runtime. Without a publisher it only samples
-/// (state `Unconfigured`) until a token arrives through [`AgentHandle::replace_token`], which
-/// needs a `connector`.
-pub fn spawn(
-    config: AgentConfig,
-    sampler: Box<dyn Sampler>,
-    publisher: Option<Box<dyn Publisher>>,
-    connector: Option<Arc<dyn Connector>>,
-) -> (AgentHandle, JoinHandle<()>) {
-    let state = if publisher.is_some() { PublisherState::Publishing } else { PublisherState::Unconfigured };
-    let (status_tx, status_rx) = watch::channel(Status::new(state.clone()));
+/// Starts the agent on the current tokio runtime. With a connector (and, if it needs one, a
+/// token) and no publisher it connects at once; with neither it only samples (`Unconfigured`)
+/// until a token arrives through [`AgentHandle::replace_token`].
+pub fn spawn(config: AgentConfig, parts: Parts) -> (AgentHandle, JoinHandle<()>) {
+    let Parts { sampler, mut outbox, connector, credential, publisher } = parts;
+    outbox.set_limits(config.outbox);
+    let mut status =
+        Status::new(if publisher.is_some() { PublisherState::Publishing } else { PublisherState::Unconfigured });
+    status.records_queued = outbox.len();
+    let (status_tx, status_rx) = watch::channel(status.clone());
     let (cmd_tx, cmd_rx) = mpsc::channel(16);
-    let actor = Actor {
+    let mut actor = Actor {
         writer: StreamWriter::new(config.stream_id.clone(), config.properties.clone(), config.definitions.clone()),
         buffer: TimespanBuffer::new(config.buffer),
         config,
         sampler,
-        publisher,
+        outbox,
         connector,
+        credential,
+        publisher,
+        generation: 0,
+        cursor: 0,
+        in_flight: FuturesUnordered::new(),
+        current_in_flight: 0,
+        last_progress: Instant::now(),
         paused: false,
         new_interval: None,
         connecting: None,
+        retry_at: None,
+        attempt: 0,
         switching: None,
-        held: VecDeque::new(),
-        retired: Vec::new(),
-        deliveries: FuturesUnordered::new(),
-        status: Status::new(state),
+        drain_until: None,
+        last_sample: None,
+        status,
         status_tx,
         commands: cmd_rx,
     };
+    if actor.publisher.is_none() {
+        actor.connect(None, None);
+    }
+    if !actor.outbox.is_empty() {
+        tracing::info!(records = actor.outbox.len(), "records from an earlier run wait in the outbox; they go first");
+    }
     let task = tokio::spawn(actor.run());
     (AgentHandle { commands: cmd_tx, status: status_rx }, task)
 }
 
 type Reply = oneshot::Sender<Result<(), ReplaceError>>;
 
-type Tracked = std::pin::Pin<Box<dyn std::future::Future<Output = (Record, Result<(), DeliveryError>)> + Send>>;
+/// A delivery report with the producer generation and outbox position it belongs to.
+type Tracked = std::pin::Pin<Box<dyn std::future::Future<Output = (u64, i64, Result<(), DeliveryError>)> + Send>>;
 
 struct Actor {
     config: AgentConfig,
     sampler: Box<dyn Sampler>,
-    publisher: Option<Box<dyn Publisher>>,
+    outbox: Outbox,
     connector: Option<Arc<dyn Connector>>,
+    credential: Option<Credential>,
+    publisher: Option<Box<dyn Publisher>>,
+    /// Counts producers: reports from an earlier one do not steer the current one.
+    generation: u64,
+    /// The last outbox position handed to the current producer.
+    cursor: i64,
+    in_flight: FuturesUnordered<Tracked>,
+    /// Records of the current generation awaiting their report.
+    current_in_flight: usize,
+    /// The last acknowledgement (or the moment records went in flight after a quiet spell).
+    last_progress: Instant,
     /// Publishing switched off by the user (the stream is closed; sampling goes on).
     paused: bool,
     /// A changed sampling interval for the run loop to apply.
     new_interval: Option<Duration>,
-    /// A connection being made for a new token, and who asked.
-    connecting: Option<(Connecting, Reply)>,
-    /// A connected publisher waiting for the old one's in-flight records, until a deadline.
+    /// A connection being made, who asked (a new token) and with what token.
+    connecting: Option<(Connecting, Option<Reply>, Option<Credential>)>,
+    /// The next connection attempt after trouble.
+    retry_at: Option<Instant>,
+    /// Failed attempts in a row (for the backoff).
+    attempt: u32,
+    /// A connected producer waiting for the old one's in-flight records, until a deadline.
     switching: Option<(Box<dyn Publisher>, Instant, Reply)>,
-    /// Records made while switching, sent through the new publisher once it takes over.
-    held: VecDeque<Record>,
-    /// Replaced publishers kept alive while their last records may still be acknowledged.
-    retired: Vec<Box<dyn Publisher>>,
+    /// The token was removed: the producer goes once the outbox is sent or at this deadline.
+    drain_until: Option<Instant>,
+    /// Monotonic and wall-clock time of the last sample, to notice a system sleep.
+    last_sample: Option<(Instant, i64)>,
     writer: StreamWriter,
     buffer: TimespanBuffer,
-    deliveries: FuturesUnordered<Tracked>,
     status: Status,
     status_tx: watch::Sender<Status>,
     commands: mpsc::Receiver<Command>,
@@ -242,13 +316,18 @@ impl Actor {
         let origin = Instant::now();
         let mut ticker = tokio::time::interval_at(origin + self.config.interval, self.config.interval);
         ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let mut housekeeping = tokio::time::interval_at(origin + HOUSEKEEPING, HOUSEKEEPING);
+        housekeeping.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        self.pump();
         loop {
             let deadline = self.buffer.deadline().map(|d| origin + d);
             let switch_deadline = self.switching.as_ref().map(|(_, d, _)| *d);
+            let stall = (self.current_in_flight > 0 && self.publisher.is_some())
+                .then(|| self.last_progress + self.config.stall_timeout);
             tokio::select! {
                 biased;
                 cmd = self.commands.recv() => match cmd {
-                    Some(Command::ReplaceToken { token, source, reply }) => self.replace_token(token, source, reply),
+                    Some(Command::ReplaceToken { credential, reply }) => self.replace_token(credential, reply),
                     Some(Command::SetPublishing { on, reply }) => {
                         self.set_publishing(on);
                         let _ = reply.send(());
@@ -269,37 +348,56 @@ impl Actor {
                         return;
                     }
                 },
-                Some((record, result)) = self.deliveries.next(), if !self.deliveries.is_empty() => {
-                    self.on_delivery(&record, result);
-                    if self.deliveries.is_empty() {
-                        // Replaced connections had nothing left to acknowledge: let them go.
-                        self.retired.clear();
-                        if self.switching.is_some() {
-                            self.finish_switch();
-                        }
-                    }
+                Some((generation, seq, result)) = self.in_flight.next(), if !self.in_flight.is_empty() => {
+                    self.on_delivery(generation, seq, result);
                 }
                 connected = async { (&mut self.connecting.as_mut().expect("guarded").0).await }, if self.connecting.is_some() => {
-                    let (_, reply) = self.connecting.take().expect("guarded");
-                    self.on_connected(connected, reply);
+                    let (_, reply, credential) = self.connecting.take().expect("guarded");
+                    self.on_connected(connected, reply, credential);
                 }
                 _ = sleep_until(switch_deadline) => {
-                    tracing::warn!("the old connection still has unacknowledged records; switching anyway and keeping it open for them");
+                    tracing::warn!("the old connection still has unacknowledged records; switching anyway, they are sent again");
                     self.finish_switch();
                 }
+                _ = sleep_until(self.retry_at) => {
+                    self.retry_at = None;
+                    if self.publisher.is_some() {
+                        // No connector to build a new producer: send again through this one.
+                        self.status.state = self.status.state.next(Event::Connected);
+                        self.pump();
+                    } else {
+                        self.connect(None, None);
+                    }
+                }
+                _ = sleep_until(stall) => {
+                    let waited = self.config.stall_timeout;
+                    self.trouble(format!("no acknowledgement from the broker for {waited:?}"));
+                }
+                _ = sleep_until(self.drain_until) => self.drop_publisher(),
                 _ = sleep_until(deadline) => {
                     if let Some(rows) = self.buffer.poll(origin.elapsed()) {
                         self.publish(&rows);
                     }
                 }
                 _ = ticker.tick() => self.on_tick(origin.elapsed()),
+                _ = housekeeping.tick() => self.housekeeping(),
             }
             if let Some(interval) = self.new_interval.take() {
                 ticker = tokio::time::interval_at(Instant::now() + interval, interval);
                 ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
             }
-            self.status_tx.send_replace(self.status.clone());
+            self.publish_status();
         }
+    }
+
+    fn publish_status(&mut self) {
+        self.status.records_queued = self.outbox.len();
+        self.status_tx.send_replace(self.status.clone());
+    }
+
+    /// Whether samples become records: publishing is on and a broker or token is configured.
+    fn active(&self) -> bool {
+        !self.paused && !matches!(self.status.state, PublisherState::Unconfigured | PublisherState::Stopping)
     }
 
     fn on_tick(&mut self, now: Duration) {
@@ -310,10 +408,24 @@ impl Actor {
                 return;
             }
         };
+        let previous = self.last_sample.replace((Instant::now(), row.timestamp_ns));
+        if let Some((mono, wall)) = previous {
+            let mono_step = mono.elapsed();
+            let wall_step = Duration::from_nanos(row.timestamp_ns.saturating_sub(wall).max(0) as u64);
+            if wall_step > mono_step + SLEEP_DETECTION {
+                // The machine slept: this sample's measurement spans the sleep. Records made
+                // before it leave as they are; the stream goes on with the next sample.
+                tracing::info!(slept = ?wall_step.saturating_sub(mono_step), "the system was asleep; the sample spanning the sleep is skipped");
+                if let Some(rows) = self.buffer.flush() {
+                    self.publish(&rows);
+                }
+                return;
+            }
+        }
         self.status.samples += 1;
         self.status.last_value = row.value(CPU_LOAD).or(self.status.last_value);
         tracing::debug!(timestamp_ns = row.timestamp_ns, values = ?row.values, "sampled");
-        if self.publisher.is_none() || self.paused {
+        if !self.active() {
             return;
         }
         if let Some(rows) = self.buffer.push(row, now) {
@@ -323,8 +435,177 @@ impl Actor {
 
     fn publish(&mut self, rows: &[Row]) {
         for record in self.writer.data(rows, now_ns()) {
-            self.send(record);
+            self.store(&record);
         }
+        self.pump();
+    }
+
+    /// Puts a record into the outbox (dropping the oldest beyond its bounds).
+    fn store(&mut self, record: &Record) {
+        match self.outbox.append(record, now_ns() / 1_000_000) {
+            Ok(appended) => {
+                if appended.dropped > 0 {
+                    self.status.records_dropped += appended.dropped;
+                    tracing::warn!(
+                        dropped = appended.dropped,
+                        total = self.status.records_dropped,
+                        "outbox full: the oldest unsent records were dropped"
+                    );
+                }
+            }
+            Err(e) => {
+                self.status.records_dropped += 1;
+                tracing::error!(model = record.model.as_str(), "record dropped: {e}");
+                self.status.last_error = Some(e.to_string());
+            }
+        }
+    }
+
+    /// Hands records from the outbox to the producer, in order, up to [`MAX_IN_FLIGHT`].
+    fn pump(&mut self) {
+        if self.switching.is_some() || self.retry_at.is_some() {
+            return;
+        }
+        let Some(publisher) = self.publisher.as_deref() else { return };
+        while self.current_in_flight < MAX_IN_FLIGHT {
+            let batch = match self.outbox.after(self.cursor, MAX_IN_FLIGHT - self.current_in_flight) {
+                Ok(batch) if batch.is_empty() => return,
+                Ok(batch) => batch,
+                Err(e) => {
+                    tracing::error!("{e}");
+                    self.status.last_error = Some(e.to_string());
+                    return;
+                }
+            };
+            for Stored { seq, record } in batch {
+                match publisher.send(&record) {
+                    Ok(delivery) => {
+                        if self.current_in_flight == 0 {
+                            self.last_progress = Instant::now();
+                        }
+                        self.current_in_flight += 1;
+                        self.status.records_sent += 1;
+                        self.in_flight.push(track(self.generation, seq, delivery));
+                    }
+                    // librdkafka's queue is full: the next report (or housekeeping) pumps again.
+                    Err(PublishError::QueueFull) => return,
+                    Err(e) => {
+                        tracing::error!(
+                            model = record.model.as_str(),
+                            "record cannot be sent, removed from the outbox: {e}"
+                        );
+                        let _ = self.outbox.remove(seq);
+                        self.status.records_failed += 1;
+                        self.status.last_error = Some(e.to_string());
+                    }
+                }
+                self.cursor = seq;
+            }
+        }
+    }
+
+    fn on_delivery(&mut self, generation: u64, seq: i64, result: Result<(), DeliveryError>) {
+        let current = generation == self.generation;
+        if current {
+            self.current_in_flight -= 1;
+        }
+        match result {
+            Ok(()) => {
+                if self.outbox.remove(seq).unwrap_or_else(|e| {
+                    tracing::error!("{e}");
+                    false
+                }) {
+                    self.status.records_acknowledged += 1;
+                }
+                if current {
+                    self.last_progress = Instant::now();
+                    self.attempt = 0;
+                    if matches!(self.status.state, PublisherState::Backoff { .. }) && self.retry_at.is_none() {
+                        tracing::info!("the broker answers again");
+                        self.status.state = self.status.state.next(Event::Connected);
+                    }
+                }
+            }
+            Err(e) if !e.retriable => {
+                let _ = self.outbox.remove(seq);
+                self.status.records_failed += 1;
+                tracing::error!("record refused by the broker, removed from the outbox: {e}");
+                self.status.last_error = Some(e.to_string());
+            }
+            Err(e) if current => self.trouble(format!("{e}; unacknowledged records stay in the outbox")),
+            Err(_) => {} // from a producer already replaced: the outbox sends it again
+        }
+        if self.current_in_flight == 0 && self.switching.is_some() {
+            self.finish_switch();
+        }
+        if self.drain_until.is_some() && self.outbox.is_empty() {
+            self.drop_publisher();
+        }
+        self.pump();
+    }
+
+    /// The producer is in trouble: drop it (when a new one can be made) and try again after a
+    /// backoff; everything unacknowledged is sent again from the outbox.
+    fn trouble(&mut self, reason: String) {
+        if self.retry_at.is_some() || self.connecting.is_some() {
+            return;
+        }
+        tracing::warn!("{reason}");
+        if self.connector.is_some() {
+            self.drop_publisher();
+        }
+        self.generation += 1;
+        self.current_in_flight = 0;
+        self.cursor = 0;
+        self.status.last_error = Some(reason.clone());
+        self.schedule_retry(reason);
+    }
+
+    fn schedule_retry(&mut self, reason: String) {
+        let delay = RECONNECT.delay(self.attempt);
+        self.attempt = self.attempt.saturating_add(1);
+        self.retry_at = Some(Instant::now() + delay);
+        let next_try_ms = now_ns() / 1_000_000 + delay.as_millis() as i64;
+        tracing::info!("next connection attempt in {delay:.1?}");
+        self.status.state = self.status.state.next(Event::Retry { reason, next_try_ms });
+    }
+
+    /// Lets the producer go; librdkafka's purge and flush run off the actor.
+    fn drop_publisher(&mut self) {
+        self.drain_until = None;
+        if let Some(old) = self.publisher.take() {
+            self.generation += 1;
+            self.current_in_flight = 0;
+            self.cursor = 0;
+            tokio::task::spawn_blocking(move || drop(old));
+        }
+    }
+
+    fn housekeeping(&mut self) {
+        match self.outbox.expire(now_ns() / 1_000_000) {
+            Ok(0) => {}
+            Ok(n) => {
+                self.status.records_dropped += n;
+                tracing::warn!(dropped = n, "records older than the outbox's age bound were dropped");
+            }
+            Err(e) => tracing::error!("{e}"),
+        }
+        let Some(publisher) = self.publisher.as_deref() else { return };
+        match publisher.trouble() {
+            Some(t) if t.fatal => self.trouble(t.reason),
+            Some(t) if matches!(self.status.state, PublisherState::Publishing) => {
+                // librdkafka reconnects by itself; the watchdog steps in at the stall timeout.
+                let next_try_ms = now_ns() / 1_000_000
+                    + (self.last_progress + self.config.stall_timeout)
+                        .saturating_duration_since(Instant::now())
+                        .as_millis() as i64;
+                tracing::warn!("{}", t.reason);
+                self.status.last_error = Some(t.reason.clone());
+                self.status.state = self.status.state.next(Event::Retry { reason: t.reason, next_try_ms });
+            }
+            _ => {}
+        }
+        self.pump();
     }
 
     fn set_publishing(&mut self, on: bool) {
@@ -334,40 +615,45 @@ impl Actor {
         if on {
             self.paused = false;
             self.writer.reopen();
-            self.status.state =
-                if self.publisher.is_some() { PublisherState::Publishing } else { PublisherState::Unconfigured };
+            self.status.state = self.status.state.next(Event::Resume { connected: self.publisher.is_some() });
             tracing::info!("publishing resumed");
         } else {
             self.close_stream();
             self.paused = true;
-            self.status.state = PublisherState::Paused;
+            self.status.state = self.status.state.next(Event::Pause);
             tracing::info!("publishing paused; the stream is closed");
         }
     }
 
     /// Flushes the buffer and ends the stream (once).
     fn close_stream(&mut self) {
-        if self.publisher.is_none() || self.writer.is_closed() || self.paused {
+        if self.paused || self.writer.is_closed() || matches!(self.status.state, PublisherState::Unconfigured) {
             return;
         }
         let rest = self.buffer.flush().unwrap_or_default();
         for record in self.writer.close(&rest, StreamEndType::Closed, now_ns()) {
-            self.send(record);
+            self.store(&record);
         }
+        self.pump();
     }
 
     fn disconnect(&mut self) {
         self.finish_switch();
         self.close_stream();
-        if let Some(old) = self.publisher.take()
-            && !self.deliveries.is_empty()
-        {
-            self.retired.push(old);
+        if let Some((_, Some(reply), _)) = self.connecting.take() {
+            let _ = reply.send(Err(ReplaceError::Stopped));
+        }
+        self.retry_at = None;
+        self.credential = None;
+        if self.outbox.is_empty() {
+            self.drop_publisher();
+        } else if self.publisher.is_some() {
+            self.drain_until = Some(Instant::now() + self.config.shutdown_timeout);
         }
         self.writer.reopen();
         self.buffer.flush();
         self.paused = false;
-        self.status.state = PublisherState::Unconfigured;
+        self.status.state = self.status.state.next(Event::Unconfigure);
         tracing::info!("disconnected: no token");
     }
 
@@ -385,6 +671,7 @@ impl Actor {
             self.writer.set_definitions(config.definitions.clone());
         }
         self.buffer.set_config(config.buffer);
+        self.outbox.set_limits(config.outbox);
         if config.interval != self.config.interval {
             self.new_interval = Some(config.interval);
         }
@@ -392,129 +679,153 @@ impl Actor {
         self.config = config;
     }
 
-    fn replace_token(&mut self, token: Secret, source: TokenSource, reply: Reply) {
+    /// Starts connecting: with `credential` (a new token, for `reply`) or the current token.
+    fn connect(&mut self, credential: Option<Credential>, reply: Option<Reply>) {
         let Some(connector) = &self.connector else {
-            let _ = reply.send(Err(ReplaceError::NoConnector));
+            if let Some(reply) = reply {
+                let _ = reply.send(Err(ReplaceError::NoConnector));
+            }
             return;
         };
-        tracing::info!("new streaming token from {source}: connecting");
-        if let Some((_, superseded)) = self.connecting.replace((connector.connect(token, source), reply)) {
+        let token = credential.as_ref().or(self.credential.as_ref()).cloned();
+        if connector.uses_token() && token.is_none() {
+            return;
+        }
+        self.retry_at = None;
+        if self.publisher.is_none() {
+            self.status.state = self.status.state.next(Event::Connect);
+        }
+        let connecting = connector.connect(token);
+        if let Some((_, Some(superseded), _)) = self.connecting.replace((connecting, reply, credential)) {
             let _ = superseded.send(Err(ReplaceError::Stopped));
         }
     }
 
-    fn on_connected(&mut self, connected: Result<Box<dyn Publisher>, ConnectError>, reply: Reply) {
+    fn replace_token(&mut self, credential: Credential, reply: Reply) {
+        if self.connector.as_ref().is_none_or(|c| !c.uses_token()) {
+            let _ = reply.send(Err(ReplaceError::NoConnector));
+            return;
+        }
+        tracing::info!("new streaming token from {}: connecting", credential.source);
+        self.drain_until = None;
+        self.connect(Some(credential), Some(reply));
+    }
+
+    fn on_connected(
+        &mut self,
+        connected: Result<Box<dyn Publisher>, ConnectError>,
+        reply: Option<Reply>,
+        credential: Option<Credential>,
+    ) {
         match connected {
+            Err(e) if self.publisher.is_some() => {
+                tracing::error!("the new token cannot be used; publishing continues as before: {e}");
+                self.status.last_error = Some(e.to_string());
+                if let Some(reply) = reply {
+                    let _ = reply.send(Err(e.into()));
+                }
+            }
             Err(e) => {
-                if self.publisher.is_some() {
-                    tracing::error!("the new token cannot be used; publishing continues as before: {e}");
-                } else {
-                    tracing::error!("cannot publish: {e}");
-                    self.status.state = PublisherState::Failed { reason: e.to_string() };
+                if credential.is_some() {
+                    self.credential = credential;
                 }
                 self.status.last_error = Some(e.to_string());
-                self.status_tx.send_replace(self.status.clone());
-                let _ = reply.send(Err(e.into()));
+                if e.is_transient() {
+                    self.schedule_retry(e.to_string());
+                } else {
+                    tracing::error!("cannot publish: {e}");
+                    self.status.state = self.status.state.next(Event::Fatal { reason: e.to_string() });
+                }
+                self.publish_status();
+                if let Some(reply) = reply {
+                    let _ = reply.send(Err(e.into()));
+                }
             }
             Ok(new) if self.publisher.is_none() => {
+                if credential.is_some() {
+                    self.credential = credential;
+                }
                 self.publisher = Some(new);
-                self.status.state = PublisherState::Publishing;
+                self.generation += 1;
+                self.current_in_flight = 0;
+                self.cursor = 0;
+                self.status.state = self.status.state.next(Event::Connected);
                 self.status.last_error = None;
-                self.status_tx.send_replace(self.status.clone());
-                let _ = reply.send(Ok(()));
+                tracing::info!(queued = self.outbox.len(), "connected");
+                self.pump();
+                self.publish_status();
+                if let Some(reply) = reply {
+                    let _ = reply.send(Ok(()));
+                }
             }
             Ok(new) => {
+                if credential.is_some() {
+                    self.credential = credential;
+                }
+                let reply = reply.unwrap_or_else(|| oneshot::channel().0);
                 let deadline = Instant::now() + self.config.shutdown_timeout;
                 if let Some((_, _, superseded)) = self.switching.replace((new, deadline, reply)) {
                     let _ = superseded.send(Err(ReplaceError::Stopped));
                 }
-                if self.deliveries.is_empty() {
+                if self.current_in_flight == 0 {
                     self.finish_switch();
                 }
             }
         }
     }
 
-    /// The new publisher takes over; records held meanwhile go out through it, in order.
+    /// The new producer takes over; records held in the outbox meanwhile go out through it, in
+    /// order. Records still unacknowledged on the old one are sent again.
     fn finish_switch(&mut self) {
         let Some((new, _, reply)) = self.switching.take() else { return };
-        if let Some(old) = self.publisher.replace(new)
-            && !self.deliveries.is_empty()
-        {
-            self.retired.push(old);
+        let drained = self.current_in_flight == 0;
+        if let Some(old) = self.publisher.replace(new) {
+            tokio::task::spawn_blocking(move || drop(old));
         }
-        tracing::info!(held = self.held.len(), "switched to the new connection");
-        for record in std::mem::take(&mut self.held) {
-            self.send(record);
+        self.generation += 1;
+        self.current_in_flight = 0;
+        if !drained {
+            self.cursor = 0;
         }
+        tracing::info!(queued = self.outbox.len(), "switched to the new connection");
         let _ = reply.send(Ok(()));
-    }
-
-    fn send(&mut self, record: Record) {
-        if self.switching.is_some() {
-            self.held.push_back(record);
-            return;
-        }
-        let Some(publisher) = &self.publisher else {
-            return;
-        };
-        match publisher.send(&record) {
-            Ok(delivery) => {
-                self.status.records_sent += 1;
-                self.deliveries.push(track(record, delivery));
-            }
-            Err(e) => {
-                tracing::error!(model = record.model.as_str(), "record not sent: {e}");
-                self.status.records_sent += 1;
-                self.status.records_failed += 1;
-                self.status.last_error = Some(e.to_string());
-            }
-        }
-    }
-
-    fn on_delivery(&mut self, record: &Record, result: Result<(), DeliveryError>) {
-        match result {
-            Ok(()) => {
-                self.status.records_acknowledged += 1;
-                tracing::debug!(model = record.model.as_str(), bytes = record.value.len(), "acknowledged");
-            }
-            Err(e) => {
-                self.status.records_failed += 1;
-                tracing::error!(model = record.model.as_str(), "{e}");
-                self.status.last_error = Some(e.to_string());
-            }
-        }
+        self.pump();
     }
 
     async fn stop(&mut self) {
-        self.status.state = PublisherState::Stopping;
-        self.status_tx.send_replace(self.status.clone());
+        let unconfigured = matches!(self.status.state, PublisherState::Unconfigured);
+        self.close_stream();
+        self.status.state = self.status.state.next(Event::Stop);
+        self.publish_status();
         self.finish_switch();
-        if self.publisher.is_some() {
-            self.close_stream();
+        if self.publisher.is_some() && self.retry_at.is_none() {
+            self.pump();
             let limit = self.config.shutdown_timeout;
             let drain = async {
-                while let Some((record, result)) = self.deliveries.next().await {
-                    self.on_delivery(&record, result);
+                while !self.outbox.is_empty() {
+                    match self.in_flight.next().await {
+                        Some((generation, seq, result)) => self.on_delivery(generation, seq, result),
+                        None => break,
+                    }
                 }
             };
             if tokio::time::timeout(limit, drain).await.is_err() {
                 tracing::warn!(
-                    pending = self.status.records_pending(),
-                    "stopped waiting for acknowledgements after {limit:?}"
+                    pending = self.outbox.len(),
+                    "stopped waiting for acknowledgements after {limit:?}; the rest stays in the outbox"
                 );
             }
         }
-        self.status.state =
-            if self.publisher.is_some() { PublisherState::Paused } else { PublisherState::Unconfigured };
-        self.status_tx.send_replace(self.status.clone());
+        self.drop_publisher();
+        self.status.state = if unconfigured { PublisherState::Unconfigured } else { PublisherState::Paused };
+        self.publish_status();
     }
 }
 
-fn track(record: Record, delivery: Delivery) -> Tracked {
+fn track(generation: u64, seq: i64, delivery: Delivery) -> Tracked {
     Box::pin(async move {
         let result = delivery.await;
-        (record, result)
+        (generation, seq, result)
     })
 }
 
@@ -529,16 +840,25 @@ async fn sleep_until(deadline: Option<Instant>) {
 mod tests {
     use super::*;
     use crate::publisher::PublishError;
+    use crate::publisher::PublishError as PE;
     use crate::sampler::ScriptedSampler;
+    use crate::token::TokenSource;
+    use hostpulse_core::secret::Secret;
     use hostpulse_core::wire::ModelKey;
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
     use std::sync::{Arc, Mutex};
 
-    /// Records what was sent, with the (paused) time it was sent at; acknowledges after `ack_after`.
+    /// Records what was sent, with the (paused) time it was sent at, and what was acknowledged;
+    /// acknowledges after `ack_after`. `down`: deliveries time out (retriable); `black_hole`:
+    /// records sent meanwhile are never answered.
     #[derive(Clone, Default)]
     struct Memory {
         sent: Arc<Mutex<Vec<(Duration, Record)>>>,
+        acked: Arc<Mutex<Vec<Record>>>,
         ack_after: Option<Duration>,
         fail: bool,
+        down: Arc<AtomicBool>,
+        black_hole: Arc<AtomicBool>,
         origin: Arc<Mutex<Option<Instant>>>,
     }
 
@@ -546,14 +866,33 @@ mod tests {
         fn send(&self, record: &Record) -> Result<Delivery, PublishError> {
             let origin = self.origin.lock().unwrap().get_or_insert_with(Instant::now).to_owned();
             self.sent.lock().unwrap().push((origin.elapsed(), record.clone()));
-            let (ack_after, fail) = (self.ack_after, self.fail);
+            let (ack_after, fail, down, acked) = (self.ack_after, self.fail, self.down.clone(), self.acked.clone());
+            let lost = self.black_hole.load(Ordering::SeqCst);
+            let record = record.clone();
             Ok(Box::pin(async move {
                 match ack_after {
-                    Some(d) => tokio::time::sleep(d).await,
-                    None => std::future::pending().await,
+                    Some(d) if !lost => tokio::time::sleep(d).await,
+                    _ => std::future::pending().await,
                 }
-                if fail { Err(DeliveryError("broker said no".into())) } else { Ok(()) }
+                if fail {
+                    Err(DeliveryError::refused("broker said no"))
+                } else if down.load(Ordering::SeqCst) {
+                    Err(DeliveryError::retriable("Local: Message timed out"))
+                } else {
+                    acked.lock().unwrap().push(record);
+                    Ok(())
+                }
             }))
+        }
+    }
+
+    fn parts(sampler: ScriptedSampler, publisher: Option<Memory>, connector: Option<Arc<dyn Connector>>) -> Parts {
+        Parts {
+            sampler: Box::new(sampler),
+            outbox: Outbox::in_memory(OutboxLimits::default()),
+            connector,
+            credential: None,
+            publisher: publisher.map(|p| Box::new(p) as Box<dyn Publisher>),
         }
     }
 
@@ -565,6 +904,8 @@ mod tests {
             interval: Duration::from_millis(interval_ms),
             buffer: BufferConfig { time_span: Some(Duration::from_millis(span_ms)), ..Default::default() },
             shutdown_timeout: Duration::from_secs(5),
+            outbox: OutboxLimits::default(),
+            stall_timeout: Duration::from_secs(60),
         }
     }
 
@@ -577,7 +918,7 @@ mod tests {
     fn start(cfg: AgentConfig, n: usize, memory: &Memory) -> AgentHandle {
         *memory.origin.lock().unwrap() = Some(Instant::now());
         let sampler = ScriptedSampler::new(rows(n, cfg.interval));
-        spawn(cfg, Box::new(sampler), Some(Box::new(memory.clone())), None).0
+        spawn(cfg, parts(sampler, Some(memory.clone()), None)).0
     }
 
     #[tokio::test(start_paused = true)]
@@ -650,7 +991,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn without_a_publisher_the_agent_samples_but_sends_nothing() {
         let (agent, task) =
-            spawn(config(200, 100), Box::new(ScriptedSampler::new(rows(2, Duration::from_millis(200)))), None, None);
+            spawn(config(200, 100), parts(ScriptedSampler::new(rows(2, Duration::from_millis(200))), None, None));
         tokio::time::sleep(Duration::from_millis(450)).await;
         assert_eq!(agent.status().state, PublisherState::Unconfigured);
         assert_eq!(agent.status().samples, 2);
@@ -665,7 +1006,11 @@ mod tests {
     struct Prepared(Mutex<Option<Result<Memory, String>>>);
 
     impl Connector for Prepared {
-        fn connect(&self, _: Secret, _: TokenSource) -> Connecting {
+        fn uses_token(&self) -> bool {
+            true
+        }
+
+        fn connect(&self, _: Option<Credential>) -> Connecting {
             let next = self.0.lock().unwrap().take().expect("one connection prepared");
             Box::pin(async move {
                 tokio::time::sleep(Duration::from_millis(30)).await; // the Portal round trips
@@ -677,8 +1022,8 @@ mod tests {
         }
     }
 
-    fn token() -> Secret {
-        Secret::new("token-2").unwrap()
+    fn token(source: TokenSource) -> Credential {
+        Credential { token: Secret::new("token-2").unwrap(), source }
     }
 
     #[tokio::test(start_paused = true)]
@@ -691,9 +1036,9 @@ mod tests {
         let connector = Arc::new(Prepared(Mutex::new(Some(Ok(new.clone())))));
         let cfg = config(200, 100);
         let sampler = ScriptedSampler::new(rows(10, cfg.interval));
-        let (agent, _) = spawn(cfg, Box::new(sampler), Some(Box::new(old.clone())), Some(connector));
+        let (agent, _) = spawn(cfg, parts(sampler, Some(old.clone()), Some(connector)));
         tokio::time::sleep(Duration::from_millis(650)).await; // 3 samples; the 3rd record in flight
-        agent.replace_token(token(), TokenSource::CredentialStore).await.unwrap();
+        agent.replace_token(token(TokenSource::CredentialStore)).await.unwrap();
         tokio::time::sleep(Duration::from_millis(1500)).await;
         let status = agent.shutdown().await;
 
@@ -724,9 +1069,9 @@ mod tests {
         let connector = Arc::new(Prepared(Mutex::new(Some(Err("refused".into())))));
         let cfg = config(200, 100);
         let sampler = ScriptedSampler::new(rows(5, cfg.interval));
-        let (agent, _) = spawn(cfg, Box::new(sampler), Some(Box::new(old.clone())), Some(connector));
+        let (agent, _) = spawn(cfg, parts(sampler, Some(old.clone()), Some(connector)));
         tokio::time::sleep(Duration::from_millis(300)).await;
-        let e = agent.replace_token(token(), TokenSource::Environment).await.unwrap_err();
+        let e = agent.replace_token(token(TokenSource::Environment)).await.unwrap_err();
         assert!(e.to_string().contains("refused"), "{e}");
         tokio::time::sleep(Duration::from_millis(900)).await;
         let status = agent.shutdown().await;
@@ -741,22 +1086,22 @@ mod tests {
         let connector = Arc::new(Prepared(Mutex::new(Some(Ok(new.clone())))));
         let cfg = config(200, 100);
         let sampler = ScriptedSampler::new(rows(5, cfg.interval));
-        let (agent, _) = spawn(cfg, Box::new(sampler), None, Some(connector));
+        let (agent, _) = spawn(cfg, parts(sampler, None, Some(connector)));
         assert_eq!(agent.status().state, PublisherState::Unconfigured);
-        agent.replace_token(token(), TokenSource::CredentialStore).await.unwrap();
+        agent.replace_token(token(TokenSource::CredentialStore)).await.unwrap();
         assert_eq!(agent.status().state, PublisherState::Publishing);
         tokio::time::sleep(Duration::from_millis(1200)).await;
         assert!(agent.status().records_acknowledged > 0);
         agent.shutdown().await;
         // A token that cannot connect leaves an agent without a connection in the error state.
         let failing = Arc::new(Prepared(Mutex::new(Some(Err("token rejected".into())))));
-        let (agent, _) = spawn(config(200, 100), Box::new(ScriptedSampler::new(Vec::new())), None, Some(failing));
-        assert!(agent.replace_token(token(), TokenSource::CredentialStore).await.is_err());
+        let (agent, _) = spawn(config(200, 100), parts(ScriptedSampler::new(Vec::new()), None, Some(failing)));
+        assert!(agent.replace_token(token(TokenSource::CredentialStore)).await.is_err());
         assert!(
             matches!(agent.status().state, PublisherState::Failed { ref reason } if reason.contains("token rejected"))
         );
-        let (agent, _) = spawn(config(200, 100), Box::new(ScriptedSampler::new(Vec::new())), None, None);
-        assert!(matches!(agent.replace_token(token(), TokenSource::Environment).await, Err(ReplaceError::NoConnector)));
+        let (agent, _) = spawn(config(200, 100), parts(ScriptedSampler::new(Vec::new()), None, None));
+        assert!(matches!(agent.replace_token(token(TokenSource::Environment)).await, Err(ReplaceError::NoConnector)));
     }
 
     fn models(sent: &[(Duration, Record)]) -> Vec<ModelKey> {
@@ -822,5 +1167,222 @@ mod tests {
         let new_first = sent.iter().position(|(_, r)| &*r.key == "another-stream").unwrap();
         assert!(old_end < new_first);
         assert_eq!(sent[new_first].1.model, ModelKey::StreamProperties);
+    }
+
+    /// Hands out the same in-memory broker for every connection (no token), refusing while
+    /// `refuse` is set; counts connection attempts.
+    struct Reconnecting {
+        memory: Memory,
+        connects: AtomicUsize,
+        refuse: AtomicBool,
+    }
+
+    impl Reconnecting {
+        fn new(memory: &Memory) -> Arc<Self> {
+            Arc::new(Reconnecting {
+                memory: memory.clone(),
+                connects: AtomicUsize::new(0),
+                refuse: AtomicBool::new(false),
+            })
+        }
+    }
+
+    impl Connector for Reconnecting {
+        fn uses_token(&self) -> bool {
+            false
+        }
+
+        fn connect(&self, _: Option<Credential>) -> Connecting {
+            self.connects.fetch_add(1, Ordering::SeqCst);
+            let result = if self.refuse.load(Ordering::SeqCst) {
+                Err(ConnectError::Kafka(PE::Unreachable {
+                    broker: "relay".into(),
+                    reason: "Connection refused".into(),
+                }))
+            } else {
+                Ok(Box::new(self.memory.clone()) as Box<dyn Publisher>)
+            };
+            Box::pin(async move {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                result
+            })
+        }
+    }
+
+    /// Every state the agent passes through, in order.
+    fn record_states(agent: &AgentHandle) -> Arc<Mutex<Vec<PublisherState>>> {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let (mut watch, out) = (agent.watch(), seen.clone());
+        tokio::spawn(async move {
+            loop {
+                let state = watch.borrow_and_update().state.clone();
+                {
+                    let mut seen = out.lock().unwrap();
+                    if seen.last() != Some(&state) {
+                        seen.push(state);
+                    }
+                }
+                if watch.changed().await.is_err() {
+                    return;
+                }
+            }
+        });
+        seen
+    }
+
+    fn data_values(records: &[Record]) -> Vec<String> {
+        records.iter().filter(|r| r.model == ModelKey::ParameterData).map(|r| r.value.clone()).collect()
+    }
+
+    fn assert_each_once_in_order(acked: &[Record], n: usize) {
+        let values = data_values(acked);
+        assert_eq!(values.len(), n, "every sample exactly once: {values:#?}");
+        for (i, v) in values.iter().enumerate() {
+            assert!(v.contains(&format!("[{i}.0]")), "in order: record {i} is {v}");
+        }
+    }
+
+    fn backoff_reasons(states: &[PublisherState]) -> Vec<String> {
+        states
+            .iter()
+            .filter_map(|s| match s {
+                PublisherState::Backoff { reason, next_try_ms } => {
+                    assert!(*next_try_ms > 0, "the next try is given");
+                    Some(reason.clone())
+                }
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_outage_keeps_records_in_the_outbox_and_each_arrives_once_in_order_after_it() {
+        let memory = Memory { ack_after: Some(Duration::from_millis(5)), ..Default::default() };
+        let connector = Reconnecting::new(&memory);
+        let cfg = config(200, 100);
+        let (agent, _) =
+            spawn(cfg.clone(), parts(ScriptedSampler::new(rows(40, cfg.interval)), None, Some(connector.clone())));
+        let states = record_states(&agent);
+        tokio::time::sleep(Duration::from_millis(1000)).await;
+        assert_eq!(agent.status().state, PublisherState::Publishing);
+        memory.down.store(true, Ordering::SeqCst);
+        connector.refuse.store(true, Ordering::SeqCst);
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        let during = agent.status();
+        assert!(during.records_queued > 5, "samples wait in the outbox: {during:?}");
+        memory.down.store(false, Ordering::SeqCst);
+        connector.refuse.store(false, Ordering::SeqCst);
+        tokio::time::sleep(Duration::from_secs(12)).await;
+        let status = agent.shutdown().await;
+        assert_each_once_in_order(&memory.acked.lock().unwrap(), 40);
+        assert!(connector.connects.load(Ordering::SeqCst) >= 3, "the producer was rebuilt after the failures");
+        let reasons = backoff_reasons(&states.lock().unwrap());
+        assert!(reasons.iter().any(|r| r.contains("Message timed out")), "{reasons:?}");
+        assert!(reasons.iter().any(|r| r.contains("Connection refused")), "{reasons:?}");
+        assert_eq!((status.records_queued, status.records_dropped, status.records_failed), (0, 0, 0));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_producer_that_gets_no_answers_is_rebuilt_after_the_stall_timeout() {
+        let memory = Memory { ack_after: Some(Duration::from_millis(5)), ..Default::default() };
+        let connector = Reconnecting::new(&memory);
+        let mut cfg = config(200, 100);
+        cfg.stall_timeout = Duration::from_secs(2);
+        let (agent, _) =
+            spawn(cfg.clone(), parts(ScriptedSampler::new(rows(40, cfg.interval)), None, Some(connector.clone())));
+        let states = record_states(&agent);
+        tokio::time::sleep(Duration::from_millis(1000)).await;
+        memory.black_hole.store(true, Ordering::SeqCst);
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        memory.black_hole.store(false, Ordering::SeqCst);
+        tokio::time::sleep(Duration::from_secs(12)).await;
+        agent.shutdown().await;
+        assert_each_once_in_order(&memory.acked.lock().unwrap(), 40);
+        assert!(connector.connects.load(Ordering::SeqCst) >= 2);
+        let reasons = backoff_reasons(&states.lock().unwrap());
+        assert!(reasons.iter().any(|r| r.contains("no acknowledgement from the broker for 2s")), "{reasons:?}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_restart_sends_what_the_outbox_kept_first_with_original_timestamps() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = Outbox::path_in(dir.path(), "test");
+        let mut cfg = config(200, 100);
+        cfg.shutdown_timeout = Duration::from_secs(1);
+        // First run: the broker takes the records but never answers.
+        let silent = Memory { ack_after: None, ..Default::default() };
+        let outbox = Outbox::open(&path, cfg.outbox).unwrap();
+        let first = Parts { outbox, ..parts(ScriptedSampler::new(rows(5, cfg.interval)), Some(silent.clone()), None) };
+        let (agent, task) = spawn(cfg.clone(), first);
+        tokio::time::sleep(Duration::from_millis(1200)).await;
+        let status = agent.shutdown().await;
+        task.await.unwrap();
+        let kept: Vec<Record> = silent.sent.lock().unwrap().iter().map(|(_, r)| r.clone()).collect();
+        assert_eq!(status.records_pending(), kept.len() as u64, "everything unacknowledged stays");
+        assert_eq!(kept.last().unwrap().model, ModelKey::StreamEnd);
+        // Second run: the kept records go first, as they were, then the new stream life.
+        let memory = Memory { ack_after: Some(Duration::from_millis(1)), ..Default::default() };
+        let later: Vec<Row> = rows(10, cfg.interval).into_iter().skip(5).collect();
+        let outbox = Outbox::open(&path, cfg.outbox).unwrap();
+        let second = Parts { outbox, ..parts(ScriptedSampler::new(later), Some(memory.clone()), None) };
+        let (agent, _) = spawn(cfg, second);
+        assert_eq!(agent.status().records_queued, kept.len() as u64);
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        let status = agent.shutdown().await;
+        let acked = memory.acked.lock().unwrap().clone();
+        assert_eq!(&acked[..kept.len()], &kept[..], "the earlier run's records first, timestamps unchanged");
+        assert_eq!(acked[kept.len()].model, ModelKey::StreamProperties, "then a new stream life");
+        assert_each_once_in_order(&acked, 10);
+        assert_eq!(status.records_pending(), 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_outbox_bound_drops_the_oldest_counts_them_and_keeps_the_newest() {
+        let memory = Memory { ack_after: Some(Duration::from_millis(1)), ..Default::default() };
+        let connector = Reconnecting::new(&memory);
+        connector.refuse.store(true, Ordering::SeqCst);
+        let mut cfg = config(200, 100);
+        cfg.outbox.max_bytes = 2_000;
+        let (agent, _) =
+            spawn(cfg.clone(), parts(ScriptedSampler::new(rows(30, cfg.interval)), None, Some(connector.clone())));
+        tokio::time::sleep(Duration::from_millis(6500)).await;
+        let during = agent.status();
+        assert!(
+            matches!(during.state, PublisherState::Backoff { ref reason, .. } if reason.contains("Connection refused"))
+        );
+        assert!(during.records_dropped > 0, "{during:?}");
+        connector.refuse.store(false, Ordering::SeqCst);
+        tokio::time::sleep(Duration::from_secs(70)).await;
+        let status = agent.shutdown().await;
+        let acked = memory.acked.lock().unwrap().clone();
+        let made = 30 + 3; // data, properties, definitions, StreamEnd
+        assert_eq!(acked.len() as u64 + status.records_dropped, made, "every record delivered or counted as dropped");
+        let values = data_values(&acked);
+        let first: usize = (0..30).find(|i| values[0].contains(&format!("[{i}.0]"))).unwrap();
+        assert!(first > 0, "the oldest were dropped");
+        for (k, v) in values.iter().enumerate() {
+            assert!(v.contains(&format!("[{}.0]", first + k)), "the newest are kept, in order: {v}");
+        }
+        assert_eq!(values.len(), 30 - first);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn after_a_system_sleep_no_sample_spans_the_sleep() {
+        let memory = Memory { ack_after: Some(Duration::from_millis(1)), ..Default::default() };
+        let step = 200_000_000i64;
+        let hour = 3_600_000_000_000i64;
+        // Wall-clock times: three samples, then the machine sleeps an hour, then three more.
+        let times = [0, step, 2 * step, hour + 3 * step, hour + 4 * step, hour + 5 * step];
+        let script = times.iter().enumerate().map(|(i, t)| Row::new(*t).with_value(CPU_LOAD, i as f64));
+        let (agent, _) = spawn(config(200, 100), parts(ScriptedSampler::new(script), Some(memory.clone()), None));
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        let status = agent.shutdown().await;
+        let values = data_values(&memory.acked.lock().unwrap());
+        assert_eq!(status.samples, 5, "the sample measured across the sleep is skipped");
+        let joined = values.join(" ");
+        for kept in ["[0.0]", "[1.0]", "[2.0]", "[4.0]", "[5.0]"] {
+            assert!(joined.contains(kept), "{kept} in {joined}");
+        }
+        assert!(!joined.contains("[3.0]"), "{joined}");
     }
 }

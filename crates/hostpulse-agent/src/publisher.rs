@@ -29,8 +29,51 @@ pub type Delivery = Pin<Box<dyn Future<Output = Result<(), DeliveryError>> + Sen
 
 /// Why a record was not acknowledged.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
-#[error("delivery failed: {0}")]
-pub struct DeliveryError(pub String);
+#[error("delivery failed: {reason}")]
+pub struct DeliveryError {
+    /// librdkafka's reason.
+    pub reason: String,
+    /// Whether sending it again may work (timeouts, connection loss) as opposed to the broker
+    /// refusing this record for good (too large, invalid).
+    pub retriable: bool,
+}
+
+impl DeliveryError {
+    /// A failure that may pass: the record stays in the outbox.
+    pub fn retriable(reason: impl Into<String>) -> Self {
+        DeliveryError { reason: reason.into(), retriable: true }
+    }
+
+    /// The broker refused this record for good.
+    pub fn refused(reason: impl Into<String>) -> Self {
+        DeliveryError { reason: reason.into(), retriable: false }
+    }
+
+    fn from_kafka(e: &KafkaError) -> Self {
+        use RDKafkaErrorCode as C;
+        let refused = matches!(
+            e.rdkafka_error_code(),
+            Some(
+                C::MessageSizeTooLarge
+                    | C::InvalidMessage
+                    | C::InvalidMessageSize
+                    | C::InvalidRecord
+                    | C::MessageBatchTooLarge
+                    | C::InvalidArgument
+            )
+        );
+        DeliveryError { reason: e.to_string(), retriable: !refused }
+    }
+}
+
+/// Something wrong with a producer as a whole.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Trouble {
+    /// What, for people.
+    pub reason: String,
+    /// The producer cannot recover by itself and must be rebuilt.
+    pub fatal: bool,
+}
 
 /// Why publishing could not start or a record could not be handed over.
 #[derive(Debug, Error)]
@@ -82,6 +125,11 @@ pub enum PublishError {
 pub trait Publisher: Send + Sync + 'static {
     /// Hands `record` over for sending and returns its delivery report to await.
     fn send(&self, record: &Record) -> Result<Delivery, PublishError>;
+
+    /// Trouble the producer knows of (all brokers down, a fatal error), if any.
+    fn trouble(&self) -> Option<Trouble> {
+        None
+    }
 }
 
 /// What the Kafka publisher needs.
@@ -152,6 +200,8 @@ pub fn quix_client_config(target: &QuixTarget) -> ClientConfig {
 #[derive(Default, Clone)]
 pub struct Context {
     login_error: Arc<Mutex<Option<String>>>,
+    /// librdkafka said all brokers are down; cleared by the next acknowledgement.
+    brokers_down: Arc<Mutex<Option<String>>>,
 }
 
 impl ClientContext for Context {
@@ -162,6 +212,9 @@ impl ClientContext for Context {
             || reason.contains("uthenticat");
         if auth {
             *self.login_error.lock().expect("not poisoned") = Some(reason.to_owned());
+        }
+        if matches!(error, KafkaError::Global(RDKafkaErrorCode::AllBrokersDown)) {
+            *self.brokers_down.lock().expect("not poisoned") = Some(reason.to_owned());
         }
     }
 }
@@ -181,6 +234,8 @@ impl Context {
 pub struct KafkaPublisher {
     producer: FutureProducer<Context>,
     topic: String,
+    broker: String,
+    context: Context,
 }
 
 impl KafkaPublisher {
@@ -200,7 +255,8 @@ impl KafkaPublisher {
         let producer: FutureProducer<Context> =
             config.create_with_context(context.clone()).map_err(|e| PublishError::Client(e.to_string()))?;
         ensure_topic(&config, &producer, &context, topic, create_with).await?;
-        Ok(KafkaPublisher { producer, topic: topic.into() })
+        let broker = config.get("bootstrap.servers").unwrap_or_default().to_owned();
+        Ok(KafkaPublisher { producer, topic: topic.into(), broker, context })
     }
 
     /// The Kafka topic written.
@@ -267,17 +323,37 @@ impl Publisher for KafkaPublisher {
             .key(record.key.as_bytes())
             .payload(record.value.as_bytes())
             .timestamp(record.timestamp_ms);
+        let down = self.context.brokers_down.clone();
         match self.producer.send_result(fr) {
             Ok(delivery) => Ok(Box::pin(async move {
                 match delivery.await {
-                    Ok(Ok(_)) => Ok(()),
-                    Ok(Err((e, _))) => Err(DeliveryError(e.to_string())),
-                    Err(_) => Err(DeliveryError("the Kafka client was shut down before the broker answered".into())),
+                    Ok(Ok(_)) => {
+                        down.lock().expect("not poisoned").take();
+                        Ok(())
+                    }
+                    Ok(Err((e, _))) => Err(DeliveryError::from_kafka(&e)),
+                    Err(_) => {
+                        Err(DeliveryError::retriable("the Kafka client was shut down before the broker answered"))
+                    }
                 }
             })),
             Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => Err(PublishError::QueueFull),
             Err((e, _)) => Err(PublishError::Enqueue(e.to_string())),
         }
+    }
+
+    fn trouble(&self) -> Option<Trouble> {
+        if let Some((code, reason)) = self.producer.client().fatal_error() {
+            return Some(Trouble {
+                reason: format!("the Kafka client failed for good: {code}: {reason}"),
+                fatal: true,
+            });
+        }
+        let down = self.context.brokers_down.lock().expect("not poisoned").clone()?;
+        Some(Trouble {
+            reason: format!("cannot reach the Kafka broker at {}: {down}; reconnecting", self.broker),
+            fatal: false,
+        })
     }
 }
 

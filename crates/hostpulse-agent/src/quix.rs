@@ -1,6 +1,7 @@
-//! Quix mode: a streaming token becomes a ready Kafka publisher (Portal resolution, then the
-//! workspace broker). The [`Connector`] seam lets the agent do this again when the token is
-//! replaced while it publishes.
+//! Connecting: the [`Connector`] seam through which the agent makes producers, at start, after
+//! trouble (the watchdog) and when the token is replaced. Quix mode: a streaming token becomes a
+//! ready Kafka publisher (Portal resolution, then the workspace broker); direct mode: a
+//! configured broker.
 
 use std::future::Future;
 use std::path::PathBuf;
@@ -10,7 +11,7 @@ use hostpulse_core::secret::Secret;
 use thiserror::Error;
 
 use crate::portal::{Portal, PortalError, PortalOptions, QuixTarget};
-use crate::publisher::{KafkaPublisher, PublishError, Publisher};
+use crate::publisher::{KafkaPublisher, KafkaSettings, PublishError, Publisher};
 use crate::token::TokenSource;
 
 /// Why a token did not lead to a publisher.
@@ -24,13 +25,56 @@ pub enum ConnectError {
     Kafka(#[from] PublishError),
 }
 
+impl ConnectError {
+    /// Whether trying again later may help (outage) as opposed to needing the user.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            ConnectError::Portal(e) => e.is_transient(),
+            ConnectError::Kafka(e) => matches!(
+                e,
+                PublishError::Unreachable { .. }
+                    | PublishError::TopicMissing(_)
+                    | PublishError::QueueFull
+                    | PublishError::Enqueue(_)
+            ),
+        }
+    }
+}
+
+/// A streaming token and where it came from (named in errors).
+#[derive(Debug, Clone)]
+pub struct Credential {
+    /// The token.
+    pub token: Secret,
+    /// Where it came from.
+    pub source: TokenSource,
+}
+
 /// A future that yields a connected publisher.
 pub type Connecting = Pin<Box<dyn Future<Output = Result<Box<dyn Publisher>, ConnectError>> + Send>>;
 
-/// Turns a token into a connected publisher.
+/// Makes connected publishers.
 pub trait Connector: Send + Sync + 'static {
-    /// Resolves and connects with `token` (from `source`, named in errors).
-    fn connect(&self, token: Secret, source: TokenSource) -> Connecting;
+    /// Resolves and connects, with `credential` when the connector uses a token.
+    fn connect(&self, credential: Option<Credential>) -> Connecting;
+
+    /// Whether a token is needed (Quix mode).
+    fn uses_token(&self) -> bool;
+}
+
+/// Connects to a configured broker (no token).
+#[derive(Debug, Clone)]
+pub struct DirectConnector(pub KafkaSettings);
+
+impl Connector for DirectConnector {
+    fn connect(&self, _: Option<Credential>) -> Connecting {
+        let settings = self.0.clone();
+        Box::pin(async move { Ok(Box::new(KafkaPublisher::connect(&settings).await?) as Box<dyn Publisher>) })
+    }
+
+    fn uses_token(&self) -> bool {
+        false
+    }
 }
 
 /// Connects through the Quix Portal.
@@ -71,11 +115,19 @@ impl QuixConnector {
 }
 
 impl Connector for QuixConnector {
-    fn connect(&self, token: Secret, source: TokenSource) -> Connecting {
+    fn connect(&self, credential: Option<Credential>) -> Connecting {
         let this = self.clone();
         Box::pin(async move {
+            let Credential { token, source } = credential.ok_or(PortalError::Unreachable {
+                url: this.portal_url.clone(),
+                reason: "no streaming token".into(),
+            })?;
             let (publisher, _) = this.publisher(token, source).await?;
             Ok(Box::new(publisher) as Box<dyn Publisher>)
         })
+    }
+
+    fn uses_token(&self) -> bool {
+        true
     }
 }
