@@ -9,7 +9,7 @@ const FIELDS = ["stream_name", "buffer_span_ms", "topic", "interval_ms", "portal
 const RANGES = { interval_ms: [200, 3600000], buffer_span_ms: [1, 60000] };
 const STATE_TEXT = {
   unconfigured: "Not configured", connecting: "Connecting", publishing: "Publishing",
-  paused: "Paused", stopping: "Stopping", error: "Error",
+  paused: "Paused", stopping: "Stopping", retrying: "Retrying", error: "Error",
 };
 const history = [];
 const HISTORY = 120;
@@ -40,9 +40,16 @@ function renderStatus(s) {
   $("sent").textContent = s.acknowledged;
   $("pending").textContent = s.pending;
   $("failed").textContent = s.failed;
-  show($("last-error"), s.last_error ? `Last error: ${s.last_error}` : "");
+  $("dropped").textContent = s.dropped;
+  $("dropped-row").hidden = s.dropped === 0;
+  let error = s.last_error ? `Last error: ${s.last_error}` : "";
+  if (s.state === "retrying" && s.next_try_ms != null) {
+    const next = new Date(s.next_try_ms).toLocaleTimeString();
+    error += `\nSamples wait on this computer; next try at ${next}.`;
+  }
+  show($("last-error"), error);
   const toggle = $("toggle");
-  toggle.disabled = !(s.state === "publishing" || s.state === "paused");
+  toggle.disabled = !["publishing", "paused", "connecting", "retrying"].includes(s.state);
   toggle.textContent = s.state === "paused" ? "Start publishing" : "Pause publishing";
   if (s.samples !== renderStatus.samples && s.last_value != null) {
     renderStatus.samples = s.samples;

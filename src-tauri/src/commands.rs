@@ -8,7 +8,7 @@ use hostpulse_agent::agent::{AgentConfig, AgentHandle};
 use hostpulse_agent::diagnose::{self, Step};
 use hostpulse_agent::fsutil;
 use hostpulse_agent::portal::PortalOptions;
-use hostpulse_agent::quix::QuixConnector;
+use hostpulse_agent::quix::{Credential, QuixConnector};
 use hostpulse_agent::token::{self, SecretStore, TokenSource};
 use hostpulse_core::secret::Secret;
 use hostpulse_core::settings::{Checked, MachineFacts, Settings};
@@ -112,6 +112,9 @@ pub struct StatusView {
     acknowledged: u64,
     pending: u64,
     failed: u64,
+    dropped: u64,
+    /// When the next connection attempt starts (ms since the Unix epoch), while retrying.
+    next_try_ms: Option<i64>,
     last_error: Option<String>,
 }
 
@@ -124,6 +127,7 @@ impl From<&Status> for StatusView {
                 PublisherState::Publishing => "publishing",
                 PublisherState::Paused => "paused",
                 PublisherState::Stopping => "stopping",
+                PublisherState::Backoff { .. } => "retrying",
                 PublisherState::Failed { .. } => "error",
             },
             last_value: s.last_value,
@@ -132,7 +136,15 @@ impl From<&Status> for StatusView {
             acknowledged: s.records_acknowledged,
             pending: s.records_pending(),
             failed: s.records_failed,
-            last_error: s.last_error.clone(),
+            dropped: s.records_dropped,
+            next_try_ms: match s.state {
+                PublisherState::Backoff { next_try_ms, .. } => Some(next_try_ms),
+                _ => None,
+            },
+            last_error: match &s.state {
+                PublisherState::Backoff { reason, .. } | PublisherState::Failed { reason } => Some(reason.clone()),
+                _ => s.last_error.clone(),
+            },
         }
     }
 }
@@ -195,7 +207,10 @@ impl App {
         else {
             return Ok(());
         };
-        self.agent.replace_token(token, source).await.map_err(|e| CommandError::new("connect", e.to_string()))
+        self.agent
+            .replace_token(Credential { token, source })
+            .await
+            .map_err(|e| CommandError::new("connect", e.to_string()))
     }
 }
 
@@ -310,7 +325,7 @@ pub async fn set_token(app: AppHandle, state: State<'_, App>, token: String) -> 
     state.store.set(&secret).map_err(|e| CommandError::new("credential_store", e.to_string()))?;
     state
         .agent
-        .replace_token(secret, TokenSource::CredentialStore)
+        .replace_token(Credential { token: secret, source: TokenSource::CredentialStore })
         .await
         .map_err(|e| CommandError::new("connect", e.to_string()))?;
     Ok(state.view(&app))

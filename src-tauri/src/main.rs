@@ -11,12 +11,12 @@ mod tray;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
-use hostpulse_agent::agent::{self, AgentConfig, AgentHandle};
-use hostpulse_agent::quix::{Connecting, Connector, QuixConnector};
+use hostpulse_agent::agent::{self, AgentConfig, AgentHandle, Parts};
+use hostpulse_agent::outbox::Outbox;
+use hostpulse_agent::quix::{Connecting, Connector, Credential, QuixConnector};
 use hostpulse_agent::sampler::CpuSampler;
-use hostpulse_agent::token::{self, KeyringStore, SecretStore, TokenSource};
+use hostpulse_agent::token::{self, KeyringStore, SecretStore};
 use hostpulse_agent::{machine, paths, settings_file};
-use hostpulse_core::secret::Secret;
 use hostpulse_core::settings::Settings;
 use hostpulse_core::status::PublisherState;
 use tauri::{AppHandle, Emitter as _, Manager as _, RunEvent, WindowEvent};
@@ -43,9 +43,13 @@ pub fn show_settings(app: &AppHandle) {
 struct AppConnector(Arc<RwLock<QuixConnector>>);
 
 impl Connector for AppConnector {
-    fn connect(&self, token: Secret, source: TokenSource) -> Connecting {
+    fn connect(&self, credential: Option<Credential>) -> Connecting {
         let current = self.0.read().expect("not poisoned").clone();
-        current.connect(token, source)
+        current.connect(credential)
+    }
+
+    fn uses_token(&self) -> bool {
+        true
     }
 }
 
@@ -98,9 +102,24 @@ fn setup(app: &mut tauri::App) -> Result<(), Box<dyn std::error::Error>> {
     let sampler = CpuSampler::new()?;
     let config = AgentConfig::from_checked(&checked, &facts.hostname);
     let connector_for_agent: Arc<dyn Connector> = Arc::new(AppConnector(connector.clone()));
-    let (agent, _task) = tauri::async_runtime::block_on(async {
-        agent::spawn(config, Box::new(sampler), None, Some(connector_for_agent))
-    });
+    // Unsent records wait on disk; if the outbox cannot be opened, publishing still works with
+    // one in memory, and the window says what is wrong.
+    let (outbox, problem) = match Outbox::open(&Outbox::path_in(&data_dir, "app"), checked.outbox) {
+        Ok(o) => (o, problem),
+        Err(e) => {
+            tracing::error!("{e}");
+            let text = format!("{e}\nUntil then, unsent records are kept in memory only.");
+            (Outbox::in_memory(checked.outbox), Some(problem.map_or(text.clone(), |p| format!("{p}\n{text}"))))
+        }
+    };
+    let parts = Parts {
+        sampler: Box::new(sampler),
+        outbox,
+        connector: Some(connector_for_agent),
+        credential: None,
+        publisher: None,
+    };
+    let (agent, _task) = tauri::async_runtime::block_on(async { agent::spawn(config, parts) });
     let token = token::resolve(store.as_ref());
     let first_run = !matches!(token, Ok(Some(_)));
     app.manage(App {
@@ -133,7 +152,7 @@ fn setup(app: &mut tauri::App) -> Result<(), Box<dyn std::error::Error>> {
     match token {
         Ok(Some((token, source))) => {
             tauri::async_runtime::spawn(async move {
-                if let Err(e) = agent.replace_token(token, source).await {
+                if let Err(e) = agent.replace_token(Credential { token, source }).await {
                     tracing::error!("cannot publish with the token from {source}: {e}");
                 }
             });

@@ -79,11 +79,22 @@ pub fn view(status: &Status) -> TrayView {
         PublisherState::Connecting => (Look::Publishing, "Connecting"),
         PublisherState::Publishing => (Look::Publishing, "Publishing"),
         PublisherState::Stopping => (Look::Paused, "Stopping"),
+        PublisherState::Backoff { .. } => (Look::Error, "Retrying"),
         PublisherState::Failed { .. } => (Look::Error, "Stopped by an error"),
     };
     let cpu = status.last_value.map(|v| format!("CPU {v:.1} %")).unwrap_or_else(|| "CPU –".into());
-    let status_line = format!("{state} · {cpu} · {} sent", status.records_acknowledged);
-    let error_line = status.last_error.as_ref().map(|e| {
+    let mut status_line = format!("{state} · {cpu} · {} sent", status.records_acknowledged);
+    if status.records_queued > 0 {
+        status_line += &format!(" · {} waiting", status.records_queued);
+    }
+    if status.records_dropped > 0 {
+        status_line += &format!(" · {} dropped", status.records_dropped);
+    }
+    let reason = match &status.state {
+        PublisherState::Backoff { reason, .. } => Some(reason),
+        _ => status.last_error.as_ref(),
+    };
+    let error_line = reason.map(|e| {
         let short: String = e.chars().take(80).collect();
         format!("Last error: {short}{}", if e.chars().count() > 80 { "…" } else { "" })
     });
@@ -93,7 +104,13 @@ pub fn view(status: &Status) -> TrayView {
         status_line,
         error_line,
         toggle_label: if paused { "Start publishing" } else { "Pause publishing" },
-        toggle_enabled: matches!(status.state, PublisherState::Paused | PublisherState::Publishing),
+        toggle_enabled: matches!(
+            status.state,
+            PublisherState::Paused
+                | PublisherState::Publishing
+                | PublisherState::Connecting
+                | PublisherState::Backoff { .. }
+        ),
     }
 }
 
@@ -161,6 +178,7 @@ mod tests {
             (PublisherState::Paused, Look::Paused, "Start publishing", true),
             (PublisherState::Publishing, Look::Publishing, "Pause publishing", true),
             (PublisherState::Failed { reason: "x".into() }, Look::Error, "Pause publishing", false),
+            (PublisherState::Backoff { reason: "x".into(), next_try_ms: 1 }, Look::Error, "Pause publishing", true),
         ];
         for (state, look, label, enabled) in cases {
             let v = view(&status(state.clone()));
@@ -179,5 +197,15 @@ mod tests {
         let v = view(&s);
         assert_eq!(v.status_line, "Publishing · CPU – · 42 sent");
         assert_eq!(v.error_line.unwrap().chars().count(), "Last error: ".len() + 81);
+    }
+
+    #[test]
+    fn retrying_shows_the_reason_and_the_outbox_counts() {
+        let mut s = status(PublisherState::Backoff { reason: "cannot reach the broker".into(), next_try_ms: 1 });
+        s.records_queued = 17;
+        s.records_dropped = 3;
+        let v = view(&s);
+        assert_eq!(v.status_line, "Retrying · CPU 12.3 % · 42 sent · 17 waiting · 3 dropped");
+        assert_eq!(v.error_line.as_deref(), Some("Last error: cannot reach the broker"));
     }
 }

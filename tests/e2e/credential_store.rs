@@ -118,7 +118,7 @@ fn token_commands_and_a_running_agent_switch_tokens_through_the_secret_service()
     assert!(out.status.success(), "{all}");
     assert!(all.contains("now publishing with the token from the OS credential store"), "{all}");
     assert!(!all.contains(T1) && !all.contains(T2), "tokens never appear in output");
-    let [samples, sent, acked, pending, failed] = parse_summary(&String::from_utf8_lossy(&out.stdout));
+    let [samples, sent, acked, pending, failed, _] = parse_summary(&String::from_utf8_lossy(&out.stdout));
     assert_eq!((acked, pending, failed), (sent, 0, 0));
     assert!(portal.log().iter().any(|r| r.authorization.as_deref() == Some(&format!("Bearer {T2}"))));
 

@@ -9,6 +9,7 @@
 //! values and timestamps (checked against those).
 
 mod credential_store;
+mod faults;
 mod leaks;
 mod quix;
 mod secure;
@@ -16,7 +17,8 @@ mod support_rows;
 
 use std::time::Duration;
 
-use hostpulse_agent::agent::{self, AgentConfig};
+use hostpulse_agent::agent::{self, AgentConfig, Parts};
+use hostpulse_agent::outbox::Outbox;
 use hostpulse_agent::publisher::{KafkaPublisher, KafkaSettings};
 use hostpulse_agent::sampler::ScriptedSampler;
 use hostpulse_core::sample::{CPU_LOAD, Row};
@@ -66,7 +68,7 @@ fn cli_args<'a>(broker: &'a str, topic: &'a str, stream_id: Option<&'a str>) -> 
 fn cli_run(broker: &str, topic: &str, stream_id: Option<&str>) -> (u64, Vec<RawRecord>) {
     let (status, out, err) = run_cli_for(&cli_args(broker, topic, stream_id), Duration::from_secs(3));
     assert!(status.success(), "hostpulse run failed: {status}\n{err}");
-    let [samples, sent, acked, pending, failed] = parse_summary(&out);
+    let [samples, sent, acked, pending, failed, _] = parse_summary(&out);
     assert!(samples >= 8, "200 ms interval for 3 s of publishing: {out}");
     assert_eq!((acked, pending, failed), (sent, 0, 0), "everything acknowledged: {out}");
     let raw = raw_records(broker, topic);
@@ -117,8 +119,14 @@ fn library_run(broker: &str, topic: &str, stream_id: &str) -> Status {
         let publisher = KafkaPublisher::connect(&kafka).await.unwrap();
         let rows = scripted_rows().len() as u64;
         let config = AgentConfig::from_checked(&checked, "e2e");
-        let (handle, _task) =
-            agent::spawn(config, Box::new(ScriptedSampler::new(scripted_rows())), Some(Box::new(publisher)), None);
+        let parts = Parts {
+            sampler: Box::new(ScriptedSampler::new(scripted_rows())),
+            outbox: Outbox::in_memory(checked.outbox),
+            connector: None,
+            credential: None,
+            publisher: Some(Box::new(publisher)),
+        };
+        let (handle, _task) = agent::spawn(config, parts);
         let mut watch = handle.watch();
         tokio::time::timeout(Duration::from_secs(30), watch.wait_for(|s| s.samples >= rows)).await.unwrap().unwrap();
         let status = handle.shutdown().await;
@@ -217,13 +225,18 @@ fn refused_topic_creation_fails_with_an_error_naming_the_topic() {
 }
 
 #[test]
-fn an_unreachable_broker_is_a_clear_error() {
+fn an_unreachable_broker_is_reported_and_samples_wait_in_the_outbox() {
     let port = hostpulse_tests::free_port();
-    let out = std::process::Command::new(hostpulse_tests::hostpulse_bin())
-        .args(["run", "--broker", &format!("127.0.0.1:{port}")])
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success());
-    assert!(err.contains(&format!("cannot reach the Kafka broker at 127.0.0.1:{port}")), "{err}");
+    let broker = format!("127.0.0.1:{port}");
+    let (status, out, err) = hostpulse_tests::run_cli_for(
+        &["--broker", &broker, "--interval-ms", "200", "--shutdown-timeout-ms", "500"],
+        Duration::from_secs(2),
+    );
+    assert!(status.success(), "an outage does not end the agent: {err}");
+    assert!(err.contains(&format!("cannot reach the Kafka broker at {broker}")), "{err}");
+    assert!(err.contains("samples wait in the outbox"), "{err}");
+    let [samples, sent, acked, pending, _, dropped] = parse_summary(&out);
+    assert!(samples >= 5, "{out}");
+    assert_eq!((sent, acked, dropped), (0, 0, 0), "{out}");
+    assert!(pending >= 3, "properties, definitions and data wait for the next start: {out}");
 }

@@ -5,10 +5,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use hostpulse_agent::agent::{self, AgentConfig};
+use hostpulse_agent::agent::{self, AgentConfig, Parts};
 use hostpulse_agent::backoff::Backoff;
+use hostpulse_agent::outbox::Outbox;
 use hostpulse_agent::portal::{Portal, PortalError, PortalOptions};
-use hostpulse_agent::quix::QuixConnector;
+use hostpulse_agent::quix::{Credential, QuixConnector};
 use hostpulse_agent::sampler::ScriptedSampler;
 use hostpulse_agent::token::TokenSource;
 use hostpulse_core::secret::Secret;
@@ -50,8 +51,8 @@ fn token_run_publishes_through_the_portal_and_quixstreams_3_reads_it_the_quix_wa
     let (status, out, err) = run_cli_with(&args, &envs, Duration::from_secs(5));
     assert!(status.success(), "{err}");
     assert!(!out.contains(TOKEN_1) && !err.contains(TOKEN_1), "the token never appears in output");
-    assert!(!out.contains("stopped before publishing"), "publishing did not start in time:\n{err}");
-    let [samples, sent, acked, pending, _] = parse_summary(&out);
+    assert!(!out.contains("stopped while connecting"), "publishing did not start in time:\n{err}");
+    let [samples, sent, acked, pending, _, _] = parse_summary(&out);
     assert_eq!((acked, pending), (sent, 0));
 
     let log = portal.log();
@@ -104,15 +105,17 @@ fn replacing_the_token_mid_run_continues_one_stream_with_every_row_once() {
         };
         let checked = settings.check(&MachineFacts { default_stream_id: "x".into(), hostname: "e2e".into() }).unwrap();
         let rows = scripted_rows().len() as u64;
-        let (agent, _) = agent::spawn(
-            AgentConfig::from_checked(&checked, "e2e"),
-            Box::new(ScriptedSampler::new(scripted_rows())),
-            Some(Box::new(publisher)),
-            Some(Arc::new(connector)),
-        );
+        let parts = Parts {
+            sampler: Box::new(ScriptedSampler::new(scripted_rows())),
+            outbox: Outbox::in_memory(checked.outbox),
+            connector: Some(Arc::new(connector)),
+            credential: Some(Credential { token: secret(TOKEN_1), source: TokenSource::CredentialStore }),
+            publisher: Some(Box::new(publisher)),
+        };
+        let (agent, _) = agent::spawn(AgentConfig::from_checked(&checked, "e2e"), parts);
         let mut watch = agent.watch();
         watch.wait_for(|s| s.samples >= 4).await.unwrap();
-        agent.replace_token(secret(TOKEN_2), TokenSource::CredentialStore).await.unwrap();
+        agent.replace_token(Credential { token: secret(TOKEN_2), source: TokenSource::CredentialStore }).await.unwrap();
         portal.with(|s| s.tokens.retain(|t| t != TOKEN_1)); // the old token is revoked
         tokio::time::timeout(Duration::from_secs(30), watch.wait_for(|s| s.samples >= rows)).await.unwrap().unwrap();
         agent.shutdown().await

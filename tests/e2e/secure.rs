@@ -44,7 +44,7 @@ fn token_to_sasl_ssl_scram_publishing_with_host_name_verification() {
     for secret in [TOKEN, broker.password] {
         assert!(!out.contains(secret) && !err.contains(secret), "{secret} leaked into the output");
     }
-    let [samples, sent, acked, pending, _] = parse_summary(&out);
+    let [samples, sent, acked, pending, _, _] = parse_summary(&out);
     assert_eq!((acked, pending), (sent, 0), "{err}");
     let ca = home.path().join("hostpulse/certificates/sec-ws/ca.pem");
     assert_eq!(std::fs::read(&ca).unwrap(), broker.ca_pem, "the workspace CA is kept in the data dir");

@@ -56,19 +56,33 @@ fn wait_for_port(port: u16, child: &mut Child, what: &str) {
 /// A tansu broker on a free loopback port with in-memory storage, stopped on drop.
 pub struct Tansu {
     child: Child,
-    /// `127.0.0.1:<port>`.
+    /// `127.0.0.1:<port>` (the advertised address: the relay's when behind one).
     pub addr: String,
 }
 
 impl Tansu {
     /// Starts `tansu broker` (from `HOSTPULSE_TANSU` or `PATH`).
     pub fn start() -> Tansu {
+        Tansu::launch(None).0
+    }
+
+    /// Starts tansu behind a fault relay: tansu advertises the relay's port, so every client
+    /// connection goes through the relay (use `relay.addr()`; `Tansu::addr` is the same).
+    pub fn start_behind_relay() -> (Tansu, Relay) {
+        let (mut relay, listener) = Relay::bind();
+        let (tansu, port) = Tansu::launch(Some(relay.port));
+        relay.start(listener, port);
+        (tansu, relay)
+    }
+
+    fn launch(advertise: Option<u16>) -> (Tansu, u16) {
         let bin = std::env::var("HOSTPULSE_TANSU").unwrap_or_else(|_| "tansu".into());
         let port = free_port();
         let url = format!("tcp://127.0.0.1:{port}");
+        let advertised = format!("tcp://127.0.0.1:{}", advertise.unwrap_or(port));
         let log = std::fs::File::create(output_dir("broker").join(format!("tansu-{port}.log"))).unwrap();
         let mut child = Command::new(&bin)
-            .args(["broker", "--listener-url", &url, "--advertised-listener-url", &url])
+            .args(["broker", "--listener-url", &url, "--advertised-listener-url", &advertised])
             .args(["--storage-engine", "memory://tansu/"])
             .stdout(log.try_clone().unwrap())
             .stderr(log)
@@ -77,7 +91,7 @@ impl Tansu {
                 panic!("cannot start `{bin}` ({e}): run the test command in README.md, which installs tansu")
             });
         wait_for_port(port, &mut child, "tansu");
-        Tansu { child, addr: format!("127.0.0.1:{port}") }
+        (Tansu { child, addr: advertised.trim_start_matches("tcp://").to_owned() }, port)
     }
 }
 
@@ -284,54 +298,92 @@ pub fn run_cli_with(
     envs: &[(&str, &str)],
     duration: Duration,
 ) -> (std::process::ExitStatus, String, String) {
-    let mut child = Command::new(hostpulse_bin())
-        .arg("run")
-        .args(args)
-        .env("HOSTPULSE_LOG", "info,hostpulse_agent=debug")
-        .envs(envs.iter().copied())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let (started_tx, started_rx) = std::sync::mpsc::channel();
-    let reader = std::thread::spawn(move || {
-        let mut all = String::new();
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if line.contains("publishing every") {
-                let _ = started_tx.send(());
-            }
-            all.push_str(&line);
-            all.push('\n');
-        }
-        all
-    });
-    let started = started_rx.recv_timeout(Duration::from_secs(90)).is_ok();
-    if started {
+    let run = CliRun::start(args, envs);
+    if run.started {
         std::thread::sleep(duration);
     }
-    if child.try_wait().unwrap().is_none() {
-        let ok = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
-        assert!(ok.success());
-    }
-    let mut stdout = String::new();
-    child.stdout.take().unwrap().read_to_string(&mut stdout).unwrap();
-    let status = child.wait().unwrap();
-    let stderr = reader.join().unwrap();
-    assert!(started, "hostpulse never started publishing ({status}):\n{stderr}");
-    (status, stdout, stderr)
+    run.stop()
 }
 
-/// Parses the summary line `hostpulse: N samples taken, N records sent, N acknowledged, N pending, N failed`.
-pub fn parse_summary(stdout: &str) -> [u64; 5] {
+/// A running `hostpulse run`.
+pub struct CliRun {
+    child: Child,
+    stderr: std::thread::JoinHandle<String>,
+    /// It said it is publishing (within 90 s).
+    pub started: bool,
+    _data: tempfile::TempDir,
+}
+
+impl CliRun {
+    /// Starts `hostpulse run <args>` and waits until it says it publishes (samples flow, to the
+    /// broker or, during an outage, into the outbox). Each run keeps its outbox in a data dir of
+    /// its own unless `envs` sets `XDG_DATA_HOME`.
+    pub fn start(args: &[&str], envs: &[(&str, &str)]) -> CliRun {
+        let data = tempfile::tempdir().unwrap();
+        let mut child = Command::new(hostpulse_bin())
+            .arg("run")
+            .args(args)
+            .env("HOSTPULSE_LOG", "info,hostpulse_agent=debug")
+            .env("XDG_DATA_HOME", data.path())
+            .envs(envs.iter().copied())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let (started_tx, started_rx) = std::sync::mpsc::channel();
+        let stderr = std::thread::spawn(move || {
+            let mut all = String::new();
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if line.contains("publishing every") {
+                    let _ = started_tx.send(());
+                }
+                all.push_str(&line);
+                all.push('\n');
+            }
+            all
+        });
+        let started = started_rx.recv_timeout(Duration::from_secs(90)).is_ok();
+        CliRun { child, stderr, started, _data: data }
+    }
+
+    /// Stops it with SIGTERM; returns its exit status, stdout and stderr (fails the test when it
+    /// never started).
+    pub fn stop(mut self) -> (std::process::ExitStatus, String, String) {
+        if self.child.try_wait().unwrap().is_none() {
+            let ok = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status().unwrap();
+            assert!(ok.success());
+        }
+        let mut stdout = String::new();
+        self.child.stdout.take().unwrap().read_to_string(&mut stdout).unwrap();
+        let status = self.child.wait().unwrap();
+        let stderr = self.stderr.join().unwrap();
+        assert!(self.started, "hostpulse never started publishing ({status}):\n{stderr}");
+        (status, stdout, stderr)
+    }
+
+    /// Kills it with SIGKILL (no cleanup at all); returns its stderr.
+    pub fn kill_9(mut self) -> String {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+        self.stderr.join().unwrap()
+    }
+}
+
+/// Parses the summary line `hostpulse: N samples taken, N records sent, N acknowledged, N pending,
+/// N failed, N dropped`.
+pub fn parse_summary(stdout: &str) -> [u64; 6] {
     let line =
         stdout.lines().find(|l| l.contains("samples taken")).unwrap_or_else(|| panic!("no summary in {stdout:?}"));
     let nums: Vec<u64> =
         line.split(|c: char| !c.is_ascii_digit()).filter(|s| !s.is_empty()).map(|s| s.parse().unwrap()).collect();
-    nums.try_into().unwrap_or_else(|_| panic!("summary has not five numbers: {line}"))
+    nums.try_into().unwrap_or_else(|_| panic!("summary has not six numbers: {line}"))
 }
 pub mod desktop;
 pub mod portal;
+pub mod relay;
+
+pub use relay::{Mode, Relay};
 
 /// tansu behind TLS with SCRAM-SHA-512 logins: a test CA and a server certificate for
 /// 127.0.0.1/localhost (openssl), tansu on sqlite storage with a user created before

@@ -115,6 +115,22 @@ pub fn cpu_definitions() -> Vec<ParameterDefinition> {
     }]
 }
 
+/// The definitions for a [`SyntheticSampler`](crate::sampler::SyntheticSampler)'s signal:
+/// `CPU_Load` and the `Sequence` counter.
+pub fn synthetic_definitions() -> Vec<ParameterDefinition> {
+    let mut defs = cpu_definitions();
+    defs.push(ParameterDefinition {
+        id: crate::sampler::SEQUENCE.into(),
+        name: Some("Sequence".into()),
+        description: Some("Synthetic test signal: counts samples from the start of the run".into()),
+        minimum: Some(0.0),
+        maximum: None,
+        unit: None,
+        location: "/".into(),
+    });
+    defs
+}
+
 /// What the agent is made of.
 pub struct Parts {
     /// Where samples come from.
@@ -253,12 +269,14 @@ pub fn spawn(config: AgentConfig, parts: Parts) -> (AgentHandle, JoinHandle<()>)
         switching: None,
         drain_until: None,
         last_sample: None,
+        drop_logged: None,
         status,
         status_tx,
         commands: cmd_rx,
     };
     if actor.publisher.is_none() {
         actor.connect(None, None);
+        actor.publish_status();
     }
     if !actor.outbox.is_empty() {
         tracing::info!(records = actor.outbox.len(), "records from an earlier run wait in the outbox; they go first");
@@ -304,6 +322,8 @@ struct Actor {
     drain_until: Option<Instant>,
     /// Monotonic and wall-clock time of the last sample, to notice a system sleep.
     last_sample: Option<(Instant, i64)>,
+    /// When dropped records were last logged.
+    drop_logged: Option<Instant>,
     writer: StreamWriter,
     buffer: TimespanBuffer,
     status: Status,
@@ -446,11 +466,14 @@ impl Actor {
             Ok(appended) => {
                 if appended.dropped > 0 {
                     self.status.records_dropped += appended.dropped;
-                    tracing::warn!(
-                        dropped = appended.dropped,
-                        total = self.status.records_dropped,
-                        "outbox full: the oldest unsent records were dropped"
-                    );
+                    // Once a minute at most: during a long outage this happens at every sample.
+                    if self.drop_logged.is_none_or(|t| t.elapsed() >= Duration::from_secs(60)) {
+                        self.drop_logged = Some(Instant::now());
+                        tracing::warn!(
+                            total = self.status.records_dropped,
+                            "outbox full (`outbox_max_kb`, `outbox_max_age_hours`): the oldest unsent records were dropped"
+                        );
+                    }
                 }
             }
             Err(e) => {

@@ -205,8 +205,23 @@ pub struct Context {
 }
 
 impl ClientContext for Context {
+    /// librdkafka's own log: connection failures repeat at every reconnect, and the agent reports
+    /// them once, as its state; so they are debug output here.
+    fn log(&self, level: rdkafka::config::RDKafkaLogLevel, fac: &str, message: &str) {
+        use rdkafka::config::RDKafkaLogLevel as L;
+        match level {
+            L::Emerg | L::Alert | L::Critical => tracing::error!(target: "librdkafka", "{fac} {message}"),
+            _ => tracing::debug!(target: "librdkafka", "{fac} {message}"),
+        }
+    }
+
     fn error(&self, error: KafkaError, reason: &str) {
-        tracing::warn!("Kafka client: {error}: {reason}");
+        match error {
+            KafkaError::Global(RDKafkaErrorCode::AllBrokersDown | RDKafkaErrorCode::BrokerTransportFailure) => {
+                tracing::debug!("Kafka client: {error}: {reason}")
+            }
+            _ => tracing::warn!("Kafka client: {error}: {reason}"),
+        }
         let auth = matches!(error, KafkaError::Global(RDKafkaErrorCode::Authentication))
             || reason.contains("SASL")
             || reason.contains("uthenticat");

@@ -56,6 +56,25 @@ impl Sampler for CpuSampler {
     }
 }
 
+/// The id of the counter a [`SyntheticSampler`] publishes next to `CPU_Load`.
+pub const SEQUENCE: &str = "Sequence";
+
+/// A generated signal for tests, soak runs and benchmarks, at rates the CPU sampler cannot
+/// reach: `Sequence` counts 0, 1, 2, … from the start of the run (a gap or a repeat is visible at
+/// once) and `CPU_Load` is `Sequence mod 1000 / 10`; stamped with the time of the call.
+#[derive(Debug, Default)]
+pub struct SyntheticSampler {
+    next: u64,
+}
+
+impl Sampler for SyntheticSampler {
+    fn sample(&mut self) -> Result<Row, SampleError> {
+        let n = self.next;
+        self.next += 1;
+        Ok(Row::new(now_ns()).with_value(CPU_LOAD, (n % 1000) as f64 / 10.0).with_value(SEQUENCE, n as f64))
+    }
+}
+
 /// Hands out prepared rows in order (known values and timestamps), then [`SampleError::Exhausted`].
 pub struct ScriptedSampler {
     rows: VecDeque<Row>,
@@ -97,6 +116,15 @@ mod tests {
         assert!((before..=after).contains(&row.timestamp_ns));
         let v = row.value(CPU_LOAD).unwrap();
         assert!((0.0..=100.0).contains(&v), "{v}");
+    }
+
+    #[test]
+    fn the_synthetic_signal_counts_and_stays_in_range() {
+        let mut s = SyntheticSampler::default();
+        let rows: Vec<Row> = (0..1005).map(|_| s.sample().unwrap()).collect();
+        assert_eq!(rows[1004].value(SEQUENCE), Some(1004.0));
+        assert_eq!(rows[1004].value(CPU_LOAD), Some(0.4));
+        assert!(rows.windows(2).all(|w| w[0].timestamp_ns <= w[1].timestamp_ns));
     }
 
     #[test]

@@ -16,15 +16,17 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
-use hostpulse_agent::agent::{self, AgentConfig, AgentHandle};
+use hostpulse_agent::agent::{self, AgentConfig, AgentHandle, Parts};
+use hostpulse_agent::outbox::Outbox;
 use hostpulse_agent::portal::PortalOptions;
-use hostpulse_agent::publisher::{Delivery, KafkaPublisher, KafkaSettings, PublishError, Publisher};
-use hostpulse_agent::quix::{Connector, QuixConnector};
-use hostpulse_agent::sampler::CpuSampler;
+use hostpulse_agent::publisher::{Delivery, KafkaSettings, PublishError, Publisher};
+use hostpulse_agent::quix::{Connector, Credential, DirectConnector, QuixConnector};
+use hostpulse_agent::sampler::{CpuSampler, Sampler, SyntheticSampler};
 use hostpulse_agent::token::{self, KeyringStore, SecretStore, TOKEN_ENV, TokenSource};
 use hostpulse_agent::{machine, paths, settings_file};
 use hostpulse_core::secret::Secret;
 use hostpulse_core::settings::{Checked, SaslMechanism, SecurityProtocol, Settings};
+use hostpulse_core::status::PublisherState;
 use hostpulse_core::wire::Record;
 
 /// The environment variable that holds the SASL password (never a flag: flags show in `ps`).
@@ -46,7 +48,14 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Publish until Ctrl-C or SIGTERM, then flush, close the stream and print a summary.
-    Run(Overrides),
+    Run {
+        /// Publish a generated test signal at HZ samples per second instead of measuring the CPU
+        /// (`Sequence` counts samples, `CPU_Load` cycles 0–99.9): for soak runs and benchmarks.
+        #[arg(long, value_name = "HZ", value_parser = clap::value_parser!(u32).range(1..=1000))]
+        synthetic: Option<u32>,
+        #[command(flatten)]
+        overrides: Overrides,
+    },
     /// Keep the Quix streaming token in the OS credential store.
     Token {
         #[command(subcommand)]
@@ -117,6 +126,15 @@ struct Overrides {
     /// At shutdown, wait at most this long for acknowledgements, ms.
     #[arg(long, value_name = "MS", allow_negative_numbers = true)]
     shutdown_timeout_ms: Option<u64>,
+    /// Unsent records kept on disk, KiB; beyond it the oldest are dropped and counted.
+    #[arg(long, value_name = "KIB", allow_negative_numbers = true)]
+    outbox_max_kb: Option<u64>,
+    /// Unsent records older than this are dropped and counted, hours.
+    #[arg(long, value_name = "HOURS", allow_negative_numbers = true)]
+    outbox_max_age_hours: Option<u64>,
+    /// Rebuild the producer when no acknowledgement arrives for this long, ms.
+    #[arg(long, value_name = "MS", allow_negative_numbers = true)]
+    stall_timeout_ms: Option<u64>,
     /// plaintext, ssl, sasl_plaintext or sasl_ssl.
     #[arg(long, value_name = "PROTOCOL", value_parser = parse_protocol)]
     security_protocol: Option<SecurityProtocol>,
@@ -164,6 +182,9 @@ impl Overrides {
             interval_ms,
             buffer_span_ms,
             shutdown_timeout_ms,
+            outbox_max_kb,
+            outbox_max_age_hours,
+            stall_timeout_ms,
             security_protocol,
             tls_verify_hostname
         );
@@ -186,7 +207,12 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.verbose);
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build();
-    let result = runtime.context("cannot start the async runtime").and_then(|rt| rt.block_on(dispatch(cli)));
+    let result = runtime.context("cannot start the async runtime").and_then(|rt| {
+        let result = rt.block_on(dispatch(cli));
+        // A connection attempt still waiting for the broker must not hold up the exit.
+        rt.shutdown_timeout(std::time::Duration::from_secs(2));
+        result
+    });
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -240,7 +266,7 @@ fn load(config: Option<PathBuf>, overrides: Overrides) -> Result<Loaded> {
 
 async fn dispatch(cli: Cli) -> Result<()> {
     match cli.command {
-        Command::Run(o) => run(load(cli.config, o)?).await,
+        Command::Run { synthetic, overrides } => run(load(cli.config, overrides)?, synthetic).await,
         Command::DryRun { samples, overrides } => {
             let l = load(cli.config, overrides)?;
             dry_run(AgentConfig::from_checked(&l.checked, &l.hostname), samples).await
@@ -285,35 +311,59 @@ pub(crate) fn kafka_settings(checked: &Checked, broker: &str) -> KafkaSettings {
     }
 }
 
-async fn run(loaded: Loaded) -> Result<()> {
+async fn run(loaded: Loaded, synthetic: Option<u32>) -> Result<()> {
     let Loaded { checked, hostname, path } = loaded;
-    let config = AgentConfig::from_checked(&checked, &hostname);
+    let mut config = AgentConfig::from_checked(&checked, &hostname);
+    let sampler: Box<dyn Sampler> = match synthetic {
+        Some(hz) => {
+            config.interval = std::time::Duration::from_secs(1) / hz;
+            config.definitions = agent::synthetic_definitions();
+            tracing::warn!("publishing a synthetic test signal at {hz} Hz, not this machine's CPU load");
+            Box::new(SyntheticSampler::default())
+        }
+        None => Box::new(CpuSampler::new()?),
+    };
     // Listen for Ctrl-C/SIGTERM before anything slow, so a stop while connecting is clean too.
     let stop = signals::shutdown()?;
     tokio::pin!(stop);
     let mut reload = signals::Reload::install()?;
     let store = KeyringStore::new();
-    let (publisher, connector): (Box<dyn Publisher>, Option<Arc<dyn Connector>>) = match &checked.broker {
-        Some(broker) => {
-            let kafka = kafka_settings(&checked, broker);
-            tokio::select! {
-                p = KafkaPublisher::connect(&kafka) => (Box::new(p?), None),
-                () = &mut stop => return stopped_early(),
-            }
-        }
+    let (connector, credential): (Arc<dyn Connector>, Option<Credential>) = match &checked.broker {
+        Some(broker) => (Arc::new(DirectConnector(kafka_settings(&checked, broker))), None),
         None => {
             let (token, source) = require_token(&store)?;
-            let connector = quix_connector(&checked)?;
-            tokio::select! {
-                p = connector.publisher(token, source) => {
-                    let (p, target) = p?;
-                    tracing::info!(workspace = %target.workspace_id, topic = %target.topic_id, "publishing to Quix");
-                    (Box::new(p), Some(Arc::new(connector)))
-                }
-                () = &mut stop => return stopped_early(),
-            }
+            (Arc::new(quix_connector(&checked)?), Some(Credential { token, source }))
         }
     };
+    let data_dir = paths::data_dir().context("no data directory for this user (is HOME set?)")?;
+    let outbox = Outbox::open(&Outbox::path_in(&data_dir, "cli"), checked.outbox)?;
+    let outbox_path = outbox.path().to_owned();
+    let quix = credential.is_some();
+    let parts = Parts { sampler, outbox, connector: Some(connector), credential, publisher: None };
+    let (agent, _task) = agent::spawn(config.clone(), parts);
+    // The first connection decides: an error only the user can fix ends the run; an outage
+    // does not (samples wait in the outbox while the agent retries).
+    let mut watch = agent.watch();
+    let first = tokio::select! {
+        s = watch.wait_for(|s| !matches!(s.state, PublisherState::Connecting)) => s.map(|s| s.state.clone()).ok(),
+        () = &mut stop => None,
+    };
+    match first {
+        None => {
+            let status = agent.shutdown().await;
+            println!("hostpulse: stopped while connecting: {}", status.summary());
+            return Ok(());
+        }
+        Some(PublisherState::Failed { reason }) => {
+            agent.shutdown().await;
+            anyhow::bail!("{reason}");
+        }
+        Some(PublisherState::Backoff { reason, .. }) => tracing::warn!(
+            "{reason}; samples wait in the outbox ({}) and are sent when the broker answers",
+            outbox_path.display()
+        ),
+        Some(_) => {}
+    }
     tracing::info!(
         stream_id = %config.stream_id,
         "publishing every {:?}, buffer span {:?}; Ctrl-C to stop (settings: {})",
@@ -321,9 +371,6 @@ async fn run(loaded: Loaded) -> Result<()> {
         checked.buffer.time_span.unwrap_or_default(),
         path.display()
     );
-    let sampler = CpuSampler::new()?;
-    let quix = connector.is_some();
-    let (agent, _task) = agent::spawn(config, Box::new(sampler), Some(publisher), connector);
     let _pid = quix.then(token_cmd::PidFile::create).transpose()?;
     loop {
         tokio::select! {
@@ -334,7 +381,7 @@ async fn run(loaded: Loaded) -> Result<()> {
                     continue;
                 }
                 match token::resolve(&store) {
-                    Ok(Some((token, source))) => match agent.replace_token(token, source).await {
+                    Ok(Some((token, source))) => match agent.replace_token(Credential { token, source }).await {
                         Ok(()) => tracing::info!("now publishing with the token from {source}"),
                         Err(e) => tracing::error!("token not replaced: {e}"),
                     },
@@ -346,12 +393,14 @@ async fn run(loaded: Loaded) -> Result<()> {
     }
     tracing::info!("stopping: flushing and closing the stream");
     let status = agent.shutdown().await;
+    if status.records_pending() > 0 {
+        tracing::warn!(
+            pending = status.records_pending(),
+            "unacknowledged records stay in the outbox ({}) and go first at the next start",
+            outbox_path.display()
+        );
+    }
     println!("hostpulse: {}", status.summary());
-    Ok(())
-}
-
-fn stopped_early() -> Result<()> {
-    println!("hostpulse: stopped before publishing started: 0 samples taken, 0 records sent");
     Ok(())
 }
 
@@ -371,8 +420,14 @@ impl Publisher for PrintPublisher {
 }
 
 async fn dry_run(config: AgentConfig, samples: u64) -> Result<()> {
-    let sampler = CpuSampler::new()?;
-    let (agent, _task) = agent::spawn(config, Box::new(sampler), Some(Box::new(PrintPublisher)), None);
+    let parts = Parts {
+        sampler: Box::new(CpuSampler::new()?),
+        outbox: Outbox::in_memory(config.outbox),
+        connector: None,
+        credential: None,
+        publisher: Some(Box::new(PrintPublisher)),
+    };
+    let (agent, _task) = agent::spawn(config, parts);
     wait_for_samples(&agent, samples).await;
     let status = agent.shutdown().await;
     eprintln!("hostpulse: dry run: {}", status.summary());

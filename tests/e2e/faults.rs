@@ -1,0 +1,193 @@
+//! Never lose a sample: `hostpulse run` publishing a synthetic 10 Hz signal (`Sequence` counts
+//! samples) through a fault-injecting relay in front of tansu (memory storage). The relay refuses
+//! or black-holes the path; the agent is killed with SIGKILL at random moments; the outbox is
+//! bounded. What reaches the broker is read back raw and by quixstreams 3.28.1.
+
+use std::collections::{HashMap, HashSet};
+use std::time::Duration;
+
+use hostpulse_agent::outbox::Outbox;
+use hostpulse_core::settings::OutboxLimits;
+use hostpulse_tests::{CliRun, Mode, RawRecord, Tansu, parse_summary, raw_records, read_qs3};
+
+/// One row of a synthetic run as stored on the broker.
+#[derive(Debug, Clone, PartialEq)]
+struct Row {
+    timestamp_ns: i64,
+    sequence: u64,
+}
+
+fn rows_of(record: &RawRecord) -> Vec<Row> {
+    let v = record.envelope()["V"].clone();
+    let stamps = v["Timestamps"].as_array().unwrap();
+    let seqs = v["NumericValues"]["Sequence"].as_array().unwrap();
+    stamps
+        .iter()
+        .zip(seqs)
+        .map(|(t, s)| Row { timestamp_ns: t.as_i64().unwrap(), sequence: s.as_f64().unwrap() as u64 })
+        .collect()
+}
+
+fn data(raw: &[RawRecord]) -> Vec<&RawRecord> {
+    raw.iter().filter(|r| r.model() == "ParameterData").collect()
+}
+
+fn args<'a>(relay: &'a str, topic: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
+    let mut a = vec!["--synthetic", "10", "--broker", relay, "--topic", topic, "--stream-id", topic];
+    a.extend_from_slice(extra);
+    a
+}
+
+#[test]
+fn outages_refused_and_black_holed_lose_nothing_and_repeat_nothing() {
+    let (_tansu, relay) = Tansu::start_behind_relay();
+    let topic = "fault-outage";
+    let run = CliRun::start(&args(&relay.addr(), topic, &[]), &[]);
+    std::thread::sleep(Duration::from_secs(5));
+    relay.set(Mode::Refuse);
+    std::thread::sleep(Duration::from_secs(60));
+    relay.set(Mode::Pass);
+    std::thread::sleep(Duration::from_secs(10));
+    relay.set(Mode::BlackHole);
+    std::thread::sleep(Duration::from_secs(60));
+    relay.set(Mode::Pass);
+    std::thread::sleep(Duration::from_secs(20));
+    let (status, out, err) = run.stop();
+    std::fs::write(hostpulse_tests::output_dir("faults").join("outage.stderr.log"), &err).unwrap();
+    assert!(status.success(), "{err}");
+    let [samples, _, _, pending, failed, dropped] = parse_summary(&out);
+    assert_eq!((pending, failed, dropped), (0, 0, 0), "recovered without a restart: {out}");
+    assert!(samples > 1400, "10 Hz for ~155 s: {out}");
+    assert!(err.contains(&format!("cannot reach the Kafka broker at {}", relay.addr())), "the outage was seen");
+
+    // The broker holds every sample exactly once, in order, with the time it was measured.
+    let raw = raw_records(&relay.addr(), topic);
+    let rows: Vec<Row> = data(&raw).into_iter().flat_map(rows_of).collect();
+    let seqs: Vec<u64> = rows.iter().map(|r| r.sequence).collect();
+    assert_eq!(seqs, (0..samples).collect::<Vec<_>>(), "every sample exactly once, in order");
+    for w in rows.windows(2) {
+        let gap = w[1].timestamp_ns - w[0].timestamp_ns;
+        assert!((0..1_000_000_000).contains(&gap), "original timestamps, 100 ms apart, not bunched: {w:?}");
+    }
+    // And quixstreams 3.28.1 reads them all.
+    let read = read_qs3(&relay.addr(), topic, samples as usize, "faults-outage-qs3");
+    let read_seqs: Vec<u64> = read.iter().map(|l| l["row"]["Sequence"].as_f64().unwrap() as u64).collect();
+    assert_eq!(read_seqs, seqs);
+    let read_ts: Vec<i64> = read.iter().map(|l| l["row"]["Timestamp"].as_i64().unwrap()).collect();
+    assert_eq!(read_ts, rows.iter().map(|r| r.timestamp_ns).collect::<Vec<_>>());
+}
+
+/// A small deterministic generator (the seed is printed, so a failure can be replayed).
+struct XorShift(u64);
+
+impl XorShift {
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0 % n
+    }
+}
+
+#[test]
+fn kill_9_at_random_moments_loses_nothing_written_and_repeats_only_what_was_unacknowledged() {
+    let (_tansu, relay) = Tansu::start_behind_relay();
+    let topic = "fault-crash";
+    let data_home = tempfile::tempdir().unwrap();
+    let home = data_home.path().to_str().unwrap();
+    let outbox_path = Outbox::path_in(&data_home.path().join("hostpulse"), "cli");
+    let seed = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64 | 1;
+    println!("seed {seed}");
+    let mut rng = XorShift(seed);
+    // Every record found in the outbox right after a kill: unacknowledged when the process died.
+    let mut unacknowledged: HashSet<String> = HashSet::new();
+    let mut written_before_kill = 0;
+    for round in 0..20 {
+        let mode = match round {
+            4 | 5 | 12 => Mode::Refuse,
+            6 | 13 => Mode::BlackHole,
+            _ => Mode::Pass,
+        };
+        relay.set(mode);
+        let run = CliRun::start(&args(&relay.addr(), topic, &[]), &[("XDG_DATA_HOME", home)]);
+        assert!(run.started, "round {round}: did not start");
+        std::thread::sleep(Duration::from_millis(200 + rng.below(2300)));
+        let err = run.kill_9();
+        assert!(!err.contains("panicked"), "{err}");
+        // The outbox opens after the crash and holds what was not acknowledged.
+        let outbox = Outbox::open(&outbox_path, OutboxLimits::default())
+            .unwrap_or_else(|e| panic!("round {round} ({mode:?}): the outbox does not open after kill -9: {e}"));
+        let kept = outbox.after(0, usize::MAX >> 1).unwrap();
+        written_before_kill += kept.len();
+        unacknowledged.extend(kept.into_iter().map(|s| s.record.value));
+    }
+    relay.set(Mode::Pass);
+    let run = CliRun::start(&args(&relay.addr(), topic, &[]), &[("XDG_DATA_HOME", home)]);
+    std::thread::sleep(Duration::from_secs(4));
+    let (status, out, err) = run.stop();
+    assert!(status.success(), "{err}");
+    let [.., pending, failed, dropped] = parse_summary(&out);
+    assert_eq!((pending, failed, dropped), (0, 0, 0), "{out}");
+
+    let raw = raw_records(&relay.addr(), topic);
+    let mut counts: HashMap<&str, usize> = HashMap::new();
+    for r in &raw {
+        *counts.entry(r.value.as_str()).or_default() += 1;
+    }
+    // Nothing written to the outbox before a kill is missing.
+    for value in &unacknowledged {
+        assert!(counts.contains_key(value.as_str()), "kept in the outbox at a kill, never delivered: {value}");
+    }
+    // Only what was unacknowledged at a kill may arrive twice, and at most once more per kill.
+    let mut repeats = 0;
+    for (value, n) in &counts {
+        if *n > 1 {
+            assert!(unacknowledged.contains(*value), "acknowledged, yet sent again: {value}");
+            repeats += n - 1;
+        }
+    }
+    assert!(repeats <= written_before_kill, "{repeats} repeats");
+    println!("{} records, {repeats} repeated after kills", raw.len());
+    // Each run's samples arrive without a hole: only the tail not yet written when it was killed
+    // may be missing. Runs restart `Sequence` at 0.
+    let mut rows: Vec<Row> = data(&raw).into_iter().flat_map(rows_of).collect();
+    rows.sort_by_key(|r| r.timestamp_ns);
+    rows.dedup();
+    let mut runs = 0;
+    for w in rows.windows(2) {
+        if w[1].sequence == 0 {
+            runs += 1;
+        } else {
+            assert_eq!(w[1].sequence, w[0].sequence + 1, "a hole inside a run: {w:?}");
+        }
+    }
+    assert!(runs >= 15, "most runs wrote samples before they were killed ({runs})");
+}
+
+#[test]
+fn a_tiny_outbox_with_the_broker_down_keeps_the_newest_and_counts_what_it_dropped() {
+    let (_tansu, relay) = Tansu::start_behind_relay();
+    let topic = "fault-bound";
+    relay.set(Mode::Refuse);
+    // One row per record, so records and samples can be counted against each other.
+    let run = CliRun::start(
+        &args(&relay.addr(), topic, &["--outbox-max-kb", "10", "--buffer-packet-size", "1", "--buffer-span-ms", "1"]),
+        &[],
+    );
+    std::thread::sleep(Duration::from_secs(8));
+    relay.set(Mode::Pass);
+    std::thread::sleep(Duration::from_secs(25));
+    let (status, out, err) = run.stop();
+    assert!(status.success(), "{err}");
+    let [samples, _, _, pending, failed, dropped] = parse_summary(&out);
+    assert_eq!((pending, failed), (0, 0), "{out}");
+    assert!(dropped > 10, "10 KiB hold far fewer than 8 s of records: {out}");
+    assert!(err.contains("the oldest unsent records were dropped"), "{err}");
+
+    let raw = raw_records(&relay.addr(), topic);
+    let seqs: Vec<u64> = data(&raw).into_iter().flat_map(rows_of).map(|r| r.sequence).collect();
+    let first = seqs[0];
+    assert_eq!(seqs, (first..samples).collect::<Vec<_>>(), "the newest are kept, each once, in order");
+    // The oldest records went: properties, definitions and the first `first` samples.
+    assert_eq!(dropped, first + 2, "the drop counter equals what is missing");
+}
