@@ -185,6 +185,9 @@ fn a_tiny_outbox_with_the_broker_down_keeps_the_newest_and_counts_what_it_droppe
     assert!(err.contains("the oldest unsent records were dropped"), "{err}");
 
     let raw = raw_records(&relay.addr(), topic);
+    let models: Vec<String> = raw.iter().map(|r| r.model()).collect();
+    std::fs::write(hostpulse_tests::output_dir("faults").join("bound.stderr.log"), format!("{models:?}\n{out}\n{err}"))
+        .unwrap();
     let seqs: Vec<u64> = data(&raw).into_iter().flat_map(rows_of).map(|r| r.sequence).collect();
     let first = seqs[0];
     assert_eq!(seqs, (first..samples).collect::<Vec<_>>(), "the newest are kept, each once, in order");

@@ -214,6 +214,30 @@ fn portal_failures_give_clear_errors_and_transient_ones_are_retried() {
     assert!(e.starts_with("cannot reach the Quix Portal at http://127.0.0.1:") && e.contains("timed out"), "{e}");
 }
 
+#[test]
+fn hostile_portal_answers_each_give_a_clear_error() {
+    let repeat = |status: u16, body: &str| -> Vec<(u16, String)> { vec![(status, body.to_owned()); 3] };
+    let table: Vec<(Vec<(u16, String)>, &str)> = vec![
+        (
+            repeat(403, r#"{"message":"Forbidden for this workspace"}"#),
+            "rejected the streaming token from the environment variable Quix__Sdk__Token (HTTP 403: Forbidden for this workspace)",
+        ),
+        (repeat(404, ""), "the Quix Portal answered HTTP 404 to GET workspaces"),
+        (repeat(500, "<html>oops</html>"), "the Quix Portal answered HTTP 500 to GET workspaces"),
+        (repeat(200, "{"), "the Quix Portal sent an answer HostPulse cannot use for workspaces"),
+        (repeat(200, "\u{0}\u{1}\u{fffd}binary"), "the Quix Portal sent an answer HostPulse cannot use for workspaces"),
+        (repeat(200, r#"[{"workspaceId": 42}]"#), "the Quix Portal sent an answer HostPulse cannot use for workspaces"),
+        (repeat(200, &format!("[{}]", "{},".repeat(20_000) + "{}")), "cannot use for workspaces"),
+    ];
+    for (answers, expected) in table {
+        let mut s = state();
+        s.next_answers = answers.clone().into();
+        let e = resolve(s, None, TOKEN_1).0.unwrap_err().to_string();
+        assert!(e.contains(expected), "{:?}: {e}", &answers[0].0);
+        assert!(!e.contains(TOKEN_1), "the token never appears in an error");
+    }
+}
+
 fn zip_with(entries: &[(&str, &[u8])]) -> Vec<u8> {
     let mut buf = std::io::Cursor::new(Vec::new());
     let mut w = zip::ZipWriter::new(&mut buf);

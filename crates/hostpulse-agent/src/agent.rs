@@ -36,7 +36,7 @@ use tokio::task::JoinHandle;
 use tokio::time::{Instant, MissedTickBehavior};
 
 use crate::backoff::Backoff;
-use crate::outbox::{Outbox, Stored};
+use crate::outbox::{InFlight, Outbox, Stored};
 use crate::publisher::{Delivery, DeliveryError, PublishError, Publisher};
 use crate::quix::{ConnectError, Connecting, Connector, Credential};
 use crate::sampler::{Sampler, now_ns};
@@ -260,6 +260,7 @@ pub fn spawn(config: AgentConfig, parts: Parts) -> (AgentHandle, JoinHandle<()>)
         cursor: 0,
         in_flight: FuturesUnordered::new(),
         current_in_flight: 0,
+        in_flight_bytes: 0,
         last_progress: Instant::now(),
         paused: false,
         new_interval: None,
@@ -288,7 +289,7 @@ pub fn spawn(config: AgentConfig, parts: Parts) -> (AgentHandle, JoinHandle<()>)
 type Reply = oneshot::Sender<Result<(), ReplaceError>>;
 
 /// A delivery report with the producer generation and outbox position it belongs to.
-type Tracked = std::pin::Pin<Box<dyn std::future::Future<Output = (u64, i64, Result<(), DeliveryError>)> + Send>>;
+type Tracked = std::pin::Pin<Box<dyn std::future::Future<Output = (u64, i64, u64, Result<(), DeliveryError>)> + Send>>;
 
 struct Actor {
     config: AgentConfig,
@@ -302,8 +303,9 @@ struct Actor {
     /// The last outbox position handed to the current producer.
     cursor: i64,
     in_flight: FuturesUnordered<Tracked>,
-    /// Records of the current generation awaiting their report.
+    /// Records of the current generation awaiting their report, and their bytes.
     current_in_flight: usize,
+    in_flight_bytes: u64,
     /// The last acknowledgement (or the moment records went in flight after a quiet spell).
     last_progress: Instant,
     /// Publishing switched off by the user (the stream is closed; sampling goes on).
@@ -368,8 +370,8 @@ impl Actor {
                         return;
                     }
                 },
-                Some((generation, seq, result)) = self.in_flight.next(), if !self.in_flight.is_empty() => {
-                    self.on_delivery(generation, seq, result);
+                Some((generation, seq, bytes, result)) = self.in_flight.next(), if !self.in_flight.is_empty() => {
+                    self.on_delivery(generation, seq, bytes, result);
                 }
                 connected = async { (&mut self.connecting.as_mut().expect("guarded").0).await }, if self.connecting.is_some() => {
                     let (_, reply, credential) = self.connecting.take().expect("guarded");
@@ -462,7 +464,8 @@ impl Actor {
 
     /// Puts a record into the outbox (dropping the oldest beyond its bounds).
     fn store(&mut self, record: &Record) {
-        match self.outbox.append(record, now_ns() / 1_000_000) {
+        let in_flight = InFlight { upto: self.cursor, bytes: self.in_flight_bytes };
+        match self.outbox.append_after(record, now_ns() / 1_000_000, &in_flight) {
             Ok(appended) => {
                 if appended.dropped > 0 {
                     self.status.records_dropped += appended.dropped;
@@ -506,9 +509,11 @@ impl Actor {
                         if self.current_in_flight == 0 {
                             self.last_progress = Instant::now();
                         }
+                        let bytes = (record.key.len() + record.value.len()) as u64;
                         self.current_in_flight += 1;
+                        self.in_flight_bytes += bytes;
                         self.status.records_sent += 1;
-                        self.in_flight.push(track(self.generation, seq, delivery));
+                        self.in_flight.push(track(self.generation, seq, bytes, delivery));
                     }
                     // librdkafka's queue is full: the next report (or housekeeping) pumps again.
                     Err(PublishError::QueueFull) => return,
@@ -527,10 +532,11 @@ impl Actor {
         }
     }
 
-    fn on_delivery(&mut self, generation: u64, seq: i64, result: Result<(), DeliveryError>) {
+    fn on_delivery(&mut self, generation: u64, seq: i64, bytes: u64, result: Result<(), DeliveryError>) {
         let current = generation == self.generation;
         if current {
             self.current_in_flight -= 1;
+            self.in_flight_bytes = self.in_flight_bytes.saturating_sub(bytes);
         }
         match result {
             Ok(()) => {
@@ -579,6 +585,7 @@ impl Actor {
         }
         self.generation += 1;
         self.current_in_flight = 0;
+        self.in_flight_bytes = 0;
         self.cursor = 0;
         self.status.last_error = Some(reason.clone());
         self.schedule_retry(reason);
@@ -599,13 +606,14 @@ impl Actor {
         if let Some(old) = self.publisher.take() {
             self.generation += 1;
             self.current_in_flight = 0;
+            self.in_flight_bytes = 0;
             self.cursor = 0;
             tokio::task::spawn_blocking(move || drop(old));
         }
     }
 
     fn housekeeping(&mut self) {
-        match self.outbox.expire(now_ns() / 1_000_000) {
+        match self.outbox.expire_after(now_ns() / 1_000_000, self.cursor) {
             Ok(0) => {}
             Ok(n) => {
                 self.status.records_dropped += n;
@@ -771,6 +779,7 @@ impl Actor {
                 self.publisher = Some(new);
                 self.generation += 1;
                 self.current_in_flight = 0;
+                self.in_flight_bytes = 0;
                 self.cursor = 0;
                 self.status.state = self.status.state.next(Event::Connected);
                 self.status.last_error = None;
@@ -807,6 +816,7 @@ impl Actor {
         }
         self.generation += 1;
         self.current_in_flight = 0;
+        self.in_flight_bytes = 0;
         if !drained {
             self.cursor = 0;
         }
@@ -827,7 +837,7 @@ impl Actor {
             let drain = async {
                 while !self.outbox.is_empty() {
                     match self.in_flight.next().await {
-                        Some((generation, seq, result)) => self.on_delivery(generation, seq, result),
+                        Some((generation, seq, bytes, result)) => self.on_delivery(generation, seq, bytes, result),
                         None => break,
                     }
                 }
@@ -845,10 +855,10 @@ impl Actor {
     }
 }
 
-fn track(generation: u64, seq: i64, delivery: Delivery) -> Tracked {
+fn track(generation: u64, seq: i64, bytes: u64, delivery: Delivery) -> Tracked {
     Box::pin(async move {
         let result = delivery.await;
-        (generation, seq, result)
+        (generation, seq, bytes, result)
     })
 }
 

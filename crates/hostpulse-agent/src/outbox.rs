@@ -75,6 +75,16 @@ pub struct Appended {
     pub dropped: u64,
 }
 
+/// The records handed to the producer and not yet answered: every stored record up to `upto`,
+/// holding `bytes`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct InFlight {
+    /// The last outbox position handed over (0: none).
+    pub upto: i64,
+    /// Bytes of the records in flight.
+    pub bytes: u64,
+}
+
 /// The durable queue of unacknowledged records.
 pub struct Outbox {
     conn: Connection,
@@ -192,11 +202,24 @@ impl Outbox {
     /// Stores `record` (made at `now_ms`, ms since the Unix epoch), first dropping records older
     /// than the age bound and, oldest first, as many as the size bound needs.
     pub fn append(&mut self, record: &Record, now_ms: i64) -> Result<Appended, OutboxError> {
+        self.append_after(record, now_ms, &InFlight::default())
+    }
+
+    /// [`append`](Self::append) while the records in `in_flight` are with the producer: those
+    /// are neither dropped (their acknowledgement may still come) nor counted against the size
+    /// bound (the in-flight window bounds them).
+    pub fn append_after(
+        &mut self,
+        record: &Record,
+        now_ms: i64,
+        in_flight: &InFlight,
+    ) -> Result<Appended, OutboxError> {
         let size = record_bytes(record);
-        let mut dropped = self.expire(now_ms)?;
+        let mut dropped = self.expire_after(now_ms, in_flight.upto)?;
         let limit = self.limits.max_bytes;
-        if self.bytes + size > limit {
-            dropped += self.drop_oldest_bytes(self.bytes + size - limit)?;
+        let counted = self.bytes.saturating_sub(in_flight.bytes);
+        if counted + size > limit {
+            dropped += self.drop_oldest_bytes(counted + size - limit, in_flight.upto)?;
         }
         loop {
             let inserted = self
@@ -225,7 +248,7 @@ impl Outbox {
                 Err(e) if e.sqlite_error_code() == Some(ErrorCode::DiskFull) && self.len > 0 => {
                     let tenth = (self.len / 10).max(1);
                     tracing::warn!(path = %self.path.display(), "disk full: dropping the {tenth} oldest records");
-                    dropped += self.drop_oldest(tenth)?;
+                    dropped += self.drop_oldest(tenth, in_flight.upto)?;
                 }
                 Err(e) => return Err(self.storage(e)),
             }
@@ -234,26 +257,33 @@ impl Outbox {
 
     /// Drops records older than the age bound; returns how many.
     pub fn expire(&mut self, now_ms: i64) -> Result<u64, OutboxError> {
+        self.expire_after(now_ms, 0)
+    }
+
+    /// [`expire`](Self::expire), sparing records up to `in_flight_upto` (with the producer).
+    pub fn expire_after(&mut self, now_ms: i64, in_flight_upto: i64) -> Result<u64, OutboxError> {
         let cutoff = now_ms.saturating_sub(self.limits.max_age.as_millis() as i64);
         let oldest: Option<i64> = self
             .conn
-            .prepare_cached("SELECT min(stored_ms) FROM records")
-            .and_then(|mut s| s.query_row([], |r| r.get(0)))
+            .prepare_cached("SELECT min(stored_ms) FROM records WHERE seq > ?1")
+            .and_then(|mut s| s.query_row([in_flight_upto], |r| r.get(0)))
             .map_err(|e| self.storage(e))?;
         if oldest.is_none_or(|t| t >= cutoff) {
             return Ok(0);
         }
-        self.delete("DELETE FROM records WHERE stored_ms < ?1 RETURNING bytes", cutoff)
+        self.delete("DELETE FROM records WHERE stored_ms < ?1 AND seq > ?2 RETURNING bytes", [cutoff, in_flight_upto])
     }
 
-    /// Drops the oldest records holding at least `need` bytes.
-    fn drop_oldest_bytes(&mut self, need: u64) -> Result<u64, OutboxError> {
+    /// Drops the oldest records after `after` holding at least `need` bytes.
+    fn drop_oldest_bytes(&mut self, need: u64, after: i64) -> Result<u64, OutboxError> {
         let mut freed = 0u64;
         let mut last = None;
         {
-            let mut s =
-                self.conn.prepare_cached("SELECT seq, bytes FROM records ORDER BY seq").map_err(|e| self.storage(e))?;
-            let mut rows = s.query([]).map_err(|e| self.storage(e))?;
+            let mut s = self
+                .conn
+                .prepare_cached("SELECT seq, bytes FROM records WHERE seq > ?1 ORDER BY seq")
+                .map_err(|e| self.storage(e))?;
+            let mut rows = s.query([after]).map_err(|e| self.storage(e))?;
             while freed < need {
                 let Some(row) = rows.next().map_err(|e| self.storage(e))? else { break };
                 last = Some(row.get::<_, i64>(0).map_err(|e| self.storage(e))?);
@@ -261,27 +291,43 @@ impl Outbox {
             }
         }
         match last {
-            Some(seq) => self.delete("DELETE FROM records WHERE seq <= ?1 RETURNING bytes", seq),
+            Some(seq) => self.delete("DELETE FROM records WHERE seq > ?1 AND seq <= ?2 RETURNING bytes", [after, seq]),
             None => Ok(0),
         }
     }
 
-    /// Drops the `n` oldest records.
-    fn drop_oldest(&mut self, n: u64) -> Result<u64, OutboxError> {
-        let last: Option<i64> = self
-            .conn
-            .query_row("SELECT seq FROM records ORDER BY seq LIMIT 1 OFFSET ?1", [n as i64 - 1], |r| r.get(0))
-            .optional()
-            .map_err(|e| self.storage(e))?;
-        let last = last.unwrap_or(i64::MAX);
-        self.delete("DELETE FROM records WHERE seq <= ?1 RETURNING bytes", last)
+    /// Drops the `n` oldest records after `after` (or, when there are none, the `n` oldest).
+    fn drop_oldest(&mut self, n: u64, after: i64) -> Result<u64, OutboxError> {
+        let last = |this: &Self, after: i64| -> Result<Option<i64>, OutboxError> {
+            this.conn
+                .query_row(
+                    "SELECT seq FROM records WHERE seq > ?1 ORDER BY seq LIMIT 1 OFFSET ?2",
+                    [after, n as i64 - 1],
+                    |r| r.get(0),
+                )
+                .optional()
+                .map_err(|e| this.storage(e))
+        };
+        let (after, last) = match last(self, after)? {
+            Some(l) => (after, l),
+            None if self
+                .conn
+                .query_row("SELECT count(*) FROM records WHERE seq > ?1", [after], |r| r.get::<_, i64>(0))
+                .map_err(|e| self.storage(e))?
+                > 0 =>
+            {
+                (after, i64::MAX)
+            }
+            None => (0, last(self, 0)?.unwrap_or(i64::MAX)),
+        };
+        self.delete("DELETE FROM records WHERE seq > ?1 AND seq <= ?2 RETURNING bytes", [after, last])
     }
 
-    fn delete(&mut self, sql: &str, arg: i64) -> Result<u64, OutboxError> {
+    fn delete<P: rusqlite::Params>(&mut self, sql: &str, args: P) -> Result<u64, OutboxError> {
         let sizes: Vec<i64> = self
             .conn
             .prepare_cached(sql)
-            .and_then(|mut s| s.query_map([arg], |r| r.get(0))?.collect())
+            .and_then(|mut s| s.query_map(args, |r| r.get(0))?.collect())
             .map_err(|e| self.storage(e))?;
         let n = sizes.len() as u64;
         self.len -= n.min(self.len);
@@ -317,7 +363,7 @@ impl Outbox {
 
     /// Removes an acknowledged record; `false` when it was no longer there (dropped meanwhile).
     pub fn remove(&mut self, seq: i64) -> Result<bool, OutboxError> {
-        Ok(self.delete("DELETE FROM records WHERE seq = ?1 RETURNING bytes", seq)? == 1)
+        Ok(self.delete("DELETE FROM records WHERE seq = ?1 RETURNING bytes", [seq])? == 1)
     }
 
     #[cfg(test)]
@@ -385,6 +431,24 @@ mod tests {
         assert_eq!(dropped, 7);
         assert_eq!(values(&o), [7, 8, 9], "the newest are kept");
         assert!(o.bytes() <= size * 3);
+    }
+
+    #[test]
+    fn records_in_flight_are_neither_dropped_nor_counted_against_the_bound() {
+        let size = record_bytes(&record(0));
+        let mut o = Outbox::in_memory(limits(size * 3));
+        let seqs: Vec<i64> = (0..3).map(|i| o.append(&record(i), 0).unwrap().seq).collect();
+        // Records 0 and 1 are with the producer: the bound drops record 2, the oldest unsent.
+        let in_flight = InFlight { upto: seqs[1], bytes: 2 * size };
+        let mut dropped = 0;
+        for i in 3..6 {
+            dropped += o.append_after(&record(i), 0, &in_flight).unwrap().dropped;
+        }
+        assert_eq!(dropped, 1);
+        assert_eq!(values(&o), [0, 1, 3, 4, 5]);
+        // Nor does the age bound touch them.
+        assert_eq!(o.expire_after(10_000_000, seqs[1]).unwrap(), 3);
+        assert_eq!(values(&o), [0, 1]);
     }
 
     #[test]

@@ -64,6 +64,96 @@ fn bad_settings_files_name_the_file_and_field_and_stay_untouched() {
     }
 }
 
+/// Hostile settings files: each is refused with a message naming the file and the field (or the
+/// line), no panic, and the file is left exactly as it was.
+#[test]
+fn hostile_settings_files_are_refused_clearly_and_left_untouched() {
+    let long_name = format!("stream_name = \"{}\"", "n".repeat(100_000));
+    let table: Vec<(Vec<u8>, &str)> = vec![
+        (b"\x00\xff\xfe\x01 garbage \x7f".to_vec(), "valid UTF-8"),
+        (b"interval_ms = 1.5".to_vec(), "interval_ms"),
+        (b"interval_ms = [1, 2]".to_vec(), "interval_ms"),
+        (b"interval_ms = 99999999999999999999999".to_vec(), "line 1"),
+        (b"interval_ms = 18446744073709551615".to_vec(), "`interval_ms` must be between 200 and 3600000 ms"),
+        (b"buffer_span_ms = -9223372036854775808".to_vec(), "buffer_span_ms"),
+        (b"topic_partitions = 2147483648".to_vec(), "topic_partitions"),
+        (b"topic_partitions = 0".to_vec(), "`topic_partitions` must be between 1 and 1000"),
+        (b"shutdown_timeout_ms = 300001".to_vec(), "`shutdown_timeout_ms` must be between"),
+        (b"outbox_max_kb = 0".to_vec(), "`outbox_max_kb` must be between 10 and"),
+        (b"outbox_max_age_hours = 100000".to_vec(), "`outbox_max_age_hours` must be between 1 and"),
+        (b"stall_timeout_ms = -5".to_vec(), "stall_timeout_ms"),
+        ("stream_name = \"bell \\u0007 here\"".as_bytes().to_vec(), "stream_name"),
+        (long_name.into_bytes(), "stream_name"),
+        ("stream_id = \"a/b\"".as_bytes().to_vec(), "stream_id"),
+        ("stream_id = \"\"".as_bytes().to_vec(), "stream_id"),
+        ("topic = \"bad topic ✓\"".as_bytes().to_vec(), "`topic` must be 1 to 249 characters"),
+        ("broker = \"no-port\"".as_bytes().to_vec(), "`broker` must be `host:port"),
+        ("broker = \"host:99999\"".as_bytes().to_vec(), "`broker` must be `host:port"),
+        ("portal_url = \"ftp://portal\"".as_bytes().to_vec(), "`portal_url` must be an http:// or https:// URL"),
+        ("workspace_id = \"ws id; rm -rf\"".as_bytes().to_vec(), "`workspace_id` must be"),
+        ("security_protocol = \"tls\"".as_bytes().to_vec(), "security_protocol"),
+        ("sasl_mechanism = \"PLAIN\"".as_bytes().to_vec(), "`sasl_mechanism` needs `security_protocol`"),
+        ("[section]\nx = 1".as_bytes().to_vec(), "section"),
+        ("interval_ms = 1000\ninterval_ms = 2000".as_bytes().to_vec(), "interval_ms"),
+        ("token = \"abc\"".as_bytes().to_vec(), "token"),
+    ];
+    let mut wrong = Vec::new();
+    for (bytes, needle) in table {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("settings.toml");
+        std::fs::write(&path, &bytes).unwrap();
+        let cfg = path.display().to_string();
+        let o = hostpulse(&["dry-run", "--config", &cfg]);
+        let e = stderr(&o);
+        let shown = String::from_utf8_lossy(&bytes[..bytes.len().min(60)]).into_owned();
+        let ok = !o.status.success()
+            && e.contains(needle)
+            && e.contains(&cfg)
+            && !e.contains("panicked")
+            && std::fs::read(&path).unwrap() == bytes;
+        if !ok {
+            wrong.push(format!("{shown}: expected a failure naming {needle:?} and the file, got: {e}"));
+        }
+    }
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+    // A directory where the file should be.
+    let dir = tempfile::tempdir().unwrap();
+    let o = hostpulse(&["dry-run", "--config", dir.path().to_str().unwrap()]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("cannot read settings file"), "{}", stderr(&o));
+    // Unicode where text is free-form is fine, and missing fields take their defaults.
+    let (_d, cfg) = with_settings("stream_name = \"Büro-Rechner 🚀 サーバー\"\n");
+    let o = hostpulse(&["dry-run", "--config", &cfg, "--samples", "1"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("Büro-Rechner 🚀 サーバー"));
+}
+
+#[test]
+fn hostile_flags_are_refused_naming_the_flag() {
+    for (args, needle) in [
+        (&["run", "--synthetic", "0"][..], "--synthetic"),
+        (&["run", "--synthetic", "100000"][..], "--synthetic"),
+        (&["run", "--outbox-max-kb", "-1"][..], "--outbox-max-kb"),
+        (&["run", "--stall-timeout-ms", "soon"][..], "--stall-timeout-ms"),
+        (&["run", "--topic-partitions", "99999999999"][..], "--topic-partitions"),
+        (&["run", "--tls-verify-hostname", "maybe"][..], "--tls-verify-hostname"),
+        (&["run", "--stream-name", "a\u{7}b"][..], "`stream_name`"),
+        (&["run", "--broker", ""][..], "`broker`"),
+        (&["run", "--unknown-flag"][..], "--unknown-flag"),
+        (&["run", "--interval-ms"][..], "--interval-ms"),
+        (&["frobnicate"][..], "frobnicate"),
+    ] {
+        let (_d, cfg) = with_settings("");
+        let mut all = args.to_vec();
+        all.extend(["--config", &cfg]);
+        let o = hostpulse(&all);
+        let e = stderr(&o);
+        assert!(!o.status.success(), "{args:?}");
+        assert!(e.contains(needle), "{args:?}: {e}");
+        assert!(!e.contains("panicked"), "{args:?}: {e}");
+    }
+}
+
 #[test]
 fn flags_override_the_settings_file() {
     let (_d, cfg) = with_settings("stream_name = \"from file\"\ninterval_ms = 10\n");
