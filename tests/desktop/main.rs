@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use hostpulse_agent::token::{KeyringStore, SecretStore};
 use hostpulse_tests::desktop::{Driver, Session, SniHost, Xvfb, app_bin};
 use hostpulse_tests::portal::{PortalServer, PortalState};
-use hostpulse_tests::{RawRecord, Tansu, output_dir, raw_records, read_qs3_via_portal};
+use hostpulse_tests::{Mode, RawRecord, Tansu, output_dir, raw_records, read_qs3_via_portal};
 use serde_json::Value;
 
 const TOKEN: &str = "sdk-desktop-token-9999";
@@ -88,7 +88,8 @@ fn the_desktop_app_end_to_end() {
         "run through scripts/test.sh (D-Bus + Secret Service)"
     );
     let out = output_dir("desktop");
-    let broker = Tansu::start();
+    // The broker sits behind our fault relay, so the app can be cut off from it.
+    let (broker, relay) = Tansu::start_behind_relay();
     let portal = PortalServer::start(PortalState::single(WS, TOKEN, &broker.addr));
     let xvfb = Xvfb::start();
     let mut host = SniHost::start();
@@ -270,6 +271,38 @@ fn the_desktop_app_end_to_end() {
     let steps = s.js("return [...document.querySelectorAll('#steps li')].map(li => li.textContent)");
     assert!(steps.as_array().unwrap().iter().all(|l| l.as_str().unwrap().starts_with('✓')), "{steps}");
 
+    // The broker goes away: window and tray say Retrying with the reason and the waiting
+    // samples; when it is back, what was measured meanwhile arrives.
+    let wall_ns = || std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as i64;
+    let cut_at = wall_ns();
+    relay.set(Mode::Refuse);
+    s.wait("Retrying", 60, "return document.querySelector('#state').className.includes('retrying')");
+    s.wait("samples waiting", 20, "return Number(document.querySelector('#pending').textContent) > 2");
+    let shown = text(&s, "#last-error");
+    assert!(shown.contains("cannot reach the Kafka broker") && shown.contains("next try at"), "{shown}");
+    host.wait_for("menu", 10, |v| {
+        v["labels"].as_array().is_some_and(|l| l.iter().any(|x| x.as_str().unwrap_or("").starts_with("Retrying")))
+    });
+    let menu = host.ask("menu");
+    assert!(menu.to_string().contains("waiting"), "the tray counts the waiting records: {menu}");
+    keep_icon(&mut host, "retrying");
+    assert_eq!(
+        std::fs::read(out.join("tray-retrying.png")).ok(),
+        std::fs::read(out.join("tray-error.png")).ok(),
+        "the tray shows its trouble icon"
+    );
+    s.js("window.scrollTo(0, 0)");
+    s.screenshot(&out.join("03b-retrying.png"));
+    let back_at = wall_ns();
+    relay.set(Mode::Pass);
+    s.wait("publishing again", 60, "return document.querySelector('#state').className.includes('publishing')");
+    wait_records(&broker.addr, &topic, "the samples measured while the broker was away", |r| {
+        r.iter().filter(|x| x.model() == "ParameterData").any(|x| {
+            let ts = x.envelope()["V"]["Timestamps"][0].as_i64().unwrap_or(0);
+            ts > cut_at + 1_000_000_000 && ts < back_at
+        })
+    });
+
     // Closing the window (the window manager's close button) hides it; the tray brings it back.
     wait_x11(&xvfb.display, "viewable");
     x11(&xvfb.display, "close");
@@ -328,6 +361,7 @@ fn the_desktop_app_end_to_end() {
         v["labels"].as_array().is_some_and(|l| l.iter().any(|x| x.as_str().unwrap_or("").starts_with("Publishing")))
     });
     drop(broker);
+    relay.set(Mode::Refuse);
     std::thread::sleep(Duration::from_secs(1));
     host.ask("click Quit");
     let asked = Instant::now();

@@ -364,9 +364,9 @@ impl Publisher for KafkaPublisher {
                 fatal: true,
             });
         }
-        let down = self.context.brokers_down.lock().expect("not poisoned").clone()?;
+        self.context.brokers_down.lock().expect("not poisoned").as_ref()?;
         Some(Trouble {
-            reason: format!("cannot reach the Kafka broker at {}: {down}; reconnecting", self.broker),
+            reason: format!("cannot reach the Kafka broker at {}: all connections are down; reconnecting", self.broker),
             fatal: false,
         })
     }
