@@ -84,11 +84,6 @@ impl PublisherState {
             (_, Event::Fatal { reason }) => S::Failed { reason },
         }
     }
-
-    /// Whether records may be handed to the producer in this state.
-    pub fn sends(&self) -> bool {
-        matches!(self, PublisherState::Publishing | PublisherState::Paused | PublisherState::Stopping)
-    }
 }
 
 /// A snapshot of the agent.
@@ -201,22 +196,6 @@ mod tests {
         ];
         for (from, event, to) in table {
             assert_eq!(from.next(event.clone()), to, "{from:?} --{event:?}-->");
-        }
-    }
-
-    #[test]
-    fn records_flow_only_while_connected_or_finishing() {
-        use PublisherState as S;
-        for (state, sends) in [
-            (S::Publishing, true),
-            (S::Paused, true),
-            (S::Stopping, true),
-            (S::Connecting, false),
-            (S::Unconfigured, false),
-            (S::Backoff { reason: String::new(), next_try_ms: 0 }, false),
-            (S::Failed { reason: String::new() }, false),
-        ] {
-            assert_eq!(state.sends(), sends, "{state:?}");
         }
     }
 }
