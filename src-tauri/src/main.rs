@@ -13,7 +13,8 @@ use std::time::Duration;
 
 use hostpulse_agent::agent::{self, AgentConfig, AgentHandle, Parts};
 use hostpulse_agent::outbox::Outbox;
-use hostpulse_agent::quix::{Connecting, Connector, Credential, QuixConnector};
+use hostpulse_agent::publisher::KafkaSettings;
+use hostpulse_agent::quix::{Connecting, Connector, Credential, DirectConnector, QuixConnector};
 use hostpulse_agent::sampler::CpuSampler;
 use hostpulse_agent::token::{self, KeyringStore, SecretStore};
 use hostpulse_agent::{machine, paths, settings_file};
@@ -101,7 +102,16 @@ fn setup(app: &mut tauri::App) -> Result<(), Box<dyn std::error::Error>> {
     let store: Arc<dyn SecretStore> = Arc::new(KeyringStore::new());
     let sampler = CpuSampler::new()?;
     let config = AgentConfig::from_checked(&checked, &facts.hostname);
-    let connector_for_agent: Arc<dyn Connector> = Arc::new(AppConnector(connector.clone()));
+    // A `broker` in the settings file publishes there directly, without a token (a local broker,
+    // benchmarks); the window then has no connection settings to change.
+    let direct = checked.broker.as_ref().map(|b| KafkaSettings::direct(&checked, b));
+    let connector_for_agent: Arc<dyn Connector> = match &direct {
+        Some(kafka) => {
+            tracing::info!(broker = %kafka.broker, "publishing directly to the configured broker");
+            Arc::new(DirectConnector(kafka.clone()))
+        }
+        None => Arc::new(AppConnector(connector.clone())),
+    };
     // Unsent records wait on disk; if the outbox cannot be opened, publishing still works with
     // one in memory, and the window says what is wrong.
     let (outbox, problem) = match Outbox::open(&Outbox::path_in(&data_dir, "app"), checked.outbox) {
@@ -121,7 +131,7 @@ fn setup(app: &mut tauri::App) -> Result<(), Box<dyn std::error::Error>> {
     };
     let (agent, _task) = tauri::async_runtime::block_on(async { agent::spawn(config, parts) });
     let token = token::resolve(store.as_ref());
-    let first_run = !matches!(token, Ok(Some(_)));
+    let first_run = !matches!(token, Ok(Some(_))) && direct.is_none();
     app.manage(App {
         agent: agent.clone(),
         store,
@@ -150,6 +160,7 @@ fn setup(app: &mut tauri::App) -> Result<(), Box<dyn std::error::Error>> {
     });
 
     match token {
+        _ if direct.is_some() => {}
         Ok(Some((token, source))) => {
             tauri::async_runtime::spawn(async move {
                 if let Err(e) = agent.replace_token(Credential { token, source }).await {

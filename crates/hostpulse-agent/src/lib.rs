@@ -9,10 +9,12 @@
 //! - [`settings_file`] and [`paths`]: where settings and data live;
 //! - [`machine`]: the stable default stream id and the host name;
 //! - [`diagnose`]: the step-by-step connection check;
-//! - [`backoff`], [`fsutil`]: retry timing, private atomic files.
+//! - [`backoff`], [`fsutil`]: retry timing, private atomic files;
+//! - [`burst`]: the same path at full speed, for throughput benchmarks.
 
 pub mod agent;
 pub mod backoff;
+pub mod burst;
 pub mod diagnose;
 pub mod fsutil;
 pub mod machine;

@@ -149,6 +149,25 @@ pub struct KafkaSettings {
     pub verify_hostname: bool,
 }
 
+/// The environment variable that holds the SASL password of direct mode (never a flag, which
+/// shows in `ps`, nor a file).
+pub const SASL_PASSWORD_ENV: &str = "HOSTPULSE_SASL_PASSWORD";
+
+impl KafkaSettings {
+    /// Direct mode: publish to `broker` with the checked settings' topic and security, the SASL
+    /// password from [`SASL_PASSWORD_ENV`].
+    pub fn direct(c: &hostpulse_core::settings::Checked, broker: &str) -> Self {
+        KafkaSettings {
+            broker: broker.to_owned(),
+            topic: c.topic.clone(),
+            partitions: c.topic_partitions,
+            security: c.security.clone(),
+            sasl_password: std::env::var(SASL_PASSWORD_ENV).ok().and_then(Secret::new),
+            verify_hostname: c.tls_verify_hostname,
+        }
+    }
+}
+
 /// Our producer settings whatever the connection: `acks=all`, idempotence, gzip batches and the
 /// connection settings quixstreams 0.5.7 uses.
 fn producer_defaults() -> ClientConfig {

@@ -7,7 +7,9 @@ use hostpulse_agent::paths;
 use hostpulse_agent::portal::PortalOptions;
 use hostpulse_agent::token::KeyringStore;
 
-use crate::{Loaded, kafka_settings};
+use hostpulse_agent::publisher::KafkaSettings;
+
+use crate::Loaded;
 
 pub async fn run(loaded: Loaded) -> Result<()> {
     let c = &loaded.checked;
@@ -16,7 +18,7 @@ pub async fn run(loaded: Loaded) -> Result<()> {
     let steps = diagnose::run(Inputs {
         checked: c,
         store: &store,
-        direct: c.broker.as_deref().map(|b| kafka_settings(c, b)),
+        direct: c.broker.as_deref().map(|b| KafkaSettings::direct(c, b)),
         data_dir: paths::data_dir().context("no data directory for this user (is HOME set?)")?,
         options: PortalOptions::default(),
     })

@@ -29,9 +29,6 @@ use hostpulse_core::settings::{Checked, SaslMechanism, SecurityProtocol, Setting
 use hostpulse_core::status::PublisherState;
 use hostpulse_core::wire::Record;
 
-/// The environment variable that holds the SASL password (never a flag: flags show in `ps`).
-const SASL_PASSWORD_ENV: &str = "HOSTPULSE_SASL_PASSWORD";
-
 #[derive(Parser)]
 #[command(name = "hostpulse", version, about = "Publishes this machine's CPU load to Quix / Kafka as a Quix stream")]
 struct Cli {
@@ -299,18 +296,6 @@ pub(crate) fn require_token(store: &dyn SecretStore) -> Result<(Secret, TokenSou
     })
 }
 
-/// The Kafka settings of direct mode.
-pub(crate) fn kafka_settings(checked: &Checked, broker: &str) -> KafkaSettings {
-    KafkaSettings {
-        broker: broker.to_owned(),
-        topic: checked.topic.clone(),
-        partitions: checked.topic_partitions,
-        security: checked.security.clone(),
-        sasl_password: std::env::var(SASL_PASSWORD_ENV).ok().and_then(Secret::new),
-        verify_hostname: checked.tls_verify_hostname,
-    }
-}
-
 async fn run(loaded: Loaded, synthetic: Option<u32>) -> Result<()> {
     let Loaded { checked, hostname, path } = loaded;
     let mut config = AgentConfig::from_checked(&checked, &hostname);
@@ -329,7 +314,7 @@ async fn run(loaded: Loaded, synthetic: Option<u32>) -> Result<()> {
     let mut reload = signals::Reload::install()?;
     let store = KeyringStore::new();
     let (connector, credential): (Arc<dyn Connector>, Option<Credential>) = match &checked.broker {
-        Some(broker) => (Arc::new(DirectConnector(kafka_settings(&checked, broker))), None),
+        Some(broker) => (Arc::new(DirectConnector(KafkaSettings::direct(&checked, broker))), None),
         None => {
             let (token, source) = require_token(&store)?;
             (Arc::new(quix_connector(&checked)?), Some(Credential { token, source }))

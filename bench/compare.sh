@@ -1,0 +1,153 @@
+#!/usr/bin/env bash
+# HostPulse against what people run instead, on this machine and one local tansu broker:
+#
+#   - the Quix quickstart program as published (psutil + quixstreams 0.5.7; KafkaStreamingClient
+#     to the local broker instead of the token client; 100 ms buffer span);
+#   - the same job written with quixstreams 3.28.1;
+#   - collectd (Debian package) with the cpu plugin and write_kafka;
+#   - `hostpulse run` (headless, release build);
+#   - the tray app (release build) under Xvfb with its window closed, and with it open.
+#
+# Each runs for the same time at the same rate (1 Hz and 10 Hz); bench/measure.py records CPU
+# time (user+system, all processes of its session, so children and WebKit's helpers count),
+# peak and steady RSS and PSS; bench/count.py counts what reached the broker. Then throughput:
+# N values as fast as each can publish (HostPulse's pipeline via the `throughput` example,
+# quixstreams 0.5.7, quixstreams 3.28.1). Then the criterion benches. bench/report.py writes
+# BENCHMARKS.md from the JSON results; nothing in it is typed by hand.
+#
+#   bash bench/compare.sh                              # 60 s per run, rates 1 and 10 Hz
+#   BENCH_SECONDS=20 BENCH_RATES=1 bash bench/compare.sh   # a quick look
+#
+# At 10 Hz, HostPulse's CPU sampler cannot run (sysinfo refreshes CPU times at most every
+# 200 ms), so `hostpulse run` publishes its synthetic signal at 10 Hz there, and the tray app
+# (CPU only) is not run; the report says so.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/setup.sh
+
+SECONDS_PER_RUN=${BENCH_SECONDS:-60}
+WARMUP=${BENCH_WARMUP:-10}
+RATES=${BENCH_RATES:-"1 10"}
+VALUES=${BENCH_VALUES:-100000}
+OUT_DIR=${BENCH_OUT:-target/bench}
+REPORT=${BENCH_REPORT:-BENCHMARKS.md}
+mkdir -p "$OUT_DIR"
+rm -f "$OUT_DIR"/*.json
+
+# What only the comparison needs: collectd with write_kafka, psutil for the Python programs.
+for p in collectd-core librdkafka1; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed"; then
+    say "installing $p (comparison only)"
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "$p" >/dev/null
+  fi
+done
+for py in "$HOSTPULSE_QS057_PYTHON" "$HOSTPULSE_QS3_PYTHON"; do
+  "$py" -c 'import psutil' 2>/dev/null || "$py" -m pip install -q -r bench/requirements.txt
+done
+
+say "building the release binaries"
+cargo build --release -p hostpulse-cli -p hostpulse-app
+cargo build --release -p hostpulse-agent --example throughput
+
+PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+BROKER="127.0.0.1:$PORT"
+WORK="$(mktemp -d)"
+PIDS=()
+cleanup() {
+  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+}
+trap cleanup EXIT
+setsid "$HOSTPULSE_TANSU" broker --listener-url "tcp://$BROKER" --advertised-listener-url "tcp://$BROKER" \
+  --storage-engine memory://tansu/ >"$WORK/tansu.log" 2>&1 &
+PIDS+=($!)
+for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null && break; sleep 0.1; done
+
+# The app's display and session bus.
+DISPLAY_NUM=$(( (RANDOM % 400) + 200 ))
+Xvfb ":$DISPLAY_NUM" -screen 0 1280x800x24 -nolisten tcp >"$WORK/xvfb.log" 2>&1 &
+PIDS+=($!)
+eval "$(dbus-launch --sh-syntax)"
+PIDS+=("$DBUS_SESSION_BUS_PID")
+
+measure() { # name rate topic -- command...
+  local name=$1 rate=$2 topic=$3
+  shift 4
+  say "$name at $rate Hz for $SECONDS_PER_RUN s"
+  python3 bench/measure.py --duration "$SECONDS_PER_RUN" --warmup "$WARMUP" --log "$WORK/$name-$rate.log" \
+    ${TRIGGER:+--trigger-at 5 --trigger "$TRIGGER"} -- "$@" >"$WORK/m.json"
+  sleep 2
+  "$HOSTPULSE_QS3_PYTHON" bench/count.py "$BROKER" "$topic" >"$WORK/c.json"
+  python3 - "$name" "$rate" "$WORK/m.json" "$WORK/c.json" "$OUT_DIR/run-$name-$rate.json" <<'PY'
+import json, sys
+name, rate, m, c, out = sys.argv[1:]
+r = {"name": name, "rate_hz": float(rate), **json.load(open(m)), **json.load(open(c))}
+json.dump(r, open(out, "w"))
+print(r)
+PY
+}
+
+for rate in $RATES; do
+  interval=$(python3 -c "print(1/$rate)")
+  interval_ms=$(python3 -c "print(int(1000/$rate))")
+  measure quickstart-0.5.7 "$rate" "qs057-$rate" -- \
+    "$HOSTPULSE_QS057_PYTHON" bench/quickstart_057.py --broker "$BROKER" --topic "qs057-$rate" --interval "$interval"
+  measure quixstreams-3.28.1 "$rate" "qs3-$rate" -- \
+    "$HOSTPULSE_QS3_PYTHON" bench/quickstart_qs3.py --broker "$BROKER" --topic "qs3-$rate" --interval "$interval"
+  sed -e "s/@INTERVAL@/$interval/" -e "s/@BROKER@/$BROKER/" -e "s/@TOPIC@/collectd-$rate/" \
+    bench/collectd.conf.in >"$WORK/collectd-$rate.conf"
+  measure collectd "$rate" "collectd-$rate" -- /usr/sbin/collectd -f -C "$WORK/collectd-$rate.conf"
+  if [ "$interval_ms" -ge 200 ]; then
+    source_args=(--interval-ms "$interval_ms")
+  else
+    source_args=(--synthetic "$rate")
+  fi
+  measure hostpulse "$rate" "hostpulse-$rate" -- env XDG_DATA_HOME="$WORK/data-cli-$rate" \
+    ./target/release/hostpulse run --broker "$BROKER" --topic "hostpulse-$rate" --buffer-span-ms 100 "${source_args[@]}"
+  if [ "$interval_ms" -ge 200 ]; then
+    for window in closed open; do
+      home="$WORK/app-$window-$rate"
+      mkdir -p "$home/hostpulse"
+      printf 'broker = "%s"\ntopic = "app-%s-%s"\ninterval_ms = %s\nbuffer_span_ms = 100\n' \
+        "$BROKER" "$window" "$rate" "$interval_ms" >"$home/hostpulse/settings.toml"
+      app_env=(env DISPLAY=":$DISPLAY_NUM" HOME="$home" XDG_CONFIG_HOME="$home" XDG_DATA_HOME="$home")
+      TRIGGER=""
+      # A second launch shows the running app's window (single instance).
+      [ "$window" = open ] && TRIGGER="${app_env[*]} ./target/release/hostpulse-app"
+      TRIGGER="$TRIGGER" measure "app-window-$window" "$rate" "app-$window-$rate" -- "${app_env[@]}" ./target/release/hostpulse-app
+    done
+  fi
+done
+
+say "throughput: $VALUES values as fast as each can publish"
+tp() { # name topic -- command...
+  local name=$1 topic=$2
+  shift 3
+  "$@" >"$WORK/tp.json" 2>"$WORK/tp-$name.log" || { echo "$name failed; see $WORK/tp-$name.log" >&2; return 0; }
+  python3 - "$name" "$WORK/tp.json" "$OUT_DIR/throughput-$name.json" <<'PY'
+import json, sys
+name, src, out = sys.argv[1:]
+line = [l for l in open(src) if l.startswith("{")][-1]
+r = {"name": name, **json.loads(line)}
+json.dump(r, open(out, "w"))
+print(r)
+PY
+}
+tp hostpulse tp-hostpulse -- ./target/release/examples/throughput "$BROKER" tp-hostpulse "$VALUES"
+tp quickstart-0.5.7 tp-qs057 -- "$HOSTPULSE_QS057_PYTHON" bench/quickstart_057.py --broker "$BROKER" --topic tp-qs057 --throughput "$VALUES"
+tp quixstreams-3.28.1 tp-qs3 -- "$HOSTPULSE_QS3_PYTHON" bench/quickstart_qs3.py --broker "$BROKER" --topic tp-qs3 --throughput "$VALUES"
+
+say "latency from sample to acknowledgement (HostPulse, 10 Hz, 100 ms span, 60 s)"
+./target/release/examples/throughput "$BROKER" latency 10 60 >"$OUT_DIR/latency-hostpulse.json"
+cat "$OUT_DIR/latency-hostpulse.json"
+
+if [ "${BENCH_CRITERION:-1}" = 1 ]; then
+  say "criterion benches"
+  cargo bench -p hostpulse-core --bench pipeline
+  cargo bench -p hostpulse-agent --bench outbox
+  cargo bench -p hostpulse-tests --bench produce
+fi
+
+python3 bench/report.py "$OUT_DIR" "$REPORT" "bash bench/compare.sh (BENCH_SECONDS=$SECONDS_PER_RUN BENCH_RATES='$RATES' BENCH_VALUES=$VALUES)"
+say "wrote $REPORT"
