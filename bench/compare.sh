@@ -49,6 +49,7 @@ done
 say "building the release binaries"
 cargo build --release -p hostpulse-cli -p hostpulse-app
 cargo build --release -p hostpulse-agent --example throughput
+cargo build --release -p hostpulse-tests --example mock_broker
 
 PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 BROKER="127.0.0.1:$PORT"
@@ -64,21 +65,47 @@ setsid "$HOSTPULSE_TANSU" broker --listener-url "tcp://$BROKER" --advertised-lis
 PIDS+=($!)
 for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null && break; sleep 0.1; done
 
+# quixstreams 0.5.7's bundled librdkafka fails the API version handshake with tansu ("Read
+# underflow"), so the quickstart program publishes to librdkafka's mock cluster instead.
+MOCK_TOPICS=()
+for rate in $RATES; do MOCK_TOPICS+=("qs057-$rate"); done
+mkfifo "$WORK/mock-stdin"
+./target/release/examples/mock_broker "${MOCK_TOPICS[@]}" tp-qs057 <"$WORK/mock-stdin" >"$WORK/mock.addr" &
+PIDS+=($!)
+exec 7>"$WORK/mock-stdin"
+for _ in $(seq 100); do [ -s "$WORK/mock.addr" ] && break; sleep 0.1; done
+MOCK="$(head -1 "$WORK/mock.addr")"
+# tansu creates no topic on first use: every contender gets its topic made beforehand.
+create_topics() {
+  "$HOSTPULSE_QS3_PYTHON" - "$BROKER" "$@" <<'PY'
+import sys
+from confluent_kafka.admin import AdminClient, NewTopic
+admin = AdminClient({"bootstrap.servers": sys.argv[1]})
+for f in admin.create_topics([NewTopic(t, 1, 1) for t in sys.argv[2:]]).values():
+    try:
+        f.result()
+    except Exception as e:
+        if "already exists" not in str(e).lower():
+            raise
+PY
+}
+
 # The app's display and session bus.
 DISPLAY_NUM=$(( (RANDOM % 400) + 200 ))
 Xvfb ":$DISPLAY_NUM" -screen 0 1280x800x24 -nolisten tcp >"$WORK/xvfb.log" 2>&1 &
 PIDS+=($!)
-eval "$(dbus-launch --sh-syntax)"
-PIDS+=("$DBUS_SESSION_BUS_PID")
+DBUS_INFO="$(dbus-daemon --session --fork --print-address=1 --print-pid=1)"
+export DBUS_SESSION_BUS_ADDRESS="$(sed -n 1p <<<"$DBUS_INFO")"
+PIDS+=("$(sed -n 2p <<<"$DBUS_INFO")")
 
-measure() { # name rate topic -- command...
-  local name=$1 rate=$2 topic=$3
-  shift 4
+measure() { # name rate broker topic -- command...
+  local name=$1 rate=$2 at=$3 topic=$4
+  shift 5
   say "$name at $rate Hz for $SECONDS_PER_RUN s"
   python3 bench/measure.py --duration "$SECONDS_PER_RUN" --warmup "$WARMUP" --log "$WORK/$name-$rate.log" \
     ${TRIGGER:+--trigger-at 5 --trigger "$TRIGGER"} -- "$@" >"$WORK/m.json"
   sleep 2
-  "$HOSTPULSE_QS3_PYTHON" bench/count.py "$BROKER" "$topic" >"$WORK/c.json"
+  "$HOSTPULSE_QS3_PYTHON" bench/count.py "$at" "$topic" >"$WORK/c.json"
   python3 - "$name" "$rate" "$WORK/m.json" "$WORK/c.json" "$OUT_DIR/run-$name-$rate.json" <<'PY'
 import json, sys
 name, rate, m, c, out = sys.argv[1:]
@@ -91,19 +118,20 @@ PY
 for rate in $RATES; do
   interval=$(python3 -c "print(1/$rate)")
   interval_ms=$(python3 -c "print(int(1000/$rate))")
-  measure quickstart-0.5.7 "$rate" "qs057-$rate" -- \
-    "$HOSTPULSE_QS057_PYTHON" bench/quickstart_057.py --broker "$BROKER" --topic "qs057-$rate" --interval "$interval"
-  measure quixstreams-3.28.1 "$rate" "qs3-$rate" -- \
+  create_topics "qs3-$rate" "collectd-$rate" "hostpulse-$rate" "app-closed-$rate" "app-open-$rate"
+  measure quickstart-0.5.7 "$rate" "$MOCK" "qs057-$rate" -- \
+    "$HOSTPULSE_QS057_PYTHON" bench/quickstart_057.py --broker "$MOCK" --topic "qs057-$rate" --interval "$interval"
+  measure quixstreams-3.28.1 "$rate" "$BROKER" "qs3-$rate" -- \
     "$HOSTPULSE_QS3_PYTHON" bench/quickstart_qs3.py --broker "$BROKER" --topic "qs3-$rate" --interval "$interval"
   sed -e "s/@INTERVAL@/$interval/" -e "s/@BROKER@/$BROKER/" -e "s/@TOPIC@/collectd-$rate/" \
     bench/collectd.conf.in >"$WORK/collectd-$rate.conf"
-  measure collectd "$rate" "collectd-$rate" -- /usr/sbin/collectd -f -C "$WORK/collectd-$rate.conf"
+  measure collectd "$rate" "$BROKER" "collectd-$rate" -- /usr/sbin/collectd -f -C "$WORK/collectd-$rate.conf"
   if [ "$interval_ms" -ge 200 ]; then
     source_args=(--interval-ms "$interval_ms")
   else
     source_args=(--synthetic "$rate")
   fi
-  measure hostpulse "$rate" "hostpulse-$rate" -- env XDG_DATA_HOME="$WORK/data-cli-$rate" \
+  measure hostpulse "$rate" "$BROKER" "hostpulse-$rate" -- env XDG_DATA_HOME="$WORK/data-cli-$rate" \
     ./target/release/hostpulse run --broker "$BROKER" --topic "hostpulse-$rate" --buffer-span-ms 100 "${source_args[@]}"
   if [ "$interval_ms" -ge 200 ]; then
     for window in closed open; do
@@ -115,12 +143,13 @@ for rate in $RATES; do
       TRIGGER=""
       # A second launch shows the running app's window (single instance).
       [ "$window" = open ] && TRIGGER="${app_env[*]} ./target/release/hostpulse-app"
-      TRIGGER="$TRIGGER" measure "app-window-$window" "$rate" "app-$window-$rate" -- "${app_env[@]}" ./target/release/hostpulse-app
+      TRIGGER="$TRIGGER" measure "app-window-$window" "$rate" "$BROKER" "app-$window-$rate" -- "${app_env[@]}" ./target/release/hostpulse-app
     done
   fi
 done
 
 say "throughput: $VALUES values as fast as each can publish"
+create_topics tp-hostpulse tp-qs3
 tp() { # name topic -- command...
   local name=$1 topic=$2
   shift 3
@@ -135,11 +164,11 @@ print(r)
 PY
 }
 tp hostpulse tp-hostpulse -- ./target/release/examples/throughput "$BROKER" tp-hostpulse "$VALUES"
-tp quickstart-0.5.7 tp-qs057 -- "$HOSTPULSE_QS057_PYTHON" bench/quickstart_057.py --broker "$BROKER" --topic tp-qs057 --throughput "$VALUES"
+tp quickstart-0.5.7 tp-qs057 -- "$HOSTPULSE_QS057_PYTHON" bench/quickstart_057.py --broker "$MOCK" --topic tp-qs057 --throughput "$VALUES"
 tp quixstreams-3.28.1 tp-qs3 -- "$HOSTPULSE_QS3_PYTHON" bench/quickstart_qs3.py --broker "$BROKER" --topic tp-qs3 --throughput "$VALUES"
 
 say "latency from sample to acknowledgement (HostPulse, 10 Hz, 100 ms span, 60 s)"
-./target/release/examples/throughput "$BROKER" latency 10 60 >"$OUT_DIR/latency-hostpulse.json"
+./target/release/examples/throughput "$BROKER" tp-latency latency 10 60 >"$OUT_DIR/latency-hostpulse.json"
 cat "$OUT_DIR/latency-hostpulse.json"
 
 if [ "${BENCH_CRITERION:-1}" = 1 ]; then

@@ -31,13 +31,27 @@ const STATUS_EVENT: &str = "status";
 /// How long Quit waits for the broker before exiting anyway (the rest is reported, not hung on).
 const QUIT_TIMEOUT: Duration = Duration::from_secs(3);
 
-/// Shows and focuses the settings window.
+/// Shows and focuses the settings window, creating it first: the window (and with it WebKit's
+/// processes, a few hundred MB) exists only while it is open, so the tray app stays small.
 pub fn show_settings(app: &AppHandle) {
-    if let Some(w) = app.get_webview_window(SETTINGS_WINDOW) {
-        let _ = w.unminimize();
-        let _ = w.show();
-        let _ = w.set_focus();
-    }
+    let window = match app.get_webview_window(SETTINGS_WINDOW) {
+        Some(w) => w,
+        None => {
+            let Some(config) = app.config().app.windows.iter().find(|w| w.label == SETTINGS_WINDOW).cloned() else {
+                return;
+            };
+            match tauri::WebviewWindowBuilder::from_config(app, &config).and_then(|b| b.build()) {
+                Ok(w) => w,
+                Err(e) => {
+                    tracing::error!("cannot open the settings window: {e}");
+                    return;
+                }
+            }
+        }
+    };
+    let _ = window.unminimize();
+    let _ = window.show();
+    let _ = window.set_focus();
 }
 
 /// Connects with whatever the connection settings are when the token arrives.
@@ -195,10 +209,10 @@ fn main() {
         ])
         .setup(setup)
         .on_window_event(|window, event| {
-            if let WindowEvent::CloseRequested { api, .. } = event {
-                // Closing hides the window; the app keeps publishing from the tray.
-                api.prevent_close();
-                let _ = window.hide();
+            if let WindowEvent::Destroyed = event {
+                // Closing the window destroys it (WebKit's memory goes with it); the app keeps
+                // publishing from the tray, and Settings… makes a new one.
+                tracing::debug!(window = window.label(), "window closed");
             }
         })
         .build(tauri::generate_context!())
