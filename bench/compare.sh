@@ -65,10 +65,11 @@ setsid "$HOSTPULSE_TANSU" broker --listener-url "tcp://$BROKER" --advertised-lis
 PIDS+=($!)
 for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null && break; sleep 0.1; done
 
-# quixstreams 0.5.7's bundled librdkafka fails the API version handshake with tansu ("Read
-# underflow"), so the quickstart program publishes to librdkafka's mock cluster instead.
+# quixstreams 0.5.7's bundled librdkafka and Debian's librdkafka (collectd's write_kafka) fail the
+# API version handshake with tansu ("Read underflow"), so those two publish to librdkafka's mock
+# cluster instead.
 MOCK_TOPICS=()
-for rate in $RATES; do MOCK_TOPICS+=("qs057-$rate"); done
+for rate in $RATES; do MOCK_TOPICS+=("qs057-$rate" "collectd-$rate"); done
 mkfifo "$WORK/mock-stdin"
 ./target/release/examples/mock_broker "${MOCK_TOPICS[@]}" tp-qs057 <"$WORK/mock-stdin" >"$WORK/mock.addr" &
 PIDS+=($!)
@@ -118,14 +119,14 @@ PY
 for rate in $RATES; do
   interval=$(python3 -c "print(1/$rate)")
   interval_ms=$(python3 -c "print(int(1000/$rate))")
-  create_topics "qs3-$rate" "collectd-$rate" "hostpulse-$rate" "app-closed-$rate" "app-open-$rate"
+  create_topics "qs3-$rate" "hostpulse-$rate" "app-closed-$rate" "app-open-$rate"
   measure quickstart-0.5.7 "$rate" "$MOCK" "qs057-$rate" -- \
     "$HOSTPULSE_QS057_PYTHON" bench/quickstart_057.py --broker "$MOCK" --topic "qs057-$rate" --interval "$interval"
   measure quixstreams-3.28.1 "$rate" "$BROKER" "qs3-$rate" -- \
     "$HOSTPULSE_QS3_PYTHON" bench/quickstart_qs3.py --broker "$BROKER" --topic "qs3-$rate" --interval "$interval"
-  sed -e "s/@INTERVAL@/$interval/" -e "s/@BROKER@/$BROKER/" -e "s/@TOPIC@/collectd-$rate/" \
+  sed -e "s/@INTERVAL@/$interval/" -e "s/@BROKER@/$MOCK/" -e "s/@TOPIC@/collectd-$rate/" \
     bench/collectd.conf.in >"$WORK/collectd-$rate.conf"
-  measure collectd "$rate" "$BROKER" "collectd-$rate" -- /usr/sbin/collectd -f -C "$WORK/collectd-$rate.conf"
+  measure collectd "$rate" "$MOCK" "collectd-$rate" -- /usr/sbin/collectd -f -C "$WORK/collectd-$rate.conf"
   if [ "$interval_ms" -ge 200 ]; then
     source_args=(--interval-ms "$interval_ms")
   else

@@ -41,7 +41,10 @@ pub fn show_settings(app: &AppHandle) {
                 return;
             };
             match tauri::WebviewWindowBuilder::from_config(app, &config).and_then(|b| b.build()) {
-                Ok(w) => w,
+                Ok(w) => {
+                    light_rendering(&w);
+                    w
+                }
                 Err(e) => {
                     tracing::error!("cannot open the settings window: {e}");
                     return;
@@ -53,6 +56,21 @@ pub fn show_settings(app: &AppHandle) {
     let _ = window.show();
     let _ = window.set_focus();
 }
+
+/// No accelerated compositing for the settings page (see Cargo.toml): measured under Xvfb, the
+/// open window's web process used ~11 % CPU and 275 MB with it, ~2 % and 176 MB without.
+#[cfg(target_os = "linux")]
+fn light_rendering(window: &tauri::WebviewWindow) {
+    let _ = window.with_webview(|webview| {
+        use webkit2gtk::{SettingsExt as _, WebViewExt as _};
+        if let Some(settings) = webview.inner().settings() {
+            settings.set_hardware_acceleration_policy(webkit2gtk::HardwareAccelerationPolicy::Never);
+        }
+    });
+}
+
+#[cfg(not(target_os = "linux"))]
+fn light_rendering(_: &tauri::WebviewWindow) {}
 
 /// Connects with whatever the connection settings are when the token arrives.
 struct AppConnector(Arc<RwLock<QuixConnector>>);

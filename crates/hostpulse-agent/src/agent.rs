@@ -412,9 +412,17 @@ impl Actor {
         }
     }
 
+    /// Tells watchers (tray, window, CLI) about a change; an unchanged status wakes nobody.
     fn publish_status(&mut self) {
         self.status.records_queued = self.outbox.len();
-        self.status_tx.send_replace(self.status.clone());
+        let status = &self.status;
+        self.status_tx.send_if_modified(|current| {
+            let changed = current != status;
+            if changed {
+                current.clone_from(status);
+            }
+            changed
+        });
     }
 
     /// Whether samples become records: publishing is on and a broker or token is configured.
