@@ -109,4 +109,66 @@ if crit:
     w("|---|---:|---:|---:|")
     out.extend(crit)
     w("")
+
+def find(name, rate=1.0):
+    return next((r for r in runs if r["name"] == name and r["rate_hz"] == rate), None)
+
+
+def crit_ns(group, name):
+    path = f"target/criterion/{group}/{name}/new/estimates.json"
+    if not os.path.exists(path):
+        return None
+    mean = json.load(open(path))["mean"]["point_estimate"]
+    elements = (json.load(open(path.replace("estimates.json", "benchmark.json"))).get("throughput") or {}).get("Elements")
+    return mean / elements if elements else mean
+
+
+targets = []
+
+
+def target(what, measured, met):
+    targets.append(f"| {what} | {measured} | {'met' if met else '**missed**'} |")
+
+
+hp, qs, cd, app = find("hostpulse"), find("quickstart-0.5.7"), find("collectd"), find("app-window-closed")
+if hp and qs:
+    for key, label in (("cpu_steady_s", "steady"), ("cpu_s", "whole run")):
+        if hp[key] > 0:
+            target(f"headless CPU at 1 Hz ≤ 1/10 of the quickstart's ({label})",
+                   f"{hp[key]} s vs {qs[key]} s ({qs[key] / hp[key]:.1f}×)", hp[key] * 10 <= qs[key])
+if hp and cd:
+    target("headless CPU at 1 Hz below collectd's (steady)", f"{hp['cpu_steady_s']} s vs {cd['cpu_steady_s']} s",
+           hp["cpu_steady_s"] < cd["cpu_steady_s"])
+if hp:
+    target("headless RSS ≤ 15 MB (peak)", f"{hp['rss_peak_mb']} MiB", hp["rss_peak_mb"] <= 15)
+if app and qs:
+    target("tray app, window closed: CPU ≤ 1/5 of the quickstart's (steady)",
+           f"{app['cpu_steady_s']} s vs {qs['cpu_steady_s']} s", app["cpu_steady_s"] * 5 <= qs["cpu_steady_s"])
+    target("tray app, window closed: CPU ≤ 1/5 of the quickstart's (whole run)",
+           f"{app['cpu_s']} s vs {qs['cpu_s']} s", app["cpu_s"] * 5 <= qs["cpu_s"])
+    target("tray app, window closed: RSS ≤ 1/2 of the quickstart's (steady)",
+           f"{app['rss_steady_mb']} MiB vs {qs['rss_steady_mb']} MiB", app["rss_steady_mb"] * 2 <= qs["rss_steady_mb"])
+tp = {t["name"]: t["values_per_second"] for t in tps}
+if "hostpulse" in tp:
+    for other, factor in (("quixstreams-3.28.1", 10), ("quickstart-0.5.7", 2)):
+        if other in tp:
+            target(f"throughput ≥ {factor}× {other}", f"{tp['hostpulse'] / tp[other]:.1f}×",
+                   tp["hostpulse"] >= factor * tp[other])
+per_value = crit_ns("encode", "record_of_1000_values")
+if per_value is not None:
+    target("encode ≤ 100 ns per value (records of 1000 values)", f"{per_value:.1f} ns", per_value <= 100)
+for l in latency:
+    target(f"latency sample → acknowledgement p99 ≤ span + 20 ms ({l['span_ms'] + 20} ms)", f"{l['p99_ms']:.1f} ms",
+           l["p99_ms"] <= l["span_ms"] + 20)
+if targets:
+    w("## Targets")
+    w("")
+    w("| target | measured | |")
+    w("|---|---|---|")
+    out.extend(targets)
+    w("")
+notes = os.path.join(os.path.dirname(__file__), "NOTES.md")
+if os.path.exists(notes):
+    out.append(open(notes).read().rstrip())
+    w("")
 open(report, "w").write("\n".join(out) + "\n")

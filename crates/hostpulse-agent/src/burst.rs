@@ -45,7 +45,9 @@ pub async fn publish(
     span: Duration,
 ) -> Result<Burst, String> {
     let start = Instant::now();
-    let mut buffer = TimespanBuffer::new(BufferConfig { time_span: Some(span), ..Default::default() });
+    // At full speed the span holds more rows than a Kafka message may carry: cap the record.
+    let packet_size = Some(hostpulse_core::settings::MAX_PACKET_SIZE as usize);
+    let mut buffer = TimespanBuffer::new(BufferConfig { time_span: Some(span), packet_size, ..Default::default() });
     let mut in_flight = FuturesUnordered::new();
     let mut records = 0u64;
     let mut send = async |record: Record, in_flight: &mut FuturesUnordered<_>| -> Result<(), String> {

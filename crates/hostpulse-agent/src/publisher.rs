@@ -16,7 +16,16 @@ use rdkafka::ClientConfig;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::{ClientContext, DefaultClientContext};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::producer::{FutureProducer, FutureRecord, Producer, ProducerContext};
+use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// How long the delivery-report thread waits for an event before looking whether to stop. It
+/// wakes at once for each report; rdkafka's own polling thread wakes every 100 ms even when idle,
+/// which was most of an idle agent's CPU time (see BENCHMARKS.md).
+const POLL_WAIT: Duration = Duration::from_millis(500);
+
+/// Where a record's delivery report goes.
+type Reply = tokio::sync::oneshot::Sender<Result<(), DeliveryError>>;
 use thiserror::Error;
 
 use crate::portal::QuixTarget;
@@ -254,8 +263,18 @@ impl ClientContext for Context {
 }
 
 impl ProducerContext for Context {
-    type DeliveryOpaque = ();
-    fn delivery(&self, _: &rdkafka::message::DeliveryResult<'_>, _: Self::DeliveryOpaque) {}
+    type DeliveryOpaque = Box<Reply>;
+
+    fn delivery(&self, result: &DeliveryResult<'_>, reply: Self::DeliveryOpaque) {
+        let outcome = match result {
+            Ok(_) => {
+                self.brokers_down.lock().expect("not poisoned").take();
+                Ok(())
+            }
+            Err((e, _)) => Err(DeliveryError::from_kafka(e)),
+        };
+        let _ = reply.send(outcome);
+    }
 }
 
 impl Context {
@@ -264,12 +283,24 @@ impl Context {
     }
 }
 
-/// Publishes to one Kafka topic.
+/// Publishes to one Kafka topic. A thread of its own serves librdkafka's delivery reports.
 pub struct KafkaPublisher {
-    producer: FutureProducer<Context>,
+    producer: Arc<BaseProducer<Context>>,
+    stop: Arc<AtomicBool>,
+    poller: Option<std::thread::JoinHandle<()>>,
     topic: String,
     broker: String,
     context: Context,
+}
+
+impl Drop for KafkaPublisher {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.poller.take() {
+            let _ = t.join();
+        }
+        // Dropping the producer then purges what is unacknowledged; those reports say so.
+    }
 }
 
 impl KafkaPublisher {
@@ -286,11 +317,37 @@ impl KafkaPublisher {
 
     async fn open(config: ClientConfig, topic: &str, create_with: Option<i32>) -> Result<Self, PublishError> {
         let context = Context::default();
-        let producer: FutureProducer<Context> =
-            config.create_with_context(context.clone()).map_err(|e| PublishError::Client(e.to_string()))?;
-        ensure_topic(&config, &producer, &context, topic, create_with).await?;
+        let producer: Arc<BaseProducer<Context>> =
+            Arc::new(config.create_with_context(context.clone()).map_err(|e| PublishError::Client(e.to_string()))?);
+        let stop = Arc::new(AtomicBool::new(false));
+        let poller = {
+            let (producer, stop) = (producer.clone(), stop.clone());
+            std::thread::Builder::new()
+                .name("kafka-reports".into())
+                .spawn(move || {
+                    while !stop.load(Ordering::Relaxed) {
+                        producer.poll(POLL_WAIT);
+                    }
+                })
+                .map_err(|e| PublishError::Client(e.to_string()))?
+        };
         let broker = config.get("bootstrap.servers").unwrap_or_default().to_owned();
-        Ok(KafkaPublisher { producer, topic: topic.into(), broker, context })
+        let publisher = KafkaPublisher {
+            producer,
+            stop,
+            poller: Some(poller),
+            topic: topic.into(),
+            broker,
+            context: context.clone(),
+        };
+        match ensure_topic(&config, &publisher.producer, &context, topic, create_with).await {
+            Ok(()) => Ok(publisher),
+            Err(e) => {
+                // Stopping the report thread and librdkafka takes a moment: not on this task.
+                tokio::task::spawn_blocking(move || drop(publisher));
+                Err(e)
+            }
+        }
     }
 
     /// The Kafka topic written.
@@ -299,14 +356,14 @@ impl KafkaPublisher {
     }
 }
 
-fn topic_partitions(producer: &FutureProducer<Context>, topic: &str) -> Result<Option<usize>, KafkaError> {
+fn topic_partitions(producer: &BaseProducer<Context>, topic: &str) -> Result<Option<usize>, KafkaError> {
     let md = producer.client().fetch_metadata(None, METADATA_TIMEOUT)?;
     Ok(md.topics().iter().find(|t| t.name() == topic && t.error().is_none()).map(|t| t.partitions().len()))
 }
 
 async fn ensure_topic(
     config: &ClientConfig,
-    producer: &FutureProducer<Context>,
+    producer: &Arc<BaseProducer<Context>>,
     context: &Context,
     topic: &str,
     create_with: Option<i32>,
@@ -353,23 +410,16 @@ async fn ensure_topic(
 
 impl Publisher for KafkaPublisher {
     fn send(&self, record: &Record) -> Result<Delivery, PublishError> {
-        let fr = FutureRecord::to(&self.topic)
+        let (reply, report) = tokio::sync::oneshot::channel();
+        let br = BaseRecord::with_opaque_to(&self.topic, Box::new(reply))
             .key(record.key.as_bytes())
             .payload(record.value.as_bytes())
             .timestamp(record.timestamp_ms);
-        let down = self.context.brokers_down.clone();
-        match self.producer.send_result(fr) {
-            Ok(delivery) => Ok(Box::pin(async move {
-                match delivery.await {
-                    Ok(Ok(_)) => {
-                        down.lock().expect("not poisoned").take();
-                        Ok(())
-                    }
-                    Ok(Err((e, _))) => Err(DeliveryError::from_kafka(&e)),
-                    Err(_) => {
-                        Err(DeliveryError::retriable("the Kafka client was shut down before the broker answered"))
-                    }
-                }
+        match self.producer.send(br) {
+            Ok(()) => Ok(Box::pin(async move {
+                report.await.unwrap_or_else(|_| {
+                    Err(DeliveryError::retriable("the Kafka client was shut down before the broker answered"))
+                })
             })),
             Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => Err(PublishError::QueueFull),
             Err((e, _)) => Err(PublishError::Enqueue(e.to_string())),

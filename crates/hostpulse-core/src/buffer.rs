@@ -145,8 +145,12 @@ impl TimespanBuffer {
 /// wins) and drops rows without any finite value.
 fn merge_rows(rows: Vec<Row>) -> Vec<Row> {
     let mut out: Vec<Row> = Vec::with_capacity(rows.len());
+    // Rows by timestamp, so that finding a row to merge with stays O(1) per row (a batch can hold
+    // tens of thousands of rows).
+    let mut at: std::collections::HashMap<i64, Vec<usize>> = std::collections::HashMap::with_capacity(rows.len());
     for row in rows {
-        let same = out.iter_mut().find(|r| r.timestamp_ns == row.timestamp_ns && same_tags(r, &row));
+        let slots = at.entry(row.timestamp_ns).or_default();
+        let same = slots.iter().copied().find(|&i| same_tags(&out[i], &row)).map(|i| &mut out[i]);
         match same {
             Some(target) => {
                 for (id, v) in row.values {
@@ -155,7 +159,10 @@ fn merge_rows(rows: Vec<Row>) -> Vec<Row> {
                     }
                 }
             }
-            None => out.push(row),
+            None => {
+                slots.push(out.len());
+                out.push(row);
+            }
         }
     }
     out.retain(|r| r.values.iter().any(|(_, v)| v.is_finite()));
