@@ -75,9 +75,23 @@ pub fn envelope(model: ModelKey, capacity: usize, write_payload: impl FnOnce(&mu
     out
 }
 
+/// Appends `v` in decimal (without the formatting machinery: this runs once per row).
 fn push_int(out: &mut String, v: i64) {
-    use std::fmt::Write as _;
-    let _ = write!(out, "{v}");
+    let mut digits = [0u8; 20];
+    let mut n = v.unsigned_abs();
+    let mut at = digits.len();
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    if v < 0 {
+        out.push('-');
+    }
+    out.push_str(std::str::from_utf8(&digits[at..]).expect("ASCII digits"));
 }
 
 fn push_string_map<'a>(out: &mut String, entries: impl IntoIterator<Item = (&'a str, &'a str)>) {
@@ -381,6 +395,18 @@ pub fn write_stream_end(out: &mut String, end: StreamEndType) {
         StreamEndType::Closed => out.push_str("{}"),
         StreamEndType::Aborted => out.push_str(r#"{"StreamEndType":"Aborted"}"#),
         StreamEndType::Terminated => out.push_str(r#"{"StreamEndType":"Terminated"}"#),
+    }
+}
+
+#[cfg(test)]
+mod int_tests {
+    #[test]
+    fn integers_are_written_as_rust_writes_them() {
+        for v in [0, 7, -7, 10, 1_764_000_000_123_456_789, i64::MAX, i64::MIN, -1_000_000] {
+            let mut out = String::new();
+            super::push_int(&mut out, v);
+            assert_eq!(out, v.to_string());
+        }
     }
 }
 
