@@ -229,7 +229,7 @@ pub fn quix_client_config(target: &QuixTarget) -> ClientConfig {
 pub struct Context {
     login_error: Arc<Mutex<Option<String>>>,
     /// librdkafka said all brokers are down; cleared by the next acknowledgement.
-    brokers_down: Arc<Mutex<Option<String>>>,
+    brokers_down: Arc<AtomicBool>,
 }
 
 impl ClientContext for Context {
@@ -257,7 +257,7 @@ impl ClientContext for Context {
             *self.login_error.lock().expect("not poisoned") = Some(reason.to_owned());
         }
         if matches!(error, KafkaError::Global(RDKafkaErrorCode::AllBrokersDown)) {
-            *self.brokers_down.lock().expect("not poisoned") = Some(reason.to_owned());
+            self.brokers_down.store(true, Ordering::Relaxed);
         }
     }
 }
@@ -268,7 +268,7 @@ impl ProducerContext for Context {
     fn delivery(&self, result: &DeliveryResult<'_>, reply: Self::DeliveryOpaque) {
         let outcome = match result {
             Ok(_) => {
-                self.brokers_down.lock().expect("not poisoned").take();
+                self.brokers_down.store(false, Ordering::Relaxed);
                 Ok(())
             }
             Err((e, _)) => Err(DeliveryError::from_kafka(e)),
@@ -433,7 +433,9 @@ impl Publisher for KafkaPublisher {
                 fatal: true,
             });
         }
-        self.context.brokers_down.lock().expect("not poisoned").as_ref()?;
+        if !self.context.brokers_down.load(Ordering::Relaxed) {
+            return None;
+        }
         Some(Trouble {
             reason: format!("cannot reach the Kafka broker at {}: all connections are down; reconnecting", self.broker),
             fatal: false,
