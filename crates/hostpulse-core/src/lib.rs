@@ -4,12 +4,18 @@
 //! - [`buffer`]: the time-span buffer that groups rows into records;
 //! - [`wire`] and [`json`]: Quix Streams records, byte-identical to quixstreams 0.5.7;
 //! - [`stream`]: stream identity and the order of a stream's records;
+//! - [`metrics`]: the metric catalog (ids, definitions) and counter rates;
+//! - [`history`]: the last hour of rows for the window's chart;
+//! - [`notify`]: when the desktop app notifies;
 //! - [`secret`]: the redacted secret type;
 //! - [`settings`]: the settings model and its validation;
 //! - [`status`]: what the agent reports.
 
 pub mod buffer;
+pub mod history;
 pub mod json;
+pub mod metrics;
+pub mod notify;
 pub mod sample;
 pub mod secret;
 pub mod settings;

@@ -3,13 +3,17 @@
 //! runs on. Validation reports every problem at once, each naming the field, the allowed range
 //! and the value given. The streaming token and SASL password are never settings.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 use crate::buffer::BufferConfig;
+use crate::metrics::{Metric, parse_list};
+use crate::notify::NotifyConfig;
 use crate::stream::{StreamId, check_stream_name};
 
 /// Shortest sampling interval: sysinfo's minimum CPU update interval (200 ms on every platform
@@ -160,6 +164,22 @@ pub struct Settings {
     pub sasl_username: Option<String>,
     /// PEM file of the CA that signed the broker's certificate.
     pub ssl_ca_location: Option<PathBuf>,
+    /// Metrics published next to `CPU_Load` (ids from the catalog, such as `memory`, or `all`).
+    pub metrics: Vec<String>,
+    /// Network interfaces the `network` metric publishes; empty: all but loopback.
+    pub network_interfaces: Vec<String>,
+    /// Notify (desktop app) when the CPU load stays high.
+    pub notify_high_cpu: bool,
+    /// The high-CPU threshold, percent.
+    pub high_cpu_percent: u64,
+    /// How long, in seconds, the CPU load must stay at or above the threshold.
+    pub high_cpu_seconds: u64,
+    /// Notify when publishing stops because of an error.
+    pub notify_stopped: bool,
+    /// Notify when the streaming token is rejected.
+    pub notify_token_rejected: bool,
+    /// Tags added to every row, such as `site = "lab"`.
+    pub tags: BTreeMap<String, String>,
 }
 
 impl Default for Settings {
@@ -185,6 +205,14 @@ impl Default for Settings {
             sasl_mechanism: None,
             sasl_username: None,
             ssl_ca_location: None,
+            metrics: vec![Metric::Cpu.id().into()],
+            network_interfaces: Vec::new(),
+            notify_high_cpu: true,
+            high_cpu_percent: 90,
+            high_cpu_seconds: 60,
+            notify_stopped: true,
+            notify_token_rejected: true,
+            tags: BTreeMap::new(),
         }
     }
 }
@@ -255,6 +283,14 @@ pub struct Checked {
     pub stall_timeout: Duration,
     /// Connection security.
     pub security: Security,
+    /// Metrics to publish (always with [`Metric::Cpu`]).
+    pub metrics: Vec<Metric>,
+    /// Network interfaces to publish; empty: all but loopback.
+    pub network_interfaces: Vec<String>,
+    /// Tags added to every row.
+    pub tags: Vec<(Arc<str>, Arc<str>)>,
+    /// Desktop notifications.
+    pub notify: NotifyConfig,
 }
 
 fn range_error(
@@ -335,6 +371,39 @@ pub fn check_broker(broker: &str) -> Result<(), FieldError> {
     Ok(())
 }
 
+/// The most tags a row carries.
+pub const MAX_TAGS: usize = 32;
+
+/// Checks one tag: the name 1-64 characters of `A-Z a-z 0-9 _ . -`, the value 1-256 characters
+/// without control characters.
+pub fn check_tag(name: &str, value: &str) -> Result<(), String> {
+    let name_ok = (1..=64).contains(&name.len())
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
+    if !name_ok {
+        return Err(format!("`tags`: tag name {name:?} must be 1-64 characters of letters, digits, `_`, `.` or `-`"));
+    }
+    if value.is_empty() || value.chars().count() > 256 || value.chars().any(char::is_control) {
+        return Err(format!("`tags`: the value of {name:?} must be 1-256 characters without control characters"));
+    }
+    Ok(())
+}
+
+/// Reads `name=value` tags separated by commas or new lines (the window's tag field, `--tag`).
+pub fn parse_tags(text: &str) -> Result<BTreeMap<String, String>, String> {
+    let mut tags = BTreeMap::new();
+    for part in text.split([',', '\n']).map(str::trim).filter(|p| !p.is_empty()) {
+        let Some((k, v)) = part.split_once('=') else {
+            return Err(format!("`tags`: {part:?} is not `name=value` (for example `site=lab`)"));
+        };
+        let (k, v) = (k.trim(), v.trim());
+        check_tag(k, v)?;
+        if tags.insert(k.to_owned(), v.to_owned()).is_some() {
+            return Err(format!("`tags`: {k:?} is given twice"));
+        }
+    }
+    Ok(tags)
+}
+
 impl Settings {
     /// Validates every field and resolves defaults from `machine`.
     pub fn check(&self, machine: &MachineFacts) -> Result<Checked, SettingsErrors> {
@@ -394,6 +463,33 @@ impl Settings {
                 ),
             });
         }
+        let metrics = parse_list(&self.metrics).unwrap_or_else(|message| {
+            errors.push(FieldError { field: "metrics", message: format!("`metrics`: {message}") });
+            Vec::new()
+        });
+        for name in &self.network_interfaces {
+            if name.is_empty() || name.len() > 64 || name.chars().any(|c| c.is_control() || c.is_whitespace()) {
+                errors.push(FieldError {
+                    field: "network_interfaces",
+                    message: format!(
+                        "`network_interfaces`: {name:?} is not an interface name (1-64 characters, no spaces)"
+                    ),
+                });
+            }
+        }
+        if self.tags.len() > MAX_TAGS {
+            errors.push(FieldError {
+                field: "tags",
+                message: format!("`tags`: at most {MAX_TAGS} tags, got {}", self.tags.len()),
+            });
+        }
+        for (k, v) in &self.tags {
+            if let Err(message) = check_tag(k, v) {
+                errors.push(FieldError { field: "tags", message });
+            }
+        }
+        check_range(&mut errors, "high_cpu_percent", self.high_cpu_percent, 1, 100, " %");
+        check_range(&mut errors, "high_cpu_seconds", self.high_cpu_seconds, 1, 86_400, " s");
         match (errors.is_empty(), stream_id) {
             (true, Some(stream_id)) => Ok(Checked {
                 broker: self.broker.clone(),
@@ -420,6 +516,16 @@ impl Settings {
                     protocol: self.security_protocol,
                     sasl,
                     ssl_ca_location: self.ssl_ca_location.clone(),
+                },
+                metrics,
+                network_interfaces: self.network_interfaces.clone(),
+                tags: self.tags.iter().map(|(k, v)| (Arc::from(k.as_str()), Arc::from(v.as_str()))).collect(),
+                notify: NotifyConfig {
+                    high_cpu: self.notify_high_cpu,
+                    high_cpu_percent: self.high_cpu_percent as f64,
+                    high_cpu_for: Duration::from_secs(self.high_cpu_seconds),
+                    stopped: self.notify_stopped,
+                    token_rejected: self.notify_token_rejected,
                 },
             }),
             _ => Err(SettingsErrors(errors)),
@@ -590,6 +696,70 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(s.check(&machine()).unwrap().security.sasl, Some((SaslMechanism::ScramSha512, "svc".into())));
+    }
+
+    #[test]
+    fn metrics_tags_and_notifications_are_checked_per_field() {
+        let c = Settings::default().check(&machine()).unwrap();
+        assert_eq!(c.metrics, [Metric::Cpu]);
+        assert!(c.tags.is_empty());
+        assert_eq!(c.notify, NotifyConfig::default());
+        let s = Settings {
+            metrics: vec!["memory".into(), "gpu".into()],
+            network_interfaces: vec!["eth 0".into()],
+            tags: [("site".into(), "lab".into()), ("bad name".into(), "x".into()), ("empty".into(), String::new())]
+                .into(),
+            high_cpu_percent: 101,
+            high_cpu_seconds: 0,
+            ..Default::default()
+        };
+        let e = errors(&s);
+        assert_eq!(e.len(), 6, "{e:#?}");
+        for field in [
+            "`high_cpu_percent`",
+            "`high_cpu_seconds`",
+            "`metrics`: unknown metric \"gpu\"",
+            "`network_interfaces`",
+            "\"bad name\"",
+            "\"empty\"",
+        ] {
+            assert!(e.iter().any(|m| m.contains(field)), "{field} in {e:#?}");
+        }
+        let s = Settings {
+            metrics: vec!["all".into()],
+            tags: [("site".into(), "lab".into())].into(),
+            high_cpu_percent: 50,
+            ..Default::default()
+        };
+        let c = s.check(&machine()).unwrap();
+        assert_eq!(c.metrics, Metric::ALL);
+        assert_eq!(c.tags, [(Arc::from("site"), Arc::from("lab"))]);
+        assert_eq!(c.notify.high_cpu_percent, 50.0);
+    }
+
+    #[test]
+    fn tag_text_is_name_value_pairs() {
+        let t = parse_tags(" site = lab , rack=3\nrole=db ").unwrap();
+        assert_eq!(
+            t.into_iter().collect::<Vec<_>>(),
+            [("rack", "3"), ("role", "db"), ("site", "lab")].map(|(a, b)| (a.to_owned(), b.to_owned()))
+        );
+        assert!(parse_tags("").unwrap().is_empty());
+        assert!(parse_tags("site").unwrap_err().contains("`name=value`"));
+        assert!(parse_tags("a=1,a=2").unwrap_err().contains("twice"));
+        assert!(parse_tags("si te=lab").unwrap_err().contains("tag name"));
+    }
+
+    #[test]
+    fn settings_with_tags_survive_a_round_trip_through_toml() {
+        let s = Settings {
+            metrics: vec!["memory".into()],
+            tags: [("site".into(), "lab".into())].into(),
+            ..Default::default()
+        };
+        let text = toml::to_string_pretty(&s).unwrap();
+        assert!(text.contains("[tags]"), "{text}");
+        assert_eq!(toml::from_str::<Settings>(&text).unwrap(), s);
     }
 
     #[test]

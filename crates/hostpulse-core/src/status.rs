@@ -107,6 +107,8 @@ pub struct Status {
     pub records_queued: u64,
     /// The last delivery or connection error, if any.
     pub last_error: Option<String>,
+    /// The last connection attempt failed because the token was rejected.
+    pub token_rejected: bool,
 }
 
 impl Status {
@@ -122,6 +124,7 @@ impl Status {
             records_dropped: 0,
             records_queued: 0,
             last_error: None,
+            token_rejected: false,
         }
     }
 

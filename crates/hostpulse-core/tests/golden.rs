@@ -135,3 +135,33 @@ fn scenario_b_full_stream_is_byte_identical_per_record() {
     }
     assert_eq!(ours.len(), theirs.len());
 }
+
+/// A record of several parameters where a row lacks some, with a tag on every row: parameters in
+/// first-seen order, `null` where a row has no value, `.0` on integral doubles, the tag repeated
+/// per row, and `E` = `S` + the payload's UTF-8 length (237, counted independently).
+#[test]
+fn a_multi_parameter_record_with_nulls_and_tags_is_encoded_as_specified() {
+    let rows = [
+        Row::new(1_704_164_645_678_901_000)
+            .with_value(CPU_LOAD, 12.5)
+            .with_value("Memory_Used", 1_048_576.0)
+            .with_tag("site", "lab"),
+        Row::new(1_704_164_645_718_901_000)
+            .with_value(CPU_LOAD, 13.0)
+            .with_value("Net_eth0_RxBytesPerSec", 250.5)
+            .with_tag("site", "lab"),
+    ];
+    let stream = StreamId::parse("golden-multi").unwrap();
+    let mut writer = StreamWriter::new(stream, StreamProperties::default(), Vec::new());
+    let records = writer.data(&rows, 0);
+    let data = records.iter().find(|r| r.model == ModelKey::ParameterData).expect("a data record");
+    assert_eq!(
+        data.value,
+        concat!(
+            r#"{"C":"JT","K":"ParameterData","V":{"Timestamps":[1704164645678901000,1704164645718901000],"#,
+            r#""NumericValues":{"CPU_Load":[12.5,13.0],"Memory_Used":[1048576.0,null],"#,
+            r#""Net_eth0_RxBytesPerSec":[null,250.5]},"StringValues":{},"BinaryValues":{},"#,
+            r#""TagValues":{"site":["lab","lab"]}},"S":34,"E":271}"#
+        )
+    );
+}
