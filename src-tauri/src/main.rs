@@ -15,7 +15,7 @@ use hostpulse_agent::agent::{self, AgentConfig, AgentHandle, Parts};
 use hostpulse_agent::outbox::Outbox;
 use hostpulse_agent::publisher::KafkaSettings;
 use hostpulse_agent::quix::{Connecting, Connector, Credential, DirectConnector, QuixConnector};
-use hostpulse_agent::sampler::CpuSampler;
+use hostpulse_agent::sampler::HostSampler;
 use hostpulse_agent::token::{self, KeyringStore, SecretStore};
 use hostpulse_agent::{machine, paths, settings_file};
 use hostpulse_core::settings::Settings;
@@ -132,7 +132,7 @@ fn setup(app: &mut tauri::App) -> Result<(), Box<dyn std::error::Error>> {
     let data_dir = paths::data_dir().ok_or("no data directory for this user (is HOME set?)")?;
     let connector = Arc::new(RwLock::new(connector_for(&checked, &data_dir)));
     let store: Arc<dyn SecretStore> = Arc::new(KeyringStore::new());
-    let sampler = CpuSampler::new()?;
+    let sampler = HostSampler::new()?;
     let config = AgentConfig::from_checked(&checked, &facts.hostname);
     // A `broker` in the settings file publishes there directly, without a token (a local broker,
     // benchmarks); the window then has no connection settings to change.

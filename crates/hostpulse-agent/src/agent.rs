@@ -20,17 +20,20 @@
 //! [`MAX_IN_FLIGHT`] records): those may reach the broker twice. A rebuilt producer may likewise
 //! repeat records whose acknowledgement was lost.
 
-use std::sync::Arc;
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
 use hostpulse_core::buffer::{BufferConfig, TimespanBuffer};
+use hostpulse_core::history::{self, History, Series};
+use hostpulse_core::metrics::{self, Metric};
 use hostpulse_core::sample::{CPU_LOAD, Row};
 use hostpulse_core::settings::{Checked, OutboxLimits};
 use hostpulse_core::status::{Event, PublisherState, Status};
 use hostpulse_core::stream::{StreamId, StreamWriter};
-use hostpulse_core::wire::{ParameterDefinition, Record, StreamEndType, StreamProperties};
+use hostpulse_core::wire::{ModelKey, ParameterDefinition, Record, StreamEndType, StreamProperties};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 use tokio::time::{Instant, MissedTickBehavior};
@@ -73,22 +76,27 @@ pub struct AgentConfig {
     pub outbox: OutboxLimits,
     /// With records in flight and no acknowledgement for this long, the producer is rebuilt.
     pub stall_timeout: Duration,
+    /// Metrics to publish; a sampler that reads the host turns them into `definitions`.
+    pub metrics: Vec<Metric>,
+    /// Network interfaces to publish; empty: all but loopback.
+    pub network_interfaces: Vec<String>,
+    /// Tags added to every row.
+    pub tags: Vec<(Arc<str>, Arc<str>)>,
+    /// How far back [`AgentHandle::history`] reaches (zero: the newest row only).
+    pub history: Duration,
 }
 
 impl AgentConfig {
     /// The configuration for checked settings: the stream named as configured, with host facts
-    /// as metadata and the `CPU_Load` definition.
+    /// as metadata, the `CPU_Load` definition (until a host sampler defines the selected
+    /// metrics) and an hour of history.
     pub fn from_checked(c: &Checked, hostname: &str) -> Self {
         AgentConfig {
             stream_id: c.stream_id.clone(),
             properties: StreamProperties {
                 name: Some(c.stream_name.clone()),
                 location: Some(format!("/hosts/{}", hostname.replace(['/', '\\'], "_"))),
-                metadata: vec![
-                    ("host".into(), hostname.into()),
-                    ("os".into(), std::env::consts::OS.into()),
-                    ("agent".into(), concat!("hostpulse ", env!("CARGO_PKG_VERSION")).into()),
-                ],
+                metadata: crate::machine::metadata(hostname),
                 parents: Vec::new(),
                 time_of_recording_ns: None,
             },
@@ -98,21 +106,17 @@ impl AgentConfig {
             shutdown_timeout: c.shutdown_timeout,
             outbox: c.outbox,
             stall_timeout: c.stall_timeout,
+            metrics: c.metrics.clone(),
+            network_interfaces: c.network_interfaces.clone(),
+            tags: c.tags.clone(),
+            history: history::DEFAULT_WINDOW,
         }
     }
 }
 
 /// The definition of `CPU_Load`: "CPU Load", percent, 0–100.
 pub fn cpu_definitions() -> Vec<ParameterDefinition> {
-    vec![ParameterDefinition {
-        id: CPU_LOAD.into(),
-        name: Some("CPU Load".into()),
-        description: Some("Total CPU busy time across all cores over the sampling interval".into()),
-        minimum: Some(0.0),
-        maximum: Some(100.0),
-        unit: Some("%".into()),
-        location: "/".into(),
-    }]
+    metrics::definitions(Metric::Cpu, &metrics::Inventory::default())
 }
 
 /// The definitions for a [`SyntheticSampler`](crate::sampler::SyntheticSampler)'s signal:
@@ -173,9 +177,27 @@ pub enum ReplaceError {
 pub struct AgentHandle {
     commands: mpsc::Sender<Command>,
     status: watch::Receiver<Status>,
+    shared: Arc<Mutex<Shared>>,
+}
+
+/// What the actor shares with handles besides the status: the recent rows and what they mean.
+struct Shared {
+    history: History,
+    definitions: Vec<ParameterDefinition>,
 }
 
 impl AgentHandle {
+    /// The definitions of the parameters published now.
+    pub fn definitions(&self) -> Vec<ParameterDefinition> {
+        self.shared.lock().expect("not poisoned").definitions.clone()
+    }
+
+    /// Parameter `id` over the configured history window: every sampled row, with what became
+    /// of it (published or not, acknowledged or waiting).
+    pub fn history(&self, id: &str) -> Series {
+        self.shared.lock().expect("not poisoned").history.series(id)
+    }
+
     /// The latest status.
     pub fn status(&self) -> Status {
         self.status.borrow().clone()
@@ -239,8 +261,17 @@ impl AgentHandle {
 /// Starts the agent on the current tokio runtime. With a connector (and, if it needs one, a
 /// token) and no publisher it connects at once; with neither it only samples (`Unconfigured`)
 /// until a token arrives through [`AgentHandle::replace_token`].
-pub fn spawn(config: AgentConfig, parts: Parts) -> (AgentHandle, JoinHandle<()>) {
-    let Parts { sampler, mut outbox, connector, credential, publisher } = parts;
+pub fn spawn(mut config: AgentConfig, parts: Parts) -> (AgentHandle, JoinHandle<()>) {
+    let Parts { mut sampler, mut outbox, connector, credential, publisher } = parts;
+    let selected = sampler.select(&config.metrics, &config.network_interfaces);
+    let sampler_defines = selected.is_some();
+    if let Some(definitions) = selected {
+        config.definitions = definitions;
+    }
+    let shared = Arc::new(Mutex::new(Shared {
+        history: History::new(config.history),
+        definitions: config.definitions.clone(),
+    }));
     outbox.set_limits(config.outbox);
     let mut status =
         Status::new(if publisher.is_some() { PublisherState::Publishing } else { PublisherState::Unconfigured });
@@ -271,6 +302,10 @@ pub fn spawn(config: AgentConfig, parts: Parts) -> (AgentHandle, JoinHandle<()>)
         drain_until: None,
         last_sample: None,
         drop_logged: None,
+        unsent: VecDeque::new(),
+        unsent_since: None,
+        sampler_defines,
+        shared: shared.clone(),
         status,
         status_tx,
         commands: cmd_rx,
@@ -283,7 +318,7 @@ pub fn spawn(config: AgentConfig, parts: Parts) -> (AgentHandle, JoinHandle<()>)
         tracing::info!(records = actor.outbox.len(), "records from an earlier run wait in the outbox; they go first");
     }
     let task = tokio::spawn(actor.run());
-    (AgentHandle { commands: cmd_tx, status: status_rx }, task)
+    (AgentHandle { commands: cmd_tx, status: status_rx, shared }, task)
 }
 
 type Reply = oneshot::Sender<Result<(), ReplaceError>>;
@@ -326,6 +361,13 @@ struct Actor {
     last_sample: Option<(Instant, i64)>,
     /// When dropped records were last logged.
     drop_logged: Option<Instant>,
+    /// Data records of this run in the outbox: position and the time of their first row.
+    unsent: VecDeque<(i64, i64)>,
+    /// What the history was last told about delivery.
+    unsent_since: Option<i64>,
+    /// The sampler defines its parameters from the selected metrics.
+    sampler_defines: bool,
+    shared: Arc<Mutex<Shared>>,
     writer: StreamWriter,
     buffer: TimespanBuffer,
     status: Status,
@@ -404,6 +446,7 @@ impl Actor {
                 _ = ticker.tick() => self.on_tick(origin.elapsed()),
                 _ = housekeeping.tick() => self.housekeeping(),
             }
+            self.update_unsent();
             if let Some(interval) = self.new_interval.take() {
                 ticker = tokio::time::interval_at(Instant::now() + interval, interval);
                 ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
@@ -452,10 +495,18 @@ impl Actor {
                 return;
             }
         }
+        let mut row = row;
+        for (name, value) in &self.config.tags {
+            if row.tag(name).is_none() {
+                row.tags.push((name.clone(), value.clone()));
+            }
+        }
         self.status.samples += 1;
         self.status.last_value = row.value(CPU_LOAD).or(self.status.last_value);
         tracing::debug!(timestamp_ns = row.timestamp_ns, values = ?row.values, "sampled");
-        if !self.active() {
+        let active = self.active();
+        self.shared.lock().expect("not poisoned").history.push(row.clone(), active);
+        if !active {
             return;
         }
         if let Some(rows) = self.buffer.push(row, now) {
@@ -465,13 +516,37 @@ impl Actor {
 
     fn publish(&mut self, rows: &[Row]) {
         for record in self.writer.data(rows, now_ns()) {
-            self.store(&record);
+            let seq = self.store(&record);
+            if let (Some(seq), ModelKey::ParameterData, Some(first)) = (seq, record.model, rows.first()) {
+                self.unsent.push_back((seq, first.timestamp_ns));
+            }
         }
         self.pump();
     }
 
-    /// Puts a record into the outbox (dropping the oldest beyond its bounds).
-    fn store(&mut self, record: &Record) {
+    /// Tells the history how far delivery has got: the oldest row not acknowledged yet (in the
+    /// outbox or still in the buffer).
+    fn update_unsent(&mut self) {
+        let since = self.unsent.front().map(|&(_, t)| t).or_else(|| self.buffer.oldest_ns());
+        if since != self.unsent_since {
+            self.unsent_since = since;
+            self.shared.lock().expect("not poisoned").history.set_unsent_since(since);
+        }
+    }
+
+    /// Forgets data records that left the outbox without an acknowledgement (dropped by its
+    /// bounds, refused for good).
+    fn prune_unsent(&mut self) {
+        while let Some(&(seq, _)) = self.unsent.front() {
+            if self.outbox.contains(seq).unwrap_or(true) {
+                break;
+            }
+            self.unsent.pop_front();
+        }
+    }
+
+    /// Puts a record into the outbox (dropping the oldest beyond its bounds); its position.
+    fn store(&mut self, record: &Record) -> Option<i64> {
         let in_flight = InFlight { upto: self.cursor, bytes: self.in_flight_bytes };
         match self.outbox.append_after(record, now_ns() / 1_000_000, &in_flight) {
             Ok(appended) => {
@@ -486,11 +561,13 @@ impl Actor {
                         );
                     }
                 }
+                Some(appended.seq)
             }
             Err(e) => {
                 self.status.records_dropped += 1;
                 tracing::error!(model = record.model.as_str(), "record dropped: {e}");
                 self.status.last_error = Some(e.to_string());
+                None
             }
         }
     }
@@ -548,6 +625,9 @@ impl Actor {
         }
         match result {
             Ok(()) => {
+                if self.unsent.front().is_some_and(|&(first, _)| first == seq) {
+                    self.unsent.pop_front();
+                }
                 if self.outbox.remove(seq).unwrap_or_else(|e| {
                     tracing::error!("{e}");
                     false
@@ -621,6 +701,7 @@ impl Actor {
     }
 
     fn housekeeping(&mut self) {
+        self.prune_unsent();
         match self.outbox.expire_after(now_ns() / 1_000_000, self.cursor) {
             Ok(0) => {}
             Ok(n) => {
@@ -696,7 +777,19 @@ impl Actor {
         tracing::info!("disconnected: no token");
     }
 
-    fn apply(&mut self, config: AgentConfig) {
+    fn apply(&mut self, mut config: AgentConfig) {
+        if self.sampler_defines {
+            let selection = (&config.metrics, &config.network_interfaces);
+            config.definitions = if selection != (&self.config.metrics, &self.config.network_interfaces) {
+                self.sampler.select(&config.metrics, &config.network_interfaces).unwrap_or(config.definitions)
+            } else {
+                self.config.definitions.clone()
+            };
+        }
+        if config.history != self.config.history {
+            self.shared.lock().expect("not poisoned").history = History::new(config.history);
+        }
+        self.shared.lock().expect("not poisoned").definitions = config.definitions.clone();
         if config.stream_id != self.config.stream_id {
             self.close_stream();
             // A fresh writer: properties and definitions go first when data flows again.
@@ -773,6 +866,7 @@ impl Actor {
                     self.schedule_retry(e.to_string());
                 } else {
                     tracing::error!("cannot publish: {e}");
+                    self.status.token_rejected = e.is_token_rejected();
                     self.status.state = self.status.state.next(Event::Fatal { reason: e.to_string() });
                 }
                 self.publish_status();
@@ -791,6 +885,7 @@ impl Actor {
                 self.cursor = 0;
                 self.status.state = self.status.state.next(Event::Connected);
                 self.status.last_error = None;
+                self.status.token_rejected = false;
                 tracing::info!(queued = self.outbox.len(), "connected");
                 self.pump();
                 self.publish_status();
@@ -947,6 +1042,10 @@ mod tests {
             shutdown_timeout: Duration::from_secs(5),
             outbox: OutboxLimits::default(),
             stall_timeout: Duration::from_secs(60),
+            metrics: vec![Metric::Cpu],
+            network_interfaces: Vec::new(),
+            tags: Vec::new(),
+            history: history::DEFAULT_WINDOW,
         }
     }
 
@@ -985,6 +1084,29 @@ mod tests {
         assert_eq!(status.samples, 3);
         assert_eq!(status.records_acknowledged, status.records_sent);
         assert_eq!(status.records_pending(), 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn tags_go_on_every_row_and_the_history_knows_what_was_acknowledged() {
+        use hostpulse_core::history::Delivery::{Local, Sent, Waiting};
+        let memory = Memory { ack_after: Some(Duration::from_millis(5)), ..Default::default() };
+        let cfg = AgentConfig { tags: vec![("site".into(), "lab".into())], ..config(1000, 100) };
+        let agent = start(cfg, 6, &memory);
+        tokio::time::sleep(Duration::from_millis(2500)).await;
+        memory.black_hole.store(true, Ordering::SeqCst);
+        tokio::time::sleep(Duration::from_millis(2000)).await;
+        agent.set_publishing(false).await;
+        tokio::time::sleep(Duration::from_millis(2000)).await;
+        let h = agent.history(CPU_LOAD);
+        assert_eq!(h.values, [0.0, 1.0, 2.0, 3.0, 4.0, 5.0].map(Some));
+        assert_eq!(h.delivery, [Sent, Sent, Waiting, Waiting, Local, Local], "{h:?}");
+        assert_eq!((h.current, h.min, h.max), (Some(5.0), Some(0.0), Some(5.0)));
+        let data = data_values(&memory.sent.lock().unwrap().iter().map(|(_, r)| r.clone()).collect::<Vec<_>>());
+        assert!(!data.is_empty());
+        for v in &data {
+            assert!(v.contains(r#""TagValues":{"site":["lab"]}"#), "{v}");
+        }
+        agent.shutdown().await;
     }
 
     #[tokio::test(start_paused = true)]

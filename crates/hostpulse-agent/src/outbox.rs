@@ -361,6 +361,14 @@ impl Outbox {
         Ok(out)
     }
 
+    /// Whether the record at `seq` is still kept.
+    pub fn contains(&self, seq: i64) -> Result<bool, OutboxError> {
+        self.conn
+            .prepare_cached("SELECT 1 FROM records WHERE seq = ?1")
+            .and_then(|mut s| s.exists([seq]))
+            .map_err(|e| self.storage(e))
+    }
+
     /// Removes an acknowledged record; `false` when it was no longer there (dropped meanwhile).
     pub fn remove(&mut self, seq: i64) -> Result<bool, OutboxError> {
         Ok(self.delete("DELETE FROM records WHERE seq = ?1 RETURNING bytes", [seq])? == 1)

@@ -26,6 +26,11 @@ pub enum ConnectError {
 }
 
 impl ConnectError {
+    /// Whether the Quix Portal rejected the token (the user must enter another).
+    pub fn is_token_rejected(&self) -> bool {
+        matches!(self, ConnectError::Portal(PortalError::TokenRejected { .. }))
+    }
+
     /// Whether trying again later may help (outage) as opposed to needing the user.
     pub fn is_transient(&self) -> bool {
         match self {

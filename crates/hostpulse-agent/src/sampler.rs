@@ -4,7 +4,11 @@
 use std::collections::VecDeque;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use hostpulse_core::metrics::{
+    self, BATTERY_IDS, CPU_TIMES_IDS, Counter, CpuTimes, DISK_IDS, Inventory, LOAD_IDS, MEMORY_IDS, Metric, SWAP_ID,
+};
 use hostpulse_core::sample::{CPU_LOAD, Row, cpu_percent};
+use hostpulse_core::wire::ParameterDefinition;
 use thiserror::Error;
 
 /// Why a sample could not be taken. Never fatal: the agent logs it and samples again next time.
@@ -22,6 +26,14 @@ pub enum SampleError {
 pub trait Sampler: Send + 'static {
     /// Measures now and returns the row, stamped with the time of measurement.
     fn sample(&mut self) -> Result<Row, SampleError>;
+
+    /// Switches to publishing `metrics` (network: the interfaces in `include`, all but loopback
+    /// when empty) and returns the definitions of what it will publish. A sampler with a fixed
+    /// signal returns `None` and the configured definitions stand.
+    fn select(&mut self, metrics: &[Metric], include: &[String]) -> Option<Vec<ParameterDefinition>> {
+        let _ = (metrics, include);
+        None
+    }
 }
 
 /// Wall-clock now, ns since the Unix epoch.
@@ -30,29 +42,266 @@ pub fn now_ns() -> i64 {
     i64::try_from(d.as_nanos()).unwrap_or(i64::MAX)
 }
 
-/// Total CPU busy percentage across all cores since the previous call: the quantity of
-/// `psutil.cpu_percent(interval=...)`, busy = everything but idle and iowait (sysinfo's
-/// `global_cpu_usage`, computed from `/proc/stat` deltas on Linux).
-pub struct CpuSampler {
+/// The host's metrics from the catalog ([`hostpulse_core::metrics`]), read with sysinfo (and
+/// `/proc/stat` and `/sys/class/power_supply` on Linux). `CPU_Load` is total CPU busy percentage
+/// across all cores since the previous call: the quantity of `psutil.cpu_percent(interval=...)`,
+/// busy = everything but idle and iowait (sysinfo's `global_cpu_usage`, from `/proc/stat` deltas
+/// on Linux). A metric this machine cannot read is skipped with one log line when selected; a
+/// reading that fails later is a `null` in that row.
+pub struct HostSampler {
     system: sysinfo::System,
+    metrics: Vec<Metric>,
+    inventory: Inventory,
+    cpu_times: Option<CpuTimes>,
+    networks: Option<sysinfo::Networks>,
+    net_rates: Vec<(Counter, Counter)>,
+    disks: Option<sysinfo::Disks>,
+    disk_rates: (Counter, Counter),
+    components: Option<sysinfo::Components>,
+    battery: Option<std::path::PathBuf>,
 }
 
-impl CpuSampler {
-    /// Takes the baseline reading; the first [`sample`](Sampler::sample) covers the time since.
+impl HostSampler {
+    /// Takes the baseline CPU reading; the first [`sample`](Sampler::sample) covers the time
+    /// since. Publishes `CPU_Load` only until [`select`](Sampler::select) says more.
     pub fn new() -> Result<Self, SampleError> {
         let mut system = sysinfo::System::new().map_err(|e| SampleError::Unreadable(e.to_string()))?;
         system.refresh_cpu_usage();
-        Ok(CpuSampler { system })
+        Ok(HostSampler {
+            system,
+            metrics: vec![Metric::Cpu],
+            inventory: Inventory::default(),
+            cpu_times: None,
+            networks: None,
+            net_rates: Vec::new(),
+            disks: None,
+            disk_rates: Default::default(),
+            components: None,
+            battery: None,
+        })
+    }
+
+    /// Finds out whether `metric` can be read here: `Err` says why not.
+    fn probe(&mut self, metric: Metric, include: &[String]) -> Result<(), String> {
+        match metric {
+            Metric::Cpu => Ok(()),
+            Metric::CpuCores => {
+                self.inventory.cores = self.system.cpus().len();
+                if self.inventory.cores == 0 { Err("the OS lists no CPU cores".into()) } else { Ok(()) }
+            }
+            Metric::CpuTimes => {
+                self.cpu_times = Some(read_cpu_times()?);
+                Ok(())
+            }
+            Metric::Memory | Metric::Swap => {
+                self.system.refresh_memory();
+                self.inventory.memory_bytes = self.system.total_memory();
+                self.inventory.swap_bytes = self.system.total_swap();
+                if self.inventory.memory_bytes == 0 { Err("the OS reports no memory size".into()) } else { Ok(()) }
+            }
+            Metric::Load => {
+                if cfg!(unix) {
+                    sysinfo::System::load_average().map(|_| ()).map_err(|e| e.to_string())
+                } else {
+                    Err("load average is a Unix measure".into())
+                }
+            }
+            Metric::Network => {
+                let networks = sysinfo::Networks::new_with_refreshed_list().map_err(|e| e.to_string())?;
+                let mut names: Vec<String> = networks
+                    .iter()
+                    .filter_map(|(name, _)| name.to_str().map(str::to_owned))
+                    .filter(|name| metrics::interface_included(name, include))
+                    .collect();
+                names.sort();
+                for wanted in include.iter().filter(|w| !names.contains(w)) {
+                    tracing::warn!(interface = %wanted, "`network_interfaces` names an interface this machine does not have");
+                }
+                if names.is_empty() {
+                    return Err("no network interface matches `network_interfaces`".into());
+                }
+                self.net_rates = vec![Default::default(); names.len()];
+                self.inventory.interfaces = names;
+                self.networks = Some(networks);
+                Ok(())
+            }
+            Metric::Disk => {
+                let disks = sysinfo::Disks::new_with_refreshed_list().map_err(|e| e.to_string())?;
+                if disks.is_empty() {
+                    return Err("the OS lists no disks".into());
+                }
+                self.disk_rates = Default::default();
+                self.disks = Some(disks);
+                Ok(())
+            }
+            Metric::Temperature => {
+                let components = sysinfo::Components::new_with_refreshed_list().map_err(|e| e.to_string())?;
+                let mut labels: Vec<String> = components
+                    .iter()
+                    .filter(|c| c.temperature().is_some_and(f32::is_finite))
+                    .map(|c| c.label().to_owned())
+                    .collect();
+                labels.sort();
+                labels.dedup_by(|a, b| metrics::sensor_id(a) == metrics::sensor_id(b));
+                if labels.is_empty() {
+                    return Err("the OS reports no temperature sensors".into());
+                }
+                self.inventory.sensors = labels;
+                self.components = Some(components);
+                Ok(())
+            }
+            Metric::Battery => {
+                self.battery = Some(find_battery()?);
+                Ok(())
+            }
+        }
+    }
+
+    /// Reads every selected metric into `row` (a failed reading leaves the value out: `null`).
+    fn read_into(&mut self, mut row: Row) -> Row {
+        let at = row.timestamp_ns;
+        for metric in self.metrics.clone() {
+            match metric {
+                Metric::Cpu => {}
+                Metric::CpuCores => {
+                    for (n, cpu) in self.system.cpus().iter().enumerate().take(self.inventory.cores) {
+                        if let Some(v) = cpu_percent(cpu.usage()) {
+                            row = row.with_value(metrics::core_id(n), v);
+                        }
+                    }
+                }
+                Metric::CpuTimes => {
+                    if let Ok(now) = read_cpu_times() {
+                        let split = self.cpu_times.as_ref().and_then(|before| now.split_since(before));
+                        self.cpu_times = Some(now);
+                        for (id, v) in CPU_TIMES_IDS.into_iter().zip(split.into_iter().flatten()) {
+                            row = row.with_value(id, v);
+                        }
+                    }
+                }
+                Metric::Memory => {
+                    self.system.refresh_memory();
+                    row = row
+                        .with_value(MEMORY_IDS[0], self.system.used_memory() as f64)
+                        .with_value(MEMORY_IDS[1], self.system.available_memory() as f64);
+                }
+                Metric::Swap => {
+                    if !self.metrics.contains(&Metric::Memory) {
+                        self.system.refresh_memory();
+                    }
+                    row = row.with_value(SWAP_ID, self.system.used_swap() as f64);
+                }
+                Metric::Load => {
+                    if let Ok(l) = sysinfo::System::load_average() {
+                        for (id, v) in LOAD_IDS.into_iter().zip([l.one, l.five, l.fifteen]) {
+                            row = row.with_value(id, v);
+                        }
+                    }
+                }
+                Metric::Network => {
+                    let Some(networks) = self.networks.as_mut() else { continue };
+                    networks.refresh(false);
+                    for (name, (rx, tx)) in self.inventory.interfaces.iter().zip(self.net_rates.iter_mut()) {
+                        let Some(data) = networks.get(std::ffi::OsStr::new(name)) else { continue };
+                        let (rx_id, tx_id) = metrics::interface_ids(name);
+                        if let Some(v) = rx.rate(data.total_received(), at) {
+                            row = row.with_value(rx_id, v);
+                        }
+                        if let Some(v) = tx.rate(data.total_transmitted(), at) {
+                            row = row.with_value(tx_id, v);
+                        }
+                    }
+                }
+                Metric::Disk => {
+                    let Some(disks) = self.disks.as_mut() else { continue };
+                    disks.refresh(false);
+                    // Partitions of one device and repeated mounts share counters: count each name once.
+                    let mut seen = std::collections::HashSet::new();
+                    let (mut read, mut written) = (0u64, 0u64);
+                    for d in disks.iter().filter(|d| seen.insert(d.name().to_owned())) {
+                        let u = d.usage();
+                        read = read.saturating_add(u.total_read_bytes);
+                        written = written.saturating_add(u.total_written_bytes);
+                    }
+                    if let Some(v) = self.disk_rates.0.rate(read, at) {
+                        row = row.with_value(DISK_IDS[0], v);
+                    }
+                    if let Some(v) = self.disk_rates.1.rate(written, at) {
+                        row = row.with_value(DISK_IDS[1], v);
+                    }
+                }
+                Metric::Temperature => {
+                    let Some(components) = self.components.as_mut() else { continue };
+                    components.refresh(false);
+                    for c in components.iter() {
+                        if let Some(t) = c.temperature().filter(|t| t.is_finite())
+                            && self.inventory.sensors.iter().any(|l| l == c.label())
+                        {
+                            row = row.with_value(metrics::sensor_id(c.label()), (f64::from(t) * 10.0).round() / 10.0);
+                        }
+                    }
+                }
+                Metric::Battery => {
+                    let Some(dir) = &self.battery else { continue };
+                    let read = |f: &str| std::fs::read_to_string(dir.join(f)).ok();
+                    if let Some(charge) = read("capacity").and_then(|c| c.trim().parse::<f64>().ok()) {
+                        row = row.with_value(BATTERY_IDS[0], charge.clamp(0.0, 100.0));
+                    }
+                    if let Some(state) = read("status") {
+                        row = row.with_value(BATTERY_IDS[1], metrics::battery_state_code(&state));
+                    }
+                }
+            }
+        }
+        row
     }
 }
 
-impl Sampler for CpuSampler {
+/// The machine-wide CPU time counters.
+fn read_cpu_times() -> Result<CpuTimes, String> {
+    if !cfg!(target_os = "linux") {
+        return Err("this OS does not report a user/system/iowait split here".into());
+    }
+    let text = std::fs::read_to_string("/proc/stat").map_err(|e| format!("cannot read /proc/stat: {e}"))?;
+    CpuTimes::parse_proc_stat(&text).ok_or_else(|| "/proc/stat has no readable `cpu` line".into())
+}
+
+/// The first battery under `/sys/class/power_supply`.
+fn find_battery() -> Result<std::path::PathBuf, String> {
+    let dir = std::path::Path::new("/sys/class/power_supply");
+    let entries = std::fs::read_dir(dir).map_err(|_| "the OS reports no battery".to_owned())?;
+    let mut batteries: Vec<std::path::PathBuf> = entries
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| std::fs::read_to_string(p.join("type")).is_ok_and(|t| t.trim() == "Battery"))
+        .collect();
+    batteries.sort();
+    batteries.into_iter().next().ok_or_else(|| "this machine has no battery".into())
+}
+
+impl Sampler for HostSampler {
     fn sample(&mut self) -> Result<Row, SampleError> {
         self.system.refresh_cpu_usage();
         let at = now_ns();
         let raw = self.system.global_cpu_usage();
         let v = cpu_percent(raw).ok_or_else(|| SampleError::Unreadable(format!("sysinfo reported {raw}")))?;
-        Ok(Row::new(at).with_value(CPU_LOAD, v))
+        Ok(self.read_into(Row::new(at).with_value(CPU_LOAD, v)))
+    }
+
+    fn select(&mut self, wanted: &[Metric], include: &[String]) -> Option<Vec<ParameterDefinition>> {
+        self.inventory = Inventory::default();
+        self.metrics.clear();
+        for &metric in wanted.iter().chain([&Metric::Cpu]) {
+            if self.metrics.contains(&metric) {
+                continue;
+            }
+            match self.probe(metric, include) {
+                Ok(()) => self.metrics.push(metric),
+                Err(why) => tracing::info!(metric = metric.id(), "metric skipped: {why}"),
+            }
+        }
+        self.metrics.sort();
+        Some(self.metrics.iter().flat_map(|m| metrics::definitions(*m, &self.inventory)).collect())
     }
 }
 
@@ -108,7 +357,7 @@ mod tests {
 
     #[test]
     fn cpu_samples_are_stamped_now_and_in_range() {
-        let mut s = CpuSampler::new().unwrap();
+        let mut s = HostSampler::new().unwrap();
         std::thread::sleep(sysinfo::MINIMUM_CPU_UPDATE_INTERVAL);
         let before = now_ns();
         let row = s.sample().unwrap();
@@ -116,6 +365,43 @@ mod tests {
         assert!((before..=after).contains(&row.timestamp_ns));
         let v = row.value(CPU_LOAD).unwrap();
         assert!((0.0..=100.0).contains(&v), "{v}");
+    }
+
+    #[test]
+    fn every_metric_on_gives_a_value_for_each_defined_parameter_from_the_second_sample() {
+        let mut s = HostSampler::new().unwrap();
+        let defs = s.select(&Metric::ALL, &[]).expect("the host sampler defines its parameters");
+        let ids: Vec<&str> = defs.iter().map(|d| d.id.as_str()).collect();
+        assert_eq!(ids[0], CPU_LOAD);
+        let cores = std::thread::available_parallelism().unwrap().get();
+        assert!(ids.contains(&metrics::core_id(cores - 1).as_str()), "{ids:?}");
+        #[cfg(target_os = "linux")]
+        for id in ["CPU_User", "CPU_System", "CPU_IOWait", "Memory_Used", "Memory_Available", "Swap_Used", "Load_1"] {
+            assert!(ids.contains(&id), "{id} in {ids:?}");
+        }
+        assert!(!ids.iter().any(|i| i.starts_with("Net_lo_")), "loopback is left out by default");
+        std::thread::sleep(sysinfo::MINIMUM_CPU_UPDATE_INTERVAL);
+        let first = s.sample().unwrap();
+        assert!(first.values.iter().all(|(id, _)| ids.contains(&&**id)), "only defined ids: {first:?}");
+        std::thread::sleep(sysinfo::MINIMUM_CPU_UPDATE_INTERVAL);
+        let second = s.sample().unwrap();
+        for id in &ids {
+            let v = second.value(id).unwrap_or_else(|| panic!("{id} has a value in {second:?}"));
+            assert!(v.is_finite() && (id.starts_with("Temp_") || v >= 0.0), "{id} = {v}");
+        }
+        let mem = second.value("Memory_Used").unwrap();
+        let max = defs.iter().find(|d| d.id == "Memory_Used").unwrap().maximum.unwrap();
+        assert!(mem > 0.0 && mem <= max, "{mem} <= {max}");
+    }
+
+    #[test]
+    fn an_include_list_picks_interfaces_and_only_cpu_stays_when_nothing_matches() {
+        let mut s = HostSampler::new().unwrap();
+        let defs = s.select(&[Metric::Network], &["lo".into()]).unwrap();
+        let ids: Vec<&str> = defs.iter().map(|d| d.id.as_str()).collect();
+        assert_eq!(ids, [CPU_LOAD, "Net_lo_RxBytesPerSec", "Net_lo_TxBytesPerSec"]);
+        let defs = s.select(&[Metric::Network], &["no-such-nic0".into()]).unwrap();
+        assert_eq!(defs.len(), 1, "skipped, not fatal: {defs:?}");
     }
 
     #[test]

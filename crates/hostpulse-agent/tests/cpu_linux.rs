@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use hostpulse_agent::sampler::{CpuSampler, Sampler};
+use hostpulse_agent::sampler::{HostSampler, Sampler};
 use hostpulse_core::sample::CPU_LOAD;
 
 /// Tolerance between the sampler and the /proc/stat reading, percentage points. The windows
@@ -48,7 +48,7 @@ fn cpu_load_matches_proc_stat_under_a_busy_thread() {
     std::thread::sleep(Duration::from_millis(200)); // let the spinner get going
     let mut results = Vec::new();
     for _ in 0..3 {
-        let mut sampler = CpuSampler::new().unwrap();
+        let mut sampler = HostSampler::new().unwrap();
         let before = proc_stat();
         std::thread::sleep(Duration::from_secs(1));
         let ours = sampler.sample().unwrap().value(CPU_LOAD).unwrap();

@@ -21,7 +21,7 @@ use hostpulse_agent::outbox::Outbox;
 use hostpulse_agent::portal::PortalOptions;
 use hostpulse_agent::publisher::{Delivery, KafkaSettings, PublishError, Publisher};
 use hostpulse_agent::quix::{Connector, Credential, DirectConnector, QuixConnector};
-use hostpulse_agent::sampler::{CpuSampler, Sampler, SyntheticSampler};
+use hostpulse_agent::sampler::{HostSampler, Sampler, SyntheticSampler};
 use hostpulse_agent::token::{self, KeyringStore, SecretStore, TOKEN_ENV, TokenSource};
 use hostpulse_agent::{machine, paths, settings_file};
 use hostpulse_core::secret::Secret;
@@ -306,7 +306,7 @@ async fn run(loaded: Loaded, synthetic: Option<u32>) -> Result<()> {
             tracing::warn!("publishing a synthetic test signal at {hz} Hz, not this machine's CPU load");
             Box::new(SyntheticSampler::default())
         }
-        None => Box::new(CpuSampler::new()?),
+        None => Box::new(HostSampler::new()?),
     };
     // Listen for Ctrl-C/SIGTERM before anything slow, so a stop while connecting is clean too.
     let stop = signals::shutdown()?;
@@ -406,7 +406,7 @@ impl Publisher for PrintPublisher {
 
 async fn dry_run(config: AgentConfig, samples: u64) -> Result<()> {
     let parts = Parts {
-        sampler: Box::new(CpuSampler::new()?),
+        sampler: Box::new(HostSampler::new()?),
         outbox: Outbox::in_memory(config.outbox),
         connector: None,
         credential: None,

@@ -67,6 +67,11 @@ impl TimespanBuffer {
         self.rows.len()
     }
 
+    /// The measurement time of the oldest row buffered.
+    pub fn oldest_ns(&self) -> Option<i64> {
+        self.rows.iter().map(|r| r.timestamp_ns).min()
+    }
+
     /// Whether nothing is buffered.
     pub fn is_empty(&self) -> bool {
         self.rows.is_empty()
