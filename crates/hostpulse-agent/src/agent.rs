@@ -268,10 +268,8 @@ pub fn spawn(mut config: AgentConfig, parts: Parts) -> (AgentHandle, JoinHandle<
     if let Some(definitions) = selected {
         config.definitions = definitions;
     }
-    let shared = Arc::new(Mutex::new(Shared {
-        history: History::new(config.history),
-        definitions: config.definitions.clone(),
-    }));
+    let shared =
+        Arc::new(Mutex::new(Shared { history: History::new(config.history), definitions: config.definitions.clone() }));
     outbox.set_limits(config.outbox);
     let mut status =
         Status::new(if publisher.is_some() { PublisherState::Publishing } else { PublisherState::Unconfigured });

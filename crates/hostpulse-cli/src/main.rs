@@ -1,6 +1,7 @@
 //! `hostpulse`: the headless HostPulse agent for servers.
 //!
-//! `hostpulse run` publishes this machine's CPU load as a Quix stream until Ctrl-C/SIGTERM,
+//! `hostpulse run` publishes this machine's CPU load (and the metrics chosen with `--metrics`,
+//! listed by `hostpulse metrics`) as a Quix stream until Ctrl-C/SIGTERM,
 //! through a Quix streaming token (default) or a configured broker; `token` keeps the token in
 //! the OS credential store; `check` tries every step and says what is wrong; `dry-run` prints
 //! the records it would send, without a broker.
@@ -24,6 +25,8 @@ use hostpulse_agent::quix::{Connector, Credential, DirectConnector, QuixConnecto
 use hostpulse_agent::sampler::{HostSampler, Sampler, SyntheticSampler};
 use hostpulse_agent::token::{self, KeyringStore, SecretStore, TOKEN_ENV, TokenSource};
 use hostpulse_agent::{machine, paths, settings_file};
+use hostpulse_core::metrics::Metric;
+use hostpulse_core::sample::CPU_LOAD;
 use hostpulse_core::secret::Secret;
 use hostpulse_core::settings::{Checked, SaslMechanism, SecurityProtocol, Settings};
 use hostpulse_core::status::PublisherState;
@@ -60,6 +63,9 @@ enum Command {
     },
     /// Check settings, token, workspace, broker login and topic, step by step.
     Check(Overrides),
+    /// List the metric catalog: each metric's id (for `--metrics`), its parameters on this
+    /// machine, and what this machine cannot read.
+    Metrics(Overrides),
     /// Sample a few times and print the records that would be sent (JSON lines), without a broker.
     DryRun {
         /// How many samples to take.
@@ -144,6 +150,20 @@ struct Overrides {
     /// PEM file of the CA that signed the broker's certificate.
     #[arg(long, value_name = "PATH")]
     ssl_ca_location: Option<PathBuf>,
+    /// Metrics to publish besides CPU_Load, comma-separated, or `all` (see `hostpulse metrics`).
+    #[arg(long, value_name = "LIST", value_delimiter = ',')]
+    metrics: Option<Vec<String>>,
+    /// Network interfaces for the `network` metric, comma-separated (default: all but loopback).
+    #[arg(long, value_name = "LIST", value_delimiter = ',')]
+    network_interfaces: Option<Vec<String>>,
+    /// A tag added to every row, such as `site=lab` (repeatable; replaces the file's tag of that name).
+    #[arg(long = "tag", value_name = "NAME=VALUE", value_parser = parse_tag)]
+    tags: Vec<(String, String)>,
+}
+
+fn parse_tag(s: &str) -> Result<(String, String), String> {
+    let (name, value) = s.split_once('=').ok_or("expected NAME=VALUE, for example site=lab")?;
+    Ok((name.trim().to_owned(), value.trim().to_owned()))
 }
 
 fn parse_protocol(s: &str) -> Result<SecurityProtocol, String> {
@@ -197,6 +217,13 @@ impl Overrides {
             sasl_username,
             ssl_ca_location
         );
+        if let Some(metrics) = self.metrics {
+            s.metrics = metrics;
+        }
+        if let Some(interfaces) = self.network_interfaces {
+            s.network_interfaces = interfaces;
+        }
+        s.tags.extend(self.tags);
     }
 }
 
@@ -269,6 +296,7 @@ async fn dispatch(cli: Cli) -> Result<()> {
             dry_run(AgentConfig::from_checked(&l.checked, &l.hostname), samples).await
         }
         Command::Check(o) => check::run(load(cli.config, o)?).await,
+        Command::Metrics(o) => list_metrics(&load(cli.config, o)?.checked),
         Command::Token { command } => token_cmd::run(command, &KeyringStore::new()),
     }
 }
@@ -299,6 +327,7 @@ pub(crate) fn require_token(store: &dyn SecretStore) -> Result<(Secret, TokenSou
 async fn run(loaded: Loaded, synthetic: Option<u32>) -> Result<()> {
     let Loaded { checked, hostname, path } = loaded;
     let mut config = AgentConfig::from_checked(&checked, &hostname);
+    config.history = std::time::Duration::ZERO; // nobody looks at it here
     let sampler: Box<dyn Sampler> = match synthetic {
         Some(hz) => {
             config.interval = std::time::Duration::from_secs(1) / hz;
@@ -402,6 +431,26 @@ impl Publisher for PrintPublisher {
         writeln!(out, "{line}").and_then(|()| out.flush()).map_err(|e| PublishError::Enqueue(e.to_string()))?;
         Ok(Box::pin(async { Ok(()) }))
     }
+}
+
+/// Prints the catalog with this machine's parameters (network: after the include list).
+fn list_metrics(checked: &Checked) -> Result<()> {
+    let mut out = std::io::stdout().lock();
+    for metric in Metric::ALL {
+        let mut sampler = HostSampler::new()?;
+        let defs = sampler.select(&[metric], &checked.network_interfaces).unwrap_or_default();
+        let defs: Vec<_> = defs.iter().filter(|d| metric == Metric::Cpu || d.id != CPU_LOAD).collect();
+        let on = if checked.metrics.contains(&metric) { "on " } else { "off" };
+        writeln!(out, "{on} {:<12} {}", metric.id(), metric.label())?;
+        if defs.is_empty() {
+            writeln!(out, "      (not readable on this machine)")?;
+        }
+        for d in defs {
+            let unit = d.unit.as_deref().map(|u| format!(" [{u}]")).unwrap_or_default();
+            writeln!(out, "      {:<32} {}{unit}", d.id, d.location)?;
+        }
+    }
+    Ok(())
 }
 
 async fn dry_run(config: AgentConfig, samples: u64) -> Result<()> {

@@ -96,6 +96,14 @@ fn hostile_settings_files_are_refused_clearly_and_left_untouched() {
         ("[section]\nx = 1".as_bytes().to_vec(), "section"),
         ("interval_ms = 1000\ninterval_ms = 2000".as_bytes().to_vec(), "interval_ms"),
         ("token = \"abc\"".as_bytes().to_vec(), "token"),
+        ("metrics = [\"cpu\", \"gpu\"]".as_bytes().to_vec(), "`metrics`: unknown metric \"gpu\""),
+        ("metrics = \"all\"".as_bytes().to_vec(), "metrics"),
+        ("network_interfaces = [\"\"]".as_bytes().to_vec(), "`network_interfaces`"),
+        ("[tags]\n\"bad name\" = \"x\"".as_bytes().to_vec(), "tag name \"bad name\""),
+        ("[tags]\nsite = \"\"".as_bytes().to_vec(), "`tags`: the value of \"site\""),
+        ("tags = \"site=lab\"".as_bytes().to_vec(), "tags"),
+        ("high_cpu_percent = 0".as_bytes().to_vec(), "`high_cpu_percent` must be between 1 and 100"),
+        ("notify_stopped = \"yes\"".as_bytes().to_vec(), "notify_stopped"),
     ];
     let mut wrong = Vec::new();
     for (bytes, needle) in table {
@@ -191,6 +199,61 @@ fn sasl_without_password_env_is_refused_before_connecting() {
         .unwrap();
     assert!(!o.status.success());
     assert!(stderr(&o).contains("set the environment variable HOSTPULSE_SASL_PASSWORD"), "{}", stderr(&o));
+}
+
+#[test]
+fn metrics_and_tags_from_flags_reach_the_records() {
+    let (_d, cfg) = with_settings("[tags]\nsite = \"from-file\"\nrack = \"7\"\n");
+    let o = hostpulse(&[
+        "dry-run",
+        "--config",
+        &cfg,
+        "--samples",
+        "2",
+        "--interval-ms",
+        "200",
+        "--metrics",
+        "memory,load",
+        "--tag",
+        "site=lab",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let stdout = String::from_utf8(o.stdout).unwrap();
+    let records: Vec<serde_json::Value> = stdout.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let of = |k: &'static str| records.iter().filter(move |r| r["value"]["K"] == k).map(|r| &r["value"]["V"]);
+    let defs = of("ParameterDefinitions").next().expect("definitions").to_string();
+    for id in ["\"CPU_Load\"", "\"Memory_Used\"", "\"Load_15\"", "\"Name\":\"memory\""] {
+        assert!(defs.contains(id), "{id} in {defs}");
+    }
+    assert!(!defs.contains("Swap_Used"), "only what was asked for: {defs}");
+    let data: Vec<&serde_json::Value> = of("ParameterData").collect();
+    assert!(!data.is_empty());
+    for d in data {
+        assert!(d["NumericValues"]["Memory_Used"][0].as_f64().unwrap() > 0.0, "{d}");
+        assert_eq!(d["TagValues"]["site"][0], "lab", "the flag wins over the file: {d}");
+        assert_eq!(d["TagValues"]["rack"][0], "7", "{d}");
+    }
+    let props = of("StreamProperties").next().unwrap();
+    assert_eq!(props["Metadata"]["agent"], concat!("hostpulse ", env!("CARGO_PKG_VERSION")));
+    assert!(props["Metadata"]["cpu_cores"].as_str().unwrap().parse::<u32>().unwrap() >= 1, "{props}");
+
+    let o = hostpulse(&["dry-run", "--config", &cfg, "--tag", "site"]);
+    assert!(!o.status.success() && stderr(&o).contains("NAME=VALUE"), "{}", stderr(&o));
+    let o = hostpulse(&["dry-run", "--config", &cfg, "--metrics", "memory,gpu"]);
+    assert!(!o.status.success() && stderr(&o).contains("unknown metric \"gpu\""), "{}", stderr(&o));
+}
+
+#[test]
+fn the_metrics_command_lists_the_catalog_with_this_machines_parameters() {
+    let (_d, cfg) = with_settings("metrics = [\"swap\"]\n");
+    let o = hostpulse(&["metrics", "--config", &cfg]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = String::from_utf8(o.stdout).unwrap();
+    for m in ["cpu", "cpu_cores", "cpu_times", "memory", "swap", "load", "network", "disk", "temperature", "battery"] {
+        assert!(out.lines().any(|l| l.split_whitespace().nth(1) == Some(m)), "{m} listed:\n{out}");
+    }
+    assert!(out.contains("on  swap") && out.contains("off memory") && out.contains("on  cpu"), "{out}");
+    assert!(out.contains("CPU_Core_0_Load") && out.contains("/cpu/cores"), "{out}");
 }
 
 #[test]
