@@ -10,6 +10,7 @@ fn main() {
         "set_publishing",
         "test_connection",
         "set_autostart",
+        "get_history",
     ]);
     tauri_build::try_build(tauri_build::Attributes::new().app_manifest(manifest)).expect("tauri build step");
 }

@@ -5,14 +5,22 @@ const { invoke } = window.__TAURI__.core;
 const { listen } = window.__TAURI__.event;
 
 const $ = (id) => document.getElementById(id);
-const FIELDS = ["stream_name", "buffer_span_ms", "topic", "interval_ms", "portal_url", "workspace_id", "stream_id"];
-const RANGES = { interval_ms: [200, 3600000], buffer_span_ms: [1, 60000] };
+const FIELDS = [
+  "stream_name", "buffer_span_ms", "topic", "interval_ms", "portal_url", "workspace_id", "stream_id",
+  "network_interfaces", "tags", "high_cpu_percent", "high_cpu_seconds",
+];
+const CHECKS = ["tls_verify_hostname", "notify_high_cpu", "notify_stopped", "notify_token_rejected"];
+const RANGES = {
+  interval_ms: [200, 3600000, "ms"], buffer_span_ms: [1, 60000, "ms"],
+  high_cpu_percent: [1, 100, "%"], high_cpu_seconds: [1, 86400, "s"],
+};
+const HOUR_MS = 3600 * 1000;
 const STATE_TEXT = {
   unconfigured: "Not configured", connecting: "Connecting", publishing: "Publishing",
   paused: "Paused", stopping: "Stopping", retrying: "Retrying", error: "Error",
 };
-const history = [];
-const HISTORY = 120;
+let chart = null; // the last get_history answer
+let chartAsked = 0;
 
 function show(el, text) {
   el.textContent = text ?? "";
@@ -29,6 +37,7 @@ function fieldError(field, message) {
 
 function clearErrors() {
   FIELDS.forEach((f) => fieldError(f, ""));
+  fieldError("metrics", "");
   show($("settings-error"), "");
 }
 
@@ -51,14 +60,53 @@ function renderStatus(s) {
   const toggle = $("toggle");
   toggle.disabled = !["publishing", "paused", "connecting", "retrying"].includes(s.state);
   toggle.textContent = s.state === "paused" ? "Start publishing" : "Pause publishing";
-  if (s.samples !== renderStatus.samples && s.last_value != null) {
+  if (s.samples !== renderStatus.samples) {
     renderStatus.samples = s.samples;
-    history.push(s.last_value);
-    if (history.length > HISTORY) history.shift();
-    drawChart();
+    refreshHistory();
   }
 }
 
+// Values with their unit, bytes in binary multiples.
+function formatValue(v, unit) {
+  if (v == null) return "–";
+  if (unit === "B" || unit === "B/s") {
+    const steps = ["", "Ki", "Mi", "Gi", "Ti"];
+    let i = 0;
+    while (Math.abs(v) >= 1024 && i < steps.length - 1) { v /= 1024; i += 1; }
+    return `${v.toFixed(i === 0 ? 0 : 1)} ${steps[i]}${unit}`;
+  }
+  const text = Math.abs(v) >= 100 || Number.isInteger(v) ? v.toFixed(0) : v.toFixed(1);
+  return unit ? `${text} ${unit}` : text;
+}
+
+async function refreshHistory() {
+  const now = Date.now();
+  if (now - chartAsked < 900) return;
+  chartAsked = now;
+  try {
+    chart = await invoke("get_history", { id: $("metric").value || null });
+  } catch (err) {
+    return;
+  }
+  const select = $("metric");
+  const ids = chart.parameters.map((p) => p.id).join("\n");
+  if (select.dataset.ids !== ids) {
+    select.replaceChildren(...chart.parameters.map((p) => {
+      const group = p.group === "/" ? "" : `${p.group.slice(1)} · `;
+      return new Option(`${group}${p.name}${p.unit ? ` (${p.unit})` : ""}`, p.id);
+    }));
+    select.dataset.ids = ids;
+    select.value = chart.series.id;
+  }
+  const unit = chart.parameters.find((p) => p.id === chart.series.id)?.unit ?? "";
+  $("chart-now").textContent = `Now ${formatValue(chart.series.current, unit)}`;
+  $("chart-min").textContent = `min ${formatValue(chart.series.min, unit)}`;
+  $("chart-max").textContent = `max ${formatValue(chart.series.max, unit)}`;
+  drawChart();
+}
+
+// The last hour: one segment per pair of neighbouring samples, coloured by what became of the
+// later one (sent, waiting in the outbox, not published); no line across a gap in sampling.
 function drawChart() {
   const canvas = $("chart");
   const ratio = window.devicePixelRatio || 1;
@@ -68,22 +116,70 @@ function drawChart() {
   const ctx = canvas.getContext("2d");
   ctx.scale(ratio, ratio);
   const css = getComputedStyle(document.documentElement);
-  ctx.strokeStyle = css.getPropertyValue("--line");
-  ctx.lineWidth = 1;
-  for (const pct of [0, 50, 100]) {
-    const y = h - 4 - (pct / 100) * (h - 8);
-    ctx.beginPath(); ctx.moveTo(0, y); ctx.lineTo(w, y); ctx.stroke();
+  const color = (name) => css.getPropertyValue(name).trim();
+  const top = 14, bottom = h - 14;
+  const series = chart?.series;
+  const unit = chart?.parameters.find((p) => p.id === series?.id)?.unit ?? "";
+  let lo = 0, hi = 100;
+  if (unit !== "%" && series?.max != null) {
+    lo = Math.min(0, series.min);
+    hi = series.max > lo ? series.max * 1.1 : lo + 1;
   }
-  if (history.length < 2) return;
-  ctx.strokeStyle = css.getPropertyValue("--accent");
+  const now = Date.now();
+  const x = (t) => w - ((now - t) / HOUR_MS) * w;
+  const y = (v) => bottom - ((v - lo) / (hi - lo)) * (bottom - top);
+  ctx.strokeStyle = color("--line");
+  ctx.lineWidth = 1;
+  for (const f of [0, 0.5, 1]) {
+    const gy = top + f * (bottom - top);
+    ctx.beginPath(); ctx.moveTo(0, gy); ctx.lineTo(w, gy); ctx.stroke();
+  }
+  ctx.fillStyle = color("--muted");
+  ctx.font = "10px system-ui, sans-serif";
+  ctx.textBaseline = "top";
+  ctx.fillText(formatValue(hi, unit), 2, 1);
+  ctx.textBaseline = "bottom";
+  ctx.fillText("60 min ago", 2, h);
+  ctx.textAlign = "right";
+  ctx.fillText("now", w - 2, h);
+  if (!series || series.times_ms.length === 0) return;
+  const gap = Math.max(3 * (chart.interval_ms || 1000), 2500);
+  const style = {
+    sent: [color("--accent"), []], waiting: [color("--warn"), [5, 3]], local: [color("--muted"), []],
+  };
   ctx.lineWidth = 2;
-  ctx.beginPath();
-  history.forEach((v, i) => {
-    const x = (i / (HISTORY - 1)) * w;
-    const y = h - 4 - (v / 100) * (h - 8);
-    i === 0 ? ctx.moveTo(x, y) : ctx.lineTo(x, y);
-  });
-  ctx.stroke();
+  ctx.lineJoin = "round";
+  for (let i = 1; i < series.times_ms.length; i++) {
+    const [t0, t1] = [series.times_ms[i - 1], series.times_ms[i]];
+    const [v0, v1] = [series.values[i - 1], series.values[i]];
+    if (v0 == null || v1 == null || t1 - t0 > gap || now - t1 > HOUR_MS) continue;
+    const [stroke, dash] = style[series.delivery[i]] ?? style.sent;
+    ctx.strokeStyle = stroke;
+    ctx.setLineDash(dash);
+    ctx.beginPath(); ctx.moveTo(x(t0), y(v0)); ctx.lineTo(x(t1), y(v1)); ctx.stroke();
+  }
+  ctx.setLineDash([]);
+  const last = series.times_ms.length - 1;
+  if (series.values[last] != null) {
+    ctx.fillStyle = (style[series.delivery[last]] ?? style.sent)[0];
+    ctx.beginPath(); ctx.arc(x(series.times_ms[last]), y(series.values[last]), 2.5, 0, 2 * Math.PI); ctx.fill();
+  }
+}
+
+function renderMetrics(list) {
+  const box = $("metrics");
+  if (!box.dataset.built) {
+    for (const m of list) {
+      const label = document.createElement("label");
+      label.className = "check";
+      const input = Object.assign(document.createElement("input"), { type: "checkbox", id: `metric-${m.id}`, value: m.id });
+      input.disabled = m.id === "cpu";
+      label.append(input, Object.assign(document.createElement("span"), { textContent: m.label }));
+      box.append(label);
+    }
+    box.dataset.built = "1";
+  }
+  for (const m of list) $(`metric-${m.id}`).checked = m.on || m.id === "cpu";
 }
 
 function renderToken(t) {
@@ -110,7 +206,9 @@ function render(state) {
   $("workspace_id").value = s.workspace_id;
   $("stream_id").value = s.stream_id;
   $("stream_id").placeholder = s.default_stream_id;
-  $("tls_verify_hostname").checked = s.tls_verify_hostname;
+  for (const c of CHECKS) $(c).checked = s[c];
+  for (const f of ["network_interfaces", "tags", "high_cpu_percent", "high_cpu_seconds"]) $(f).value = s[f];
+  renderMetrics(s.metrics);
   $("autostart").checked = state.autostart;
   show($("settings-problem"), state.settings_problem ?? "");
   renderToken(state.token);
@@ -129,11 +227,11 @@ function showCommandError(err, fallback) {
 
 function localCheck() {
   let ok = true;
-  for (const [field, [lo, hi]] of Object.entries(RANGES)) {
+  for (const [field, [lo, hi, unit]] of Object.entries(RANGES)) {
     const text = $(field).value.trim();
     const n = Number(text);
     if (!/^\d+$/.test(text) || n < lo || n > hi) {
-      fieldError(field, `\`${field}\` must be between ${lo} and ${hi} ms, got ${JSON.stringify(text)}`);
+      fieldError(field, `\`${field}\` must be between ${lo} and ${hi} ${unit}, got ${JSON.stringify(text)}`);
       ok = false;
     }
   }
@@ -150,7 +248,8 @@ async function saveSettings(event) {
   show($("settings-saved"), "");
   if (!localCheck()) return;
   const input = Object.fromEntries(FIELDS.map((f) => [f, $(f).value]));
-  input.tls_verify_hostname = $("tls_verify_hostname").checked;
+  for (const c of CHECKS) input[c] = $(c).checked;
+  input.metrics = [...$("metrics").querySelectorAll("input:checked")].map((i) => i.value);
   try {
     render(await invoke("save_settings", { input }));
     show($("settings-saved"), "Saved.");
@@ -226,8 +325,10 @@ async function main() {
   });
   for (const f of FIELDS) $(f).addEventListener("input", () => fieldError(f, ""));
   window.addEventListener("resize", drawChart);
+  $("metric").addEventListener("change", () => { chartAsked = 0; refreshHistory(); });
   await listen("status", (e) => renderStatus(e.payload));
   render(await invoke("get_state"));
+  refreshHistory();
 }
 
 main();

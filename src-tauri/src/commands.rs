@@ -10,8 +10,12 @@ use hostpulse_agent::fsutil;
 use hostpulse_agent::portal::PortalOptions;
 use hostpulse_agent::quix::{Credential, QuixConnector};
 use hostpulse_agent::token::{self, SecretStore, TokenSource};
+use hostpulse_core::history::Series;
+use hostpulse_core::metrics::{self, Metric};
+use hostpulse_core::notify::Notifier;
+use hostpulse_core::sample::CPU_LOAD;
 use hostpulse_core::secret::Secret;
-use hostpulse_core::settings::{Checked, MachineFacts, Settings};
+use hostpulse_core::settings::{Checked, MachineFacts, Settings, parse_tags};
 use hostpulse_core::status::{PublisherState, Status};
 use serde::{Deserialize, Serialize};
 use tauri::{AppHandle, State};
@@ -35,6 +39,8 @@ pub struct App {
     pub data_dir: std::path::PathBuf,
     /// What the agent reconnects with; updated when connection settings change.
     pub connector: Arc<RwLock<QuixConnector>>,
+    /// Decides on notifications; its rules change with the settings.
+    pub notifier: Arc<Mutex<Notifier>>,
 }
 
 /// An error the page can act on.
@@ -92,6 +98,21 @@ struct SettingsView {
     tls_verify_hostname: bool,
     default_stream_name: String,
     default_stream_id: String,
+    metrics: Vec<MetricView>,
+    network_interfaces: String,
+    tags: String,
+    notify_high_cpu: bool,
+    high_cpu_percent: u64,
+    high_cpu_seconds: u64,
+    notify_stopped: bool,
+    notify_token_rejected: bool,
+}
+
+#[derive(Debug, Serialize)]
+struct MetricView {
+    id: &'static str,
+    label: &'static str,
+    on: bool,
 }
 
 #[derive(Debug, Serialize)]
@@ -160,6 +181,17 @@ pub struct SettingsInput {
     workspace_id: String,
     stream_id: String,
     tls_verify_hostname: bool,
+    /// Ids of the metrics switched on.
+    metrics: Vec<String>,
+    /// Interface names separated by commas or spaces.
+    network_interfaces: String,
+    /// `name=value` pairs separated by commas or new lines.
+    tags: String,
+    notify_high_cpu: bool,
+    high_cpu_percent: String,
+    high_cpu_seconds: String,
+    notify_stopped: bool,
+    notify_token_rejected: bool,
 }
 
 impl App {
@@ -192,6 +224,20 @@ impl App {
                 tls_verify_hostname: s.tls_verify_hostname,
                 default_stream_name: format!("CPU Load - {}", self.facts.hostname),
                 default_stream_id: self.facts.default_stream_id.clone(),
+                metrics: {
+                    let on = metrics::parse_list(&s.metrics).unwrap_or_default();
+                    Metric::ALL
+                        .into_iter()
+                        .map(|m| MetricView { id: m.id(), label: m.label(), on: on.contains(&m) })
+                        .collect()
+                },
+                network_interfaces: s.network_interfaces.join(", "),
+                tags: s.tags.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(", "),
+                notify_high_cpu: s.notify_high_cpu,
+                high_cpu_percent: s.high_cpu_percent,
+                high_cpu_seconds: s.high_cpu_seconds,
+                notify_stopped: s.notify_stopped,
+                notify_token_rejected: s.notify_token_rejected,
             },
             token,
             status: StatusView::from(&self.agent.status()),
@@ -231,13 +277,13 @@ pub async fn get_state(app: AppHandle, state: State<'_, App>) -> Result<StateVie
     Ok(state.view(&app))
 }
 
-fn parse_number(field: &str, text: &str, problems: &mut Vec<FieldProblem>) -> u64 {
+fn parse_number(field: &str, unit: &str, text: &str, problems: &mut Vec<FieldProblem>) -> u64 {
     match text.trim().parse::<u64>() {
         Ok(v) => v,
         Err(_) => {
             problems.push(FieldProblem {
                 field: field.into(),
-                message: format!("`{field}` must be a whole number of milliseconds, got {:?}", text.trim()),
+                message: format!("`{field}` must be a whole number of {unit}, got {:?}", text.trim()),
             });
             0
         }
@@ -252,8 +298,10 @@ fn optional(text: &str) -> Option<String> {
 #[tauri::command]
 pub async fn save_settings(app: AppHandle, state: State<'_, App>, input: SettingsInput) -> Result<StateView> {
     let mut problems = Vec::new();
-    let buffer_span_ms = parse_number("buffer_span_ms", &input.buffer_span_ms, &mut problems);
-    let interval_ms = parse_number("interval_ms", &input.interval_ms, &mut problems);
+    let buffer_span_ms = parse_number("buffer_span_ms", "milliseconds", &input.buffer_span_ms, &mut problems);
+    let interval_ms = parse_number("interval_ms", "milliseconds", &input.interval_ms, &mut problems);
+    let high_cpu_percent = parse_number("high_cpu_percent", "percent", &input.high_cpu_percent, &mut problems);
+    let high_cpu_seconds = parse_number("high_cpu_seconds", "seconds", &input.high_cpu_seconds, &mut problems);
     let old = state.settings.lock().expect("not poisoned").clone();
     let mut new = old.clone();
     new.stream_name = optional(&input.stream_name);
@@ -262,6 +310,28 @@ pub async fn save_settings(app: AppHandle, state: State<'_, App>, input: Setting
     new.workspace_id = optional(&input.workspace_id);
     new.stream_id = optional(&input.stream_id);
     new.tls_verify_hostname = input.tls_verify_hostname;
+    new.metrics = input.metrics.clone();
+    new.network_interfaces = input
+        .network_interfaces
+        .split(|c: char| c == ',' || c.is_whitespace())
+        .filter(|n| !n.is_empty())
+        .map(str::to_owned)
+        .collect();
+    match parse_tags(&input.tags) {
+        Ok(tags) => new.tags = tags,
+        Err(message) => problems.push(FieldProblem { field: "tags".into(), message }),
+    }
+    new.notify_high_cpu = input.notify_high_cpu;
+    new.notify_stopped = input.notify_stopped;
+    new.notify_token_rejected = input.notify_token_rejected;
+    for (field, value, target) in [
+        ("high_cpu_percent", high_cpu_percent, &mut new.high_cpu_percent),
+        ("high_cpu_seconds", high_cpu_seconds, &mut new.high_cpu_seconds),
+    ] {
+        if problems.iter().all(|p| p.field != field) {
+            *target = value;
+        }
+    }
     if problems.iter().all(|p| p.field != "buffer_span_ms") {
         new.buffer_span_ms = buffer_span_ms;
     }
@@ -279,6 +349,7 @@ pub async fn save_settings(app: AppHandle, state: State<'_, App>, input: Setting
     write_settings(&state, &new)?;
     *state.settings.lock().expect("not poisoned") = new.clone();
     state.agent.apply(AgentConfig::from_checked(&checked, &state.facts.hostname)).await;
+    state.notifier.lock().expect("not poisoned").set_config(checked.notify);
     let connection_changed = (&old.topic, &old.portal_url, &old.workspace_id, old.tls_verify_hostname)
         != (&new.topic, &new.portal_url, &new.workspace_id, new.tls_verify_hostname);
     if connection_changed {
@@ -358,6 +429,42 @@ pub async fn test_connection(state: State<'_, App>) -> Result<Vec<Step>> {
         options: PortalOptions::default(),
     })
     .await)
+}
+
+/// What the chart shows: the parameters published now and one parameter's last hour.
+#[derive(Debug, Serialize)]
+pub struct HistoryView {
+    parameters: Vec<ParameterView>,
+    series: Series,
+    interval_ms: u64,
+}
+
+#[derive(Debug, Serialize)]
+struct ParameterView {
+    id: String,
+    name: String,
+    unit: Option<String>,
+    group: String,
+}
+
+/// The last hour of parameter `id` (default `CPU_Load`), from the agent's local history: kept
+/// while offline too, with what became of each row.
+#[tauri::command]
+pub async fn get_history(state: State<'_, App>, id: Option<String>) -> Result<HistoryView> {
+    let parameters: Vec<ParameterView> = state
+        .agent
+        .definitions()
+        .into_iter()
+        .map(|d| ParameterView {
+            name: d.name.unwrap_or_else(|| d.id.clone()),
+            id: d.id,
+            unit: d.unit,
+            group: d.location,
+        })
+        .collect();
+    let id = id.filter(|id| parameters.iter().any(|p| &p.id == id)).unwrap_or_else(|| CPU_LOAD.to_owned());
+    let interval_ms = state.settings.lock().expect("not poisoned").interval_ms;
+    Ok(HistoryView { series: state.agent.history(&id), parameters, interval_ms })
 }
 
 #[tauri::command]

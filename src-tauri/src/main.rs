@@ -18,9 +18,11 @@ use hostpulse_agent::quix::{Connecting, Connector, Credential, DirectConnector, 
 use hostpulse_agent::sampler::HostSampler;
 use hostpulse_agent::token::{self, KeyringStore, SecretStore};
 use hostpulse_agent::{machine, paths, settings_file};
+use hostpulse_core::notify::{Notice, Notifier};
 use hostpulse_core::settings::Settings;
 use hostpulse_core::status::PublisherState;
 use tauri::{AppHandle, Emitter as _, Manager as _, RunEvent, WindowEvent};
+use tauri_plugin_notification::NotificationExt as _;
 
 use commands::{App, StatusView, connector_for};
 
@@ -111,6 +113,14 @@ fn quit(app: AppHandle, agent: AgentHandle) {
     });
 }
 
+/// Shows a desktop notification (org.freedesktop.Notifications on Linux).
+fn notify(app: &AppHandle, notice: &Notice) {
+    tracing::info!(kind = ?notice.kind, "notification: {}", notice.title);
+    if let Err(e) = app.notification().builder().title(&notice.title).body(&notice.body).show() {
+        tracing::warn!("cannot show a notification: {e}");
+    }
+}
+
 fn setup(app: &mut tauri::App) -> Result<(), Box<dyn std::error::Error>> {
     let settings_path = settings_file::default_path()?;
     let (settings, problem) = match settings_file::load(&settings_path) {
@@ -164,7 +174,9 @@ fn setup(app: &mut tauri::App) -> Result<(), Box<dyn std::error::Error>> {
     let (agent, _task) = tauri::async_runtime::block_on(async { agent::spawn(config, parts) });
     let token = token::resolve(store.as_ref());
     let first_run = !matches!(token, Ok(Some(_))) && direct.is_none();
+    let notifier = Arc::new(Mutex::new(Notifier::new(checked.notify)));
     app.manage(App {
+        notifier: notifier.clone(),
         agent: agent.clone(),
         store,
         settings_path,
@@ -178,11 +190,16 @@ fn setup(app: &mut tauri::App) -> Result<(), Box<dyn std::error::Error>> {
     let handle = app.handle().clone();
     let mut tray = tray::Tray::build(&handle, on_menu)?;
     let mut status = agent.watch();
+    let started = std::time::Instant::now();
     tauri::async_runtime::spawn(async move {
         loop {
             let s = status.borrow_and_update().clone();
             if let Err(e) = tray.apply(&tray::view(&s)) {
                 tracing::warn!("tray update failed: {e}");
+            }
+            let notice = notifier.lock().expect("not poisoned").observe(started.elapsed(), &s);
+            if let Some(notice) = notice {
+                notify(&handle, &notice);
             }
             let _ = handle.emit_to(SETTINGS_WINDOW, STATUS_EVENT, StatusView::from(&s));
             if status.changed().await.is_err() {
@@ -216,6 +233,7 @@ fn main() {
     let app = tauri::Builder::default()
         .plugin(tauri_plugin_single_instance::init(|app, _args, _cwd| show_settings(app)))
         .plugin(tauri_plugin_autostart::init(tauri_plugin_autostart::MacosLauncher::LaunchAgent, None))
+        .plugin(tauri_plugin_notification::init())
         .invoke_handler(tauri::generate_handler![
             commands::get_state,
             commands::save_settings,
@@ -224,6 +242,7 @@ fn main() {
             commands::set_publishing,
             commands::test_connection,
             commands::set_autostart,
+            commands::get_history,
         ])
         .setup(setup)
         .on_window_event(|window, event| {

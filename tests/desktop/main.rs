@@ -8,6 +8,8 @@
 
 use std::path::Path;
 use std::process::Command;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use hostpulse_agent::token::{KeyringStore, SecretStore};
@@ -193,6 +195,11 @@ fn the_desktop_app_end_to_end() {
     keep_icon(&mut host, "error");
     s.js("window.scrollTo(0, 0)");
     s.screenshot(&out.join("02b-token-rejected.png"));
+    let notes = host.wait_for("notifications", 10, |v| v["notifications"].as_array().is_some_and(|n| !n.is_empty()));
+    let notes = notes["notifications"].as_array().unwrap();
+    assert_eq!(notes.len(), 1, "one notification for the rejected token: {notes:?}");
+    assert_eq!(notes[0]["summary"], "HostPulse: streaming token rejected");
+    assert!(notes[0]["body"].as_str().unwrap().contains("new token"), "{notes:?}");
 
     // The token: into the credential store, never back out.
     s.click("#token-replace");
@@ -253,6 +260,73 @@ fn the_desktop_app_end_to_end() {
         r.len() > before + 2 && r[before..].iter().any(|x| x.model() == "ParameterData")
     });
     assert_eq!(raw[before].model(), "StreamProperties", "a new stream life starts with its properties");
+
+    // More than CPU: a metric switched on in the window reaches the broker with its definition
+    // and the tags; the chart draws its last hour from the local history.
+    let before = raw.len();
+    s.click("#metric-memory");
+    s.fill("#tags", "site=lab");
+    s.click("#settings button[type=submit]");
+    s.wait("Saved", 10, "return !document.querySelector('#settings-saved').hidden");
+    let saved = std::fs::read_to_string(&settings_file).unwrap();
+    assert!(saved.contains(r#"metrics = ["cpu", "memory"]"#) && saved.contains("[tags]"), "{saved}");
+    let has_memory =
+        |r: &RawRecord| r.model() == "ParameterData" && r.envelope()["V"]["NumericValues"]["Memory_Used"].is_array();
+    let raw = wait_records(&broker.addr, &topic, "memory values after switching it on", |r| {
+        r[before..].iter().any(has_memory)
+    });
+    let defs = raw[before..].iter().rev().find(|r| r.model() == "ParameterDefinitions").expect("new definitions");
+    let defs = defs.envelope()["V"].to_string();
+    assert!(defs.contains(r#""Id":"Memory_Used""#) && defs.contains(r#""Name":"memory""#), "{defs}");
+    let data = raw[before..].iter().rev().find(|r| has_memory(r)).unwrap().envelope();
+    assert!(data["V"]["NumericValues"]["Memory_Used"][0].as_f64().unwrap() > 0.0, "{data}");
+    assert_eq!(data["V"]["TagValues"]["site"][0], "lab", "{data}");
+    s.wait(
+        "the chart to offer memory",
+        10,
+        "return [...document.querySelectorAll('#metric option')].some(o => o.value === 'Memory_Used')",
+    );
+    s.js("const m = document.querySelector('#metric'); m.value = 'Memory_Used'; m.dispatchEvent(new Event('change'))");
+    s.wait("the memory figures", 10, "return /[KMG]iB/.test(document.querySelector('#chart-now').textContent)");
+    // The line is drawn in the accent colour (sent); count its pixels on the canvas.
+    let line_pixels = "const c = document.querySelector('#chart'); const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data; let n = 0; for (let i = 0; i < d.length; i += 4) if (d[i+2] > 180 && d[i] < 90 && d[i+3] > 200) n++; return n";
+    s.wait("the memory line", 10, &format!("return (() => {{ {line_pixels} }})() > 20"));
+    assert_eq!(s.js(FITS), Value::Bool(true), "the chart and the new sections fit");
+    s.js("window.scrollTo(0, 0)");
+    s.screenshot(&out.join("05-history-memory.png"));
+    s.js("const m = document.querySelector('#metric'); m.value = 'CPU_Load'; m.dispatchEvent(new Event('change'))");
+    s.wait("the CPU figures", 10, "return /%/.test(document.querySelector('#chart-now').textContent)");
+
+    // Notifications: CPU at or above 30 % for 3 s, under a busy loop for much longer, gives
+    // exactly one notification on the session bus.
+    assert_eq!(s.js("return document.querySelector('#notify_high_cpu').checked"), Value::Bool(true), "on by default");
+    s.fill("#high_cpu_percent", "30");
+    s.fill("#high_cpu_seconds", "3");
+    s.click("#settings button[type=submit]");
+    s.wait("Saved", 10, "return !document.querySelector('#settings-saved').hidden");
+    let seen = host.ask("notifications")["notifications"].as_array().unwrap().len();
+    let busy = Arc::new(AtomicBool::new(true));
+    let spinners: Vec<_> = (0..2)
+        .map(|_| {
+            let busy = busy.clone();
+            std::thread::spawn(move || {
+                let mut x = 0u64;
+                while busy.load(Ordering::Relaxed) {
+                    x = std::hint::black_box(x.wrapping_mul(6364136223846793005).wrapping_add(1));
+                }
+            })
+        })
+        .collect();
+    host.wait_for("notifications", 30, |v| v["notifications"].as_array().is_some_and(|n| n.len() > seen));
+    s.js("window.scrollTo(0, 0)");
+    s.screenshot(&out.join("05b-busy.png"));
+    std::thread::sleep(Duration::from_secs(10));
+    busy.store(false, Ordering::Relaxed);
+    spinners.into_iter().for_each(|t| t.join().unwrap());
+    let notes = host.ask("notifications")["notifications"].as_array().unwrap()[seen..].to_vec();
+    assert_eq!(notes.len(), 1, "exactly one notification for one long busy spell: {notes:?}");
+    assert_eq!(notes[0]["summary"], "HostPulse: high CPU load");
+    assert!(notes[0]["body"].as_str().unwrap().contains("at or above 30 % for 3 s"), "{notes:?}");
 
     // The page may call our commands only: a plugin command outside the capability is refused.
     let denied = s.js_async("window.__TAURI__.core.invoke('plugin:autostart|enable')");

@@ -1,5 +1,6 @@
-"""A StatusNotifierWatcher for the test session bus (Debian has none short of a desktop), plus
-a line-oriented control for the tests, using dbus-next.
+"""A StatusNotifierWatcher and a notification server (org.freedesktop.Notifications) for the
+test session bus (Debian has neither short of a desktop), plus a line-oriented control for the
+tests, using dbus-next.
 
 The app's tray (libayatana-appindicator) registers its StatusNotifierItem here. Commands on
 stdin, one JSON answer per line on stdout:
@@ -8,6 +9,7 @@ stdin, one JSON answer per line on stdout:
   menu                 -> {"labels": [...], "enabled": [...]}      (com.canonical.dbusmenu GetLayout)
   click <label>        -> {"clicked": <id>}                        (Event(id, "clicked", int32 0, 0))
   icon                 -> {"icon_name": ..., "title": ..., "tooltip": ...}
+  notifications        -> {"notifications": [{"app_name", "summary", "body"}, ...]}  (every Notify call)
 """
 import asyncio
 import json
@@ -56,6 +58,40 @@ class Watcher(ServiceInterface):
         return 0
 
 
+class Notifications(ServiceInterface):
+    """The Desktop Notifications Specification's server side: records every Notify call."""
+
+    def __init__(self):
+        super().__init__("org.freedesktop.Notifications")
+        self.received = []
+
+    @method()
+    def Notify(self, app_name: "s", replaces_id: "u", app_icon: "s", summary: "s", body: "s",
+               actions: "as", hints: "a{sv}", expire_timeout: "i") -> "u":
+        self.received.append({"app_name": app_name, "summary": summary, "body": body})
+        return len(self.received)
+
+    @method()
+    def GetCapabilities(self) -> "as":
+        return ["body"]
+
+    @method()
+    def GetServerInformation(self) -> "ssss":
+        return ["hostpulse-test", "hostpulse", "1", "1.2"]
+
+    @method()
+    def CloseNotification(self, id: "u"):
+        pass
+
+    @signal()
+    def NotificationClosed(self) -> "uu":
+        return [0, 0]
+
+    @signal()
+    def ActionInvoked(self) -> "us":
+        return [0, ""]
+
+
 def split(item):
     # Items register as a bus name (path /StatusNotifierItem) or as an object path (sender's name).
     if item.startswith("/"):
@@ -79,6 +115,9 @@ async def main():
     bus.add_message_handler(on_message)
     bus.export("/StatusNotifierWatcher", watcher)
     await bus.request_name(WATCHER)
+    notifications = Notifications()
+    bus.export("/org/freedesktop/Notifications", notifications)
+    await bus.request_name("org.freedesktop.Notifications")
     print(json.dumps({"ready": True}), flush=True)
 
     async def item_props():
@@ -124,6 +163,8 @@ async def main():
                     else:
                         await menu.call_event(match[0][0], "clicked", Variant("i", 0), 0)
                         out = {"clicked": match[0][0]}
+            elif cmd == "notifications":
+                out = {"notifications": notifications.received}
             elif cmd == "icon":
                 _, item = await item_props()
                 out = {"icon_name": await item.get_icon_name(), "title": await item.get_title()}
