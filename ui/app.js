@@ -125,8 +125,12 @@ function drawChart() {
     lo = Math.min(0, series.min);
     hi = series.max > lo ? series.max * 1.1 : lo + 1;
   }
+  // The last hour; while there is less history, the time since the first sample (at least a minute).
   const now = Date.now();
-  const x = (t) => w - ((now - t) / HOUR_MS) * w;
+  const first = series ? series.values.findIndex((v, i) => v != null && now - series.times_ms[i] <= HOUR_MS) : -1;
+  const oldest = first >= 0 ? series.times_ms[first] : now;
+  const span = Math.min(HOUR_MS, Math.max(60 * 1000, now - oldest));
+  const x = (t) => w - ((now - t) / span) * w;
   const y = (v) => bottom - ((v - lo) / (hi - lo)) * (bottom - top);
   ctx.strokeStyle = color("--line");
   ctx.lineWidth = 1;
@@ -139,7 +143,8 @@ function drawChart() {
   ctx.textBaseline = "top";
   ctx.fillText(formatValue(hi, unit), 2, 1);
   ctx.textBaseline = "bottom";
-  ctx.fillText("60 min ago", 2, h);
+  const minutes = Math.round(span / 60000);
+  ctx.fillText(minutes >= 60 ? "1 hour ago" : `${minutes} min ago`, 2, h);
   ctx.textAlign = "right";
   ctx.fillText("now", w - 2, h);
   if (!series || series.times_ms.length === 0) return;
@@ -152,7 +157,7 @@ function drawChart() {
   for (let i = 1; i < series.times_ms.length; i++) {
     const [t0, t1] = [series.times_ms[i - 1], series.times_ms[i]];
     const [v0, v1] = [series.values[i - 1], series.values[i]];
-    if (v0 == null || v1 == null || t1 - t0 > gap || now - t1 > HOUR_MS) continue;
+    if (v0 == null || v1 == null || t1 - t0 > gap || now - t0 > span) continue;
     const [stroke, dash] = style[series.delivery[i]] ?? style.sent;
     ctx.strokeStyle = stroke;
     ctx.setLineDash(dash);

@@ -269,7 +269,11 @@ fn the_desktop_app_end_to_end() {
     s.click("#settings button[type=submit]");
     s.wait("Saved", 10, "return !document.querySelector('#settings-saved').hidden");
     let saved = std::fs::read_to_string(&settings_file).unwrap();
-    assert!(saved.contains(r#"metrics = ["cpu", "memory"]"#) && saved.contains("[tags]"), "{saved}");
+    let saved: hostpulse_core::settings::Settings = toml::from_str(&saved).unwrap();
+    assert_eq!(
+        (saved.metrics, saved.tags.get("site").map(String::as_str)),
+        (vec!["cpu".into(), "memory".into()], Some("lab"))
+    );
     let has_memory =
         |r: &RawRecord| r.model() == "ParameterData" && r.envelope()["V"]["NumericValues"]["Memory_Used"].is_array();
     let raw = wait_records(&broker.addr, &topic, "memory values after switching it on", |r| {
@@ -290,10 +294,10 @@ fn the_desktop_app_end_to_end() {
     s.wait("the memory figures", 10, "return /[KMG]iB/.test(document.querySelector('#chart-now').textContent)");
     // The line is drawn in the accent colour (sent); count its pixels on the canvas.
     let line_pixels = "const c = document.querySelector('#chart'); const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data; let n = 0; for (let i = 0; i < d.length; i += 4) if (d[i+2] > 180 && d[i] < 90 && d[i+3] > 200) n++; return n";
-    s.wait("the memory line", 10, &format!("return (() => {{ {line_pixels} }})() > 20"));
-    assert_eq!(s.js(FITS), Value::Bool(true), "the chart and the new sections fit");
     s.js("window.scrollTo(0, 0)");
     s.screenshot(&out.join("05-history-memory.png"));
+    s.wait("the memory line", 10, &format!("return (() => {{ {line_pixels} }})() > 20"));
+    assert_eq!(s.js(FITS), Value::Bool(true), "the chart and the new sections fit");
     s.js("const m = document.querySelector('#metric'); m.value = 'CPU_Load'; m.dispatchEvent(new Event('change'))");
     s.wait("the CPU figures", 10, "return /%/.test(document.querySelector('#chart-now').textContent)");
 
@@ -304,6 +308,8 @@ fn the_desktop_app_end_to_end() {
     s.fill("#high_cpu_seconds", "3");
     s.click("#settings button[type=submit]");
     s.wait("Saved", 10, "return !document.querySelector('#settings-saved').hidden");
+    s.js("document.querySelector('#metrics-title').scrollIntoView()");
+    s.screenshot(&out.join("05c-metrics-and-notifications.png"));
     let seen = host.ask("notifications")["notifications"].as_array().unwrap().len();
     let busy = Arc::new(AtomicBool::new(true));
     let spinners: Vec<_> = (0..2)
