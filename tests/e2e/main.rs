@@ -11,6 +11,7 @@
 mod credential_store;
 mod faults;
 mod leaks;
+mod metrics;
 mod quix;
 mod secure;
 mod support_rows;

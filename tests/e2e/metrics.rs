@@ -1,0 +1,202 @@
+//! Every metric on (`hostpulse run --metrics all`) with a tag: both Quix SDK readers read every
+//! parameter by its id with the values we sent, and quixstreams 0.5.7 reads the definitions
+//! (units, ranges, group locations) and the host facts in the metadata.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use hostpulse_tests::{RawRecord, Tansu, parse_summary, raw_records, read_qs3, read_qs057, run_cli_for};
+use rdkafka::mocking::MockCluster;
+use serde_json::Value;
+
+/// One row as sent: stream id, timestamp, the parameters with a value, the tags.
+#[derive(Debug, PartialEq)]
+struct Sent {
+    key: String,
+    timestamp_ns: i64,
+    values: BTreeMap<String, f64>,
+    tags: BTreeMap<String, String>,
+}
+
+/// Runs `hostpulse run --metrics all --tag site=lab` for a few seconds into `topic`; returns the
+/// records on the broker.
+fn run_all_metrics(broker: &str, topic: &str, stream_id: &str) -> Vec<RawRecord> {
+    let args = [
+        "--broker",
+        broker,
+        "--topic",
+        topic,
+        "--stream-id",
+        stream_id,
+        "--interval-ms",
+        "250",
+        "--buffer-span-ms",
+        "100",
+        "--metrics",
+        "all",
+        "--tag",
+        "site=lab",
+    ];
+    let (status, out, err) = run_cli_for(&args, Duration::from_secs(4));
+    assert!(status.success(), "hostpulse run failed: {status}\n{err}");
+    let [samples, sent, acked, pending, failed, _] = parse_summary(&out);
+    assert!(samples >= 8, "{out}");
+    assert_eq!((acked, pending, failed), (sent, 0, 0), "{out}");
+    raw_records(broker, topic)
+}
+
+/// The definitions we sent, flattened: id -> (unit, min, max, location).
+fn sent_definitions(raw: &[RawRecord]) -> BTreeMap<String, (Option<String>, Option<f64>, Option<f64>, String)> {
+    fn walk(
+        level: &Value,
+        location: &str,
+        out: &mut BTreeMap<String, (Option<String>, Option<f64>, Option<f64>, String)>,
+    ) {
+        for p in level["Parameters"].as_array().into_iter().flatten() {
+            let entry = (
+                p["Unit"].as_str().map(str::to_owned),
+                p["MinimumValue"].as_f64(),
+                p["MaximumValue"].as_f64(),
+                location.to_owned(),
+            );
+            out.insert(p["Id"].as_str().unwrap().to_owned(), entry);
+        }
+        let groups = level.get("ParameterGroups").or_else(|| level.get("ChildGroups"));
+        for g in groups.and_then(Value::as_array).into_iter().flatten() {
+            let name = g["Name"].as_str().unwrap();
+            let child = if location == "/" { format!("/{name}") } else { format!("{location}/{name}") };
+            walk(g, &child, out);
+        }
+    }
+    let defs = raw.iter().find(|r| r.model() == "ParameterDefinitions").expect("definitions sent").envelope();
+    let mut out = BTreeMap::new();
+    walk(&defs["V"], "/", &mut out);
+    out
+}
+
+fn sent_rows(raw: &[RawRecord]) -> Vec<Sent> {
+    let mut rows = Vec::new();
+    for r in raw.iter().filter(|r| r.model() == "ParameterData") {
+        let v = r.envelope()["V"].clone();
+        for (i, ts) in v["Timestamps"].as_array().unwrap().iter().enumerate() {
+            let pick = |dict: &str| {
+                v[dict].as_object().unwrap().iter().filter_map(move |(k, arr)| Some((k.clone(), arr[i].clone())))
+            };
+            rows.push(Sent {
+                key: r.key.clone(),
+                timestamp_ns: ts.as_i64().unwrap(),
+                values: pick("NumericValues").filter_map(|(k, x)| Some((k, x.as_f64()?))).collect(),
+                tags: pick("TagValues").filter_map(|(k, x)| Some((k, x.as_str()?.to_owned()))).collect(),
+            });
+        }
+    }
+    rows
+}
+
+/// What must hold for any stream published with every metric on.
+fn check_sent(raw: &[RawRecord]) -> (BTreeSet<String>, Vec<Sent>) {
+    let defs = sent_definitions(raw);
+    let ids: BTreeSet<String> = defs.keys().cloned().collect();
+    for want in ["CPU_Load", "CPU_Core_0_Load", "Memory_Used", "Memory_Available", "Swap_Used"] {
+        assert!(ids.contains(want), "{want} defined: {ids:?}");
+    }
+    #[cfg(target_os = "linux")]
+    for want in ["CPU_User", "CPU_System", "CPU_IOWait", "Load_1", "Load_5", "Load_15", "Disk_ReadBytesPerSec"] {
+        assert!(ids.contains(want), "{want} defined: {ids:?}");
+    }
+    assert_eq!(defs["CPU_Core_0_Load"].3, "/cpu/cores");
+    let rows = sent_rows(raw);
+    assert!(rows.iter().all(|r| r.tags.get("site").map(String::as_str) == Some("lab")), "the tag on every row");
+    let seen: BTreeSet<String> = rows.iter().flat_map(|r| r.values.keys().cloned()).collect();
+    assert_eq!(seen, ids, "every defined parameter carries values (rates from the second sample)");
+    (ids, rows)
+}
+
+#[test]
+fn every_metric_is_read_by_quixstreams_3_with_its_id_and_value() {
+    let broker = Tansu::start();
+    let raw = run_all_metrics(&broker.addr, "metrics-all", "metrics-all-3x");
+    let (ids, sent) = check_sent(&raw);
+    let read = read_qs3(&broker.addr, "metrics-all", sent.len(), "metrics-qs3");
+    let read: Vec<Sent> = read
+        .iter()
+        .map(|l| {
+            let row = l["row"].as_object().unwrap();
+            Sent {
+                key: l["key"].as_str().unwrap().into(),
+                timestamp_ns: row["Timestamp"].as_i64().unwrap(),
+                values: row
+                    .iter()
+                    .filter(|(k, _)| ids.contains(*k))
+                    .filter_map(|(k, v)| Some((k.clone(), v.as_f64()?)))
+                    .collect(),
+                tags: row["Tags"]
+                    .as_object()
+                    .map(|t| t.iter().map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_owned())).collect())
+                    .unwrap_or_default(),
+            }
+        })
+        .collect();
+    assert_eq!(read, sent, "quixstreams 3 yields every row with every parameter and the tag");
+}
+
+#[test]
+fn every_metric_and_its_definition_is_read_by_quixstreams_0_5_7() {
+    let mock = MockCluster::new(1).unwrap();
+    mock.create_topic("metrics-all-057", 1, 1).unwrap();
+    let broker = mock.bootstrap_servers();
+    let raw = run_all_metrics(&broker, "metrics-all-057", "metrics-all-057");
+    let (ids, sent) = check_sent(&raw);
+    let events = read_qs057(&broker, "metrics-all-057", 1, "metrics-qs057");
+    let of = |kind: &str| events.iter().filter(|e| e["event"] == kind).cloned().collect::<Vec<_>>();
+
+    let defs = of("definitions");
+    let read_defs: BTreeMap<String, (Option<String>, Option<f64>, Option<f64>, String)> =
+        defs.last().expect("0.5.7 reports the definitions")["parameters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| {
+                let entry = (
+                    p["unit"].as_str().map(str::to_owned),
+                    p["min"].as_f64(),
+                    p["max"].as_f64(),
+                    // 0.5.7 reports the top level as "" (our definitions say "/").
+                    match p["location"].as_str().unwrap() {
+                        "" => "/".to_owned(),
+                        l => l.to_owned(),
+                    },
+                );
+                (p["id"].as_str().unwrap().to_owned(), entry)
+            })
+            .collect();
+    assert_eq!(read_defs, sent_definitions(&raw), "0.5.7 reads ids, units, ranges and group locations");
+    assert_eq!(read_defs.keys().cloned().collect::<BTreeSet<_>>(), ids);
+
+    let props = of("properties");
+    let metadata = &props.last().expect("properties")["metadata"];
+    for fact in ["host", "os", "kernel", "cpu_model", "cpu_cores", "agent"] {
+        assert!(metadata[fact].as_str().is_some_and(|v| !v.is_empty()), "{fact} in {metadata}");
+    }
+
+    let read: Vec<Sent> = of("data")
+        .iter()
+        .map(|e| Sent {
+            key: e["id"].as_str().unwrap().into(),
+            timestamp_ns: e["timestamp_ns"].as_i64().unwrap(),
+            values: e["values"]
+                .as_object()
+                .unwrap()
+                .iter()
+                .filter_map(|(k, v)| Some((k.clone(), v.as_f64()?)))
+                .collect(),
+            tags: e["tags"]
+                .as_object()
+                .unwrap()
+                .iter()
+                .map(|(k, v)| (k.clone(), v.as_str().unwrap().to_owned()))
+                .collect(),
+        })
+        .collect();
+    assert_eq!(read, sent, "0.5.7 sees every row with every parameter and the tag");
+}
