@@ -45,13 +45,12 @@ fn run_all_metrics(broker: &str, topic: &str, stream_id: &str) -> Vec<RawRecord>
     raw_records(broker, topic)
 }
 
+/// Parameter id -> (unit, minimum, maximum, group location).
+type Definitions = BTreeMap<String, (Option<String>, Option<f64>, Option<f64>, String)>;
+
 /// The definitions we sent, flattened: id -> (unit, min, max, location).
-fn sent_definitions(raw: &[RawRecord]) -> BTreeMap<String, (Option<String>, Option<f64>, Option<f64>, String)> {
-    fn walk(
-        level: &Value,
-        location: &str,
-        out: &mut BTreeMap<String, (Option<String>, Option<f64>, Option<f64>, String)>,
-    ) {
+fn sent_definitions(raw: &[RawRecord]) -> Definitions {
+    fn walk(level: &Value, location: &str, out: &mut Definitions) {
         for p in level["Parameters"].as_array().into_iter().flatten() {
             let entry = (
                 p["Unit"].as_str().map(str::to_owned),
@@ -79,9 +78,8 @@ fn sent_rows(raw: &[RawRecord]) -> Vec<Sent> {
     for r in raw.iter().filter(|r| r.model() == "ParameterData") {
         let v = r.envelope()["V"].clone();
         for (i, ts) in v["Timestamps"].as_array().unwrap().iter().enumerate() {
-            let pick = |dict: &str| {
-                v[dict].as_object().unwrap().iter().filter_map(move |(k, arr)| Some((k.clone(), arr[i].clone())))
-            };
+            let pick =
+                |dict: &str| v[dict].as_object().unwrap().iter().map(move |(k, arr)| (k.clone(), arr[i].clone()));
             rows.push(Sent {
                 key: r.key.clone(),
                 timestamp_ns: ts.as_i64().unwrap(),
@@ -151,25 +149,24 @@ fn every_metric_and_its_definition_is_read_by_quixstreams_0_5_7() {
     let of = |kind: &str| events.iter().filter(|e| e["event"] == kind).cloned().collect::<Vec<_>>();
 
     let defs = of("definitions");
-    let read_defs: BTreeMap<String, (Option<String>, Option<f64>, Option<f64>, String)> =
-        defs.last().expect("0.5.7 reports the definitions")["parameters"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|p| {
-                let entry = (
-                    p["unit"].as_str().map(str::to_owned),
-                    p["min"].as_f64(),
-                    p["max"].as_f64(),
-                    // 0.5.7 reports the top level as "" (our definitions say "/").
-                    match p["location"].as_str().unwrap() {
-                        "" => "/".to_owned(),
-                        l => l.to_owned(),
-                    },
-                );
-                (p["id"].as_str().unwrap().to_owned(), entry)
-            })
-            .collect();
+    let read_defs: Definitions = defs.last().expect("0.5.7 reports the definitions")["parameters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            let entry = (
+                p["unit"].as_str().map(str::to_owned),
+                p["min"].as_f64(),
+                p["max"].as_f64(),
+                // 0.5.7 reports the top level as "" (our definitions say "/").
+                match p["location"].as_str().unwrap() {
+                    "" => "/".to_owned(),
+                    l => l.to_owned(),
+                },
+            );
+            (p["id"].as_str().unwrap().to_owned(), entry)
+        })
+        .collect();
     assert_eq!(read_defs, sent_definitions(&raw), "0.5.7 reads ids, units, ranges and group locations");
     assert_eq!(read_defs.keys().cloned().collect::<BTreeSet<_>>(), ids);
 

@@ -109,8 +109,8 @@ impl HostSampler {
             Metric::Network => {
                 let networks = sysinfo::Networks::new_with_refreshed_list().map_err(|e| e.to_string())?;
                 let mut names: Vec<String> = networks
-                    .iter()
-                    .filter_map(|(name, _)| name.to_str().map(str::to_owned))
+                    .keys()
+                    .filter_map(|name| name.to_str().map(str::to_owned))
                     .filter(|name| metrics::interface_included(name, include))
                     .collect();
                 names.sort();
