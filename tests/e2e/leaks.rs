@@ -37,6 +37,8 @@ fn the_token_appears_in_no_output_file_or_command_line() {
     let dead_portal = format!("http://127.0.0.1:{}/", free_port());
     let cases: Vec<(Vec<&str>, Option<u64>)> = vec![
         (vec!["run", "--portal-url", &portal.url, "--interval-ms", "200"], Some(4)),
+        (vec!["run", "--portal-url", &portal.url, "--metrics", "all", "--tag", "site=lab"], Some(3)),
+        (vec!["metrics"], None),
         (vec!["check", "--portal-url", &portal.url], None),
         (vec!["check", "--portal-url", &rejecting.url], None),
         (vec!["run", "--portal-url", &rejecting.url], None),

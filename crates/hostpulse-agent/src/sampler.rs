@@ -160,7 +160,8 @@ impl HostSampler {
     /// Reads every selected metric into `row` (a failed reading leaves the value out: `null`).
     fn read_into(&mut self, mut row: Row) -> Row {
         let at = row.timestamp_ns;
-        for metric in self.metrics.clone() {
+        for i in 0..self.metrics.len() {
+            let metric = self.metrics[i];
             match metric {
                 Metric::Cpu => {}
                 Metric::CpuCores => {

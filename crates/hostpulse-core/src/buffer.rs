@@ -67,9 +67,9 @@ impl TimespanBuffer {
         self.rows.len()
     }
 
-    /// The measurement time of the oldest row buffered.
+    /// The measurement time of the first row buffered (rows arrive in measurement order).
     pub fn oldest_ns(&self) -> Option<i64> {
-        self.rows.iter().map(|r| r.timestamp_ns).min()
+        self.rows.first().map(|r| r.timestamp_ns)
     }
 
     /// Whether nothing is buffered.
