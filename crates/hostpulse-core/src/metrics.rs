@@ -378,6 +378,18 @@ impl CpuTimes {
     }
 }
 
+/// Reads Linux `/proc/net/dev`: each interface's name with its total bytes received and sent.
+/// Lines that do not parse are left out.
+pub fn parse_proc_net_dev(text: &str) -> Vec<(String, u64, u64)> {
+    text.lines()
+        .filter_map(|line| {
+            let (name, fields) = line.split_once(':')?;
+            let f: Vec<u64> = fields.split_whitespace().map(|x| x.parse().ok()).collect::<Option<_>>()?;
+            Some((name.trim().to_owned(), *f.first()?, *f.get(8)?))
+        })
+        .collect()
+}
+
 /// Whether interface `name` is published under include list `include` (empty: every interface
 /// except loopback).
 pub fn interface_included(name: &str, include: &[String]) -> bool {
@@ -485,6 +497,19 @@ mod tests {
         assert_eq!(sensor_id("acpitz temp1"), "Temp_acpitz_temp1");
         assert!(interface_included("eth0", &[]) && !interface_included("lo", &[]));
         assert!(!interface_included("eth0", &["wlan0".into()]) && interface_included("lo", &["lo".into()]));
+    }
+
+    #[test]
+    fn proc_net_dev_gives_bytes_received_and_sent_per_interface() {
+        let text = "Inter-|   Receive                                                |  Transmit\n \
+ face |bytes    packets errs drop fifo frame compressed multicast|bytes    packets errs drop fifo colls carrier compressed\n\
+    lo: 1296   16    0    0    0     0          0         0     1296      16    0    0    0     0       0          0\n\
+  eth0: 98765432 70000 0 0 0 0 0 0 1234567 9000 0 0 0 0 0 0\n\
+ bad: x y\n";
+        assert_eq!(
+            parse_proc_net_dev(text),
+            [("lo".to_owned(), 1296, 1296), ("eth0".to_owned(), 98_765_432, 1_234_567)]
+        );
     }
 
     #[test]
