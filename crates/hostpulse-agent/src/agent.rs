@@ -20,7 +20,6 @@
 //! [`MAX_IN_FLIGHT`] records): those may reach the broker twice. A rebuilt producer may likewise
 //! repeat records whose acknowledgement was lost.
 
-use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -268,8 +267,10 @@ pub fn spawn(mut config: AgentConfig, parts: Parts) -> (AgentHandle, JoinHandle<
     if let Some(definitions) = selected {
         config.definitions = definitions;
     }
-    let shared =
-        Arc::new(Mutex::new(Shared { history: History::new(config.history), definitions: config.definitions.clone() }));
+    let shared = Arc::new(Mutex::new(Shared {
+        history: kept_history(&outbox, config.history),
+        definitions: config.definitions.clone(),
+    }));
     outbox.set_limits(config.outbox);
     let mut status =
         Status::new(if publisher.is_some() { PublisherState::Publishing } else { PublisherState::Unconfigured });
@@ -300,8 +301,9 @@ pub fn spawn(mut config: AgentConfig, parts: Parts) -> (AgentHandle, JoinHandle<
         drain_until: None,
         last_sample: None,
         drop_logged: None,
-        unsent: VecDeque::new(),
+        oldest_unsent_ms: None,
         unsent_since: None,
+        history_pruned: 0,
         sampler_defines,
         shared: shared.clone(),
         status,
@@ -317,6 +319,26 @@ pub fn spawn(mut config: AgentConfig, parts: Parts) -> (AgentHandle, JoinHandle<
     }
     let task = tokio::spawn(actor.run());
     (AgentHandle { commands: cmd_tx, status: status_rx, shared }, task)
+}
+
+/// The history window filled with the rows an earlier run kept in the outbox file.
+fn kept_history(outbox: &Outbox, window: Duration) -> History {
+    let mut history = History::new(window);
+    if window.is_zero() {
+        return history;
+    }
+    let since = now_ns().saturating_sub(i64::try_from(window.as_nanos()).unwrap_or(i64::MAX));
+    match outbox.history_since(since) {
+        Ok(rows) => {
+            for (ts, published, json) in rows {
+                let values: Vec<(String, f64)> = serde_json::from_str(&json).unwrap_or_default();
+                let row = values.into_iter().fold(Row::new(ts), |row, (id, v)| row.with_value(id, v));
+                history.push(row, published);
+            }
+        }
+        Err(e) => tracing::warn!("the chart starts empty: {e}"),
+    }
+    history
 }
 
 type Reply = oneshot::Sender<Result<(), ReplaceError>>;
@@ -359,10 +381,13 @@ struct Actor {
     last_sample: Option<(Instant, i64)>,
     /// When dropped records were last logged.
     drop_logged: Option<Instant>,
-    /// Data records of this run in the outbox: position and the time of their first row.
-    unsent: VecDeque<(i64, i64)>,
+    /// The first row time (ms) of the oldest data record in the outbox: rows from then on are
+    /// not acknowledged yet. Read from the outbox every housekeeping turn.
+    oldest_unsent_ms: Option<i64>,
     /// What the history was last told about delivery.
     unsent_since: Option<i64>,
+    /// Housekeeping turns since the kept history was last pruned.
+    history_pruned: u32,
     /// The sampler defines its parameters from the selected metrics.
     sampler_defines: bool,
     shared: Arc<Mutex<Shared>>,
@@ -503,7 +528,7 @@ impl Actor {
         self.status.last_value = row.value(CPU_LOAD).or(self.status.last_value);
         tracing::debug!(timestamp_ns = row.timestamp_ns, values = ?row.values, "sampled");
         let active = self.active();
-        self.shared.lock().expect("not poisoned").history.push(row.clone(), active);
+        self.remember(&row, active);
         if !active {
             return;
         }
@@ -514,9 +539,8 @@ impl Actor {
 
     fn publish(&mut self, rows: &[Row]) {
         for record in self.writer.data(rows, now_ns()) {
-            let seq = self.store(&record);
-            if let (Some(seq), ModelKey::ParameterData, Some(first)) = (seq, record.model, rows.first()) {
-                self.unsent.push_back((seq, first.timestamp_ns));
+            if self.store(&record).is_some() && record.model == ModelKey::ParameterData {
+                self.oldest_unsent_ms.get_or_insert(record.timestamp_ms);
             }
         }
         self.pump();
@@ -525,21 +549,25 @@ impl Actor {
     /// Tells the history how far delivery has got: the oldest row not acknowledged yet (in the
     /// outbox or still in the buffer).
     fn update_unsent(&mut self) {
-        let since = self.unsent.front().map(|&(_, t)| t).or_else(|| self.buffer.oldest_ns());
+        let since = self.oldest_unsent_ms.map(|ms| ms.saturating_mul(1_000_000)).or_else(|| self.buffer.oldest_ns());
         if since != self.unsent_since {
             self.unsent_since = since;
             self.shared.lock().expect("not poisoned").history.set_unsent_since(since);
         }
     }
 
-    /// Forgets data records that left the outbox without an acknowledgement (dropped by its
-    /// bounds, refused for good).
-    fn prune_unsent(&mut self) {
-        while let Some(&(seq, _)) = self.unsent.front() {
-            if self.outbox.contains(seq).unwrap_or(true) {
-                break;
-            }
-            self.unsent.pop_front();
+    /// Keeps `row` in the history (and, with a history window, in the outbox file, so that the
+    /// chart survives a restart).
+    fn remember(&mut self, row: &Row, published: bool) {
+        self.shared.lock().expect("not poisoned").history.push(row.clone(), published);
+        if self.config.history.is_zero() {
+            return;
+        }
+        let values: Vec<(&str, f64)> =
+            row.values.iter().filter(|(_, v)| v.is_finite()).map(|(id, v)| (&**id, *v)).collect();
+        let json = serde_json::to_string(&values).unwrap_or_default();
+        if let Err(e) = self.outbox.keep_history(row.timestamp_ns, published, &json) {
+            tracing::debug!("the chart's history is not kept on disk: {e}");
         }
     }
 
@@ -623,9 +651,6 @@ impl Actor {
         }
         match result {
             Ok(()) => {
-                if self.unsent.front().is_some_and(|&(first, _)| first == seq) {
-                    self.unsent.pop_front();
-                }
                 if self.outbox.remove(seq).unwrap_or_else(|e| {
                     tracing::error!("{e}");
                     false
@@ -652,6 +677,9 @@ impl Actor {
         }
         if self.current_in_flight == 0 && self.switching.is_some() {
             self.finish_switch();
+        }
+        if self.outbox.is_empty() {
+            self.oldest_unsent_ms = None;
         }
         if self.drain_until.is_some() && self.outbox.is_empty() {
             self.drop_publisher();
@@ -699,7 +727,18 @@ impl Actor {
     }
 
     fn housekeeping(&mut self) {
-        self.prune_unsent();
+        match self.outbox.oldest_data_ms() {
+            Ok(oldest) => self.oldest_unsent_ms = oldest,
+            Err(e) => tracing::error!("{e}"),
+        }
+        self.history_pruned += 1;
+        if self.history_pruned >= 60 && !self.config.history.is_zero() {
+            self.history_pruned = 0;
+            let window = i64::try_from(self.config.history.as_nanos()).unwrap_or(i64::MAX);
+            if let Err(e) = self.outbox.prune_history(now_ns().saturating_sub(window)) {
+                tracing::debug!("{e}");
+            }
+        }
         match self.outbox.expire_after(now_ns() / 1_000_000, self.cursor) {
             Ok(0) => {}
             Ok(n) => {
@@ -1495,6 +1534,38 @@ mod tests {
         assert_eq!(acked[kept.len()].model, ModelKey::StreamProperties, "then a new stream life");
         assert_each_once_in_order(&acked, 10);
         assert_eq!(status.records_pending(), 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_chart_survives_a_restart_and_still_shows_what_waits() {
+        use hostpulse_core::history::Delivery::{Local, Waiting};
+        let dir = tempfile::tempdir().unwrap();
+        let path = Outbox::path_in(dir.path(), "test");
+        let mut cfg = config(200, 100);
+        cfg.shutdown_timeout = Duration::from_secs(1);
+        let t0 = now_ns() - 60_000_000_000;
+        let at = |i: i64| Row::new(t0 + i * 200_000_000).with_value(CPU_LOAD, i as f64);
+        // First run: the broker never answers, so the records stay in the outbox.
+        let silent = Memory { ack_after: None, ..Default::default() };
+        let first = Parts {
+            outbox: Outbox::open(&path, cfg.outbox).unwrap(),
+            ..parts(ScriptedSampler::new((0..5).map(at)), Some(silent), None)
+        };
+        let (agent, task) = spawn(cfg.clone(), first);
+        tokio::time::sleep(Duration::from_millis(1200)).await;
+        agent.shutdown().await;
+        task.await.unwrap();
+        // Second run, not configured: the earlier rows are back, still waiting; new ones are local.
+        let second = Parts {
+            outbox: Outbox::open(&path, cfg.outbox).unwrap(),
+            ..parts(ScriptedSampler::new((5..7).map(at)), None, None)
+        };
+        let (agent, _) = spawn(cfg, second);
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        let h = agent.history(CPU_LOAD);
+        assert_eq!(h.values, (0..7).map(|i| Some(f64::from(i))).collect::<Vec<_>>());
+        assert_eq!(h.delivery, [Waiting, Waiting, Waiting, Waiting, Waiting, Local, Local], "{h:?}");
+        agent.shutdown().await;
     }
 
     #[tokio::test(start_paused = true)]

@@ -105,6 +105,12 @@ CREATE TABLE IF NOT EXISTS records (
     bytes INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS records_by_age ON records(stored_ms);
+CREATE TABLE IF NOT EXISTS history (
+    ts_ns INTEGER NOT NULL,
+    published INTEGER NOT NULL,
+    row_values TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS history_by_time ON history(ts_ns);
 ";
 
 fn model_from(name: &str) -> Option<ModelKey> {
@@ -361,11 +367,40 @@ impl Outbox {
         Ok(out)
     }
 
-    /// Whether the record at `seq` is still kept.
-    pub fn contains(&self, seq: i64) -> Result<bool, OutboxError> {
+    /// The Kafka timestamp (ms: the time of its first row) of the oldest `ParameterData` record
+    /// kept, that is, from when on rows are not yet acknowledged.
+    pub fn oldest_data_ms(&self) -> Result<Option<i64>, OutboxError> {
         self.conn
-            .prepare_cached("SELECT 1 FROM records WHERE seq = ?1")
-            .and_then(|mut s| s.exists([seq]))
+            .prepare_cached("SELECT timestamp_ms FROM records WHERE model = 'ParameterData' ORDER BY seq LIMIT 1")
+            .and_then(|mut s| s.query_row([], |r| r.get(0)).optional())
+            .map_err(|e| self.storage(e))
+    }
+
+    /// Keeps a sampled row for the window's chart (not a record: it is never sent, and it does
+    /// not count against the bounds; [`prune_history`](Self::prune_history) keeps it to an hour).
+    /// `values` is the row's values as JSON.
+    pub fn keep_history(&mut self, ts_ns: i64, published: bool, values: &str) -> Result<(), OutboxError> {
+        self.conn
+            .prepare_cached("INSERT INTO history (ts_ns, published, row_values) VALUES (?1, ?2, ?3)")
+            .and_then(|mut s| s.execute(params![ts_ns, published, values]))
+            .map(|_| ())
+            .map_err(|e| self.storage(e))
+    }
+
+    /// The rows kept for the chart measured at or after `since_ns`, oldest first.
+    pub fn history_since(&self, since_ns: i64) -> Result<Vec<(i64, bool, String)>, OutboxError> {
+        self.conn
+            .prepare_cached("SELECT ts_ns, published, row_values FROM history WHERE ts_ns >= ?1 ORDER BY ts_ns")
+            .and_then(|mut s| s.query_map([since_ns], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?.collect())
+            .map_err(|e| self.storage(e))
+    }
+
+    /// Forgets chart rows measured before `before_ns`.
+    pub fn prune_history(&mut self, before_ns: i64) -> Result<(), OutboxError> {
+        self.conn
+            .prepare_cached("DELETE FROM history WHERE ts_ns < ?1")
+            .and_then(|mut s| s.execute([before_ns]))
+            .map(|_| ())
             .map_err(|e| self.storage(e))
     }
 
@@ -413,6 +448,40 @@ mod tests {
 
     fn values(o: &Outbox) -> Vec<i64> {
         o.after(0, usize::MAX >> 1).unwrap().iter().map(|s| s.record.timestamp_ms - 1_700_000_000_000).collect()
+    }
+
+    #[test]
+    fn the_oldest_data_record_says_from_when_rows_are_unacknowledged() {
+        let mut o = Outbox::in_memory(limits(1 << 20));
+        assert_eq!(o.oldest_data_ms().unwrap(), None);
+        let props = Record { model: ModelKey::StreamProperties, timestamp_ms: 5, ..record(0) };
+        let p = o.append(&props, 0).unwrap().seq;
+        let a = o.append(&record(1), 0).unwrap().seq;
+        o.append(&record(2), 0).unwrap();
+        assert_eq!(o.oldest_data_ms().unwrap(), Some(1_700_000_000_001), "properties are not rows");
+        o.remove(a).unwrap();
+        o.remove(p).unwrap();
+        assert_eq!(o.oldest_data_ms().unwrap(), Some(1_700_000_000_002));
+    }
+
+    #[test]
+    fn chart_rows_are_kept_apart_from_records_and_pruned_by_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = Outbox::path_in(dir.path(), "test");
+        let mut o = Outbox::open(&path, limits(1 << 20)).unwrap();
+        for t in 0..5 {
+            o.keep_history(t * 1000, t % 2 == 0, &format!(r#"[["CPU_Load",{t}.5]]"#)).unwrap();
+        }
+        assert_eq!((o.len(), o.bytes()), (0, 0), "not records, not counted against the bounds");
+        o.prune_history(2000).unwrap();
+        drop(o);
+        let o = Outbox::open(&path, limits(1 << 20)).unwrap();
+        let kept = o.history_since(3000).unwrap();
+        assert_eq!(
+            kept,
+            [(3000, false, r#"[["CPU_Load",3.5]]"#.to_owned()), (4000, true, r#"[["CPU_Load",4.5]]"#.to_owned())]
+        );
+        assert_eq!(o.history_since(0).unwrap().len(), 3, "pruned before 2000, kept across a reopen");
     }
 
     #[test]
