@@ -62,6 +62,10 @@ function renderStatus(s) {
   toggle.textContent = s.state === "paused" ? "Start publishing" : "Pause publishing";
   if (s.samples !== renderStatus.samples) {
     renderStatus.samples = s.samples;
+    // The chart's current value follows at once; its line a moment later.
+    if ((chart?.series.id ?? "CPU_Load") === "CPU_Load" && s.last_value != null) {
+      $("chart-now").textContent = `Now ${formatValue(s.last_value, "%")}`;
+    }
     refreshHistory();
   }
 }
@@ -75,13 +79,20 @@ function formatValue(v, unit) {
     while (Math.abs(v) >= 1024 && i < steps.length - 1) { v /= 1024; i += 1; }
     return `${v.toFixed(i === 0 ? 0 : 1)} ${steps[i]}${unit}`;
   }
+  if (unit === "%") return `${v.toFixed(1)} %`;
   const text = Math.abs(v) >= 100 || Number.isInteger(v) ? v.toFixed(0) : v.toFixed(1);
   return unit ? `${text} ${unit}` : text;
 }
 
+// At most about once a second; a call in between is answered by one trailing refresh, so the
+// chart never lags behind the value shown above it.
+let chartTrailing = null;
 async function refreshHistory() {
   const now = Date.now();
-  if (now - chartAsked < 900) return;
+  if (now - chartAsked < 900) {
+    chartTrailing ??= setTimeout(() => { chartTrailing = null; refreshHistory(); }, 900 - (now - chartAsked));
+    return;
+  }
   chartAsked = now;
   try {
     chart = await invoke("get_history", { id: $("metric").value || null });

@@ -130,6 +130,17 @@ fn the_desktop_app_end_to_end() {
         "return /\\d+\\.\\d %/.test(document.querySelector('#cpu').textContent)",
     );
     assert!(visible(&s, "#token-form") && !visible(&s, "#token-stored"));
+    // The chart is drawn from the agent's history: its newest CPU value is the status's.
+    let same = (0..20).any(|_| {
+        let h = s.js_async("window.__TAURI__.core.invoke('get_history', { id: 'CPU_Load' })");
+        let st = s.js_async("window.__TAURI__.core.invoke('get_state')");
+        let same = h["series"]["current"].is_number() && h["series"]["current"] == st["status"]["last_value"];
+        if !same {
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        same
+    });
+    assert!(same, "the history's newest CPU value is the one the status shows");
     s.screenshot(&out.join("01-first-run.png"));
     assert_eq!(s.js(FITS), Value::Bool(true), "nothing overflows at the default size");
     let unlabelled = s.js("return [...document.querySelectorAll('input')].filter(i => !document.querySelector(`label[for=${i.id}]`) && !i.closest('label')).map(i => i.id)");
