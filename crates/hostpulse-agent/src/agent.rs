@@ -727,9 +727,12 @@ impl Actor {
     }
 
     fn housekeeping(&mut self) {
-        match self.outbox.oldest_data_ms() {
-            Ok(oldest) => self.oldest_unsent_ms = oldest,
-            Err(e) => tracing::error!("{e}"),
+        // Only the history's delivery state needs it: without a history window (the CLI), no query.
+        if !self.config.history.is_zero() {
+            match self.outbox.oldest_data_ms() {
+                Ok(oldest) => self.oldest_unsent_ms = oldest,
+                Err(e) => tracing::error!("{e}"),
+            }
         }
         self.history_pruned += 1;
         if self.history_pruned >= 60 && !self.config.history.is_zero() {

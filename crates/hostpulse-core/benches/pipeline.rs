@@ -7,9 +7,10 @@ use std::time::Duration;
 
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use hostpulse_core::buffer::{BufferConfig, TimespanBuffer};
+use hostpulse_core::metrics::{Inventory, Metric, definitions};
 use hostpulse_core::sample::{CPU_LOAD, Row};
 use hostpulse_core::stream::{StreamId, StreamWriter};
-use hostpulse_core::wire::{ParameterDefinition, StreamProperties};
+use hostpulse_core::wire::StreamProperties;
 
 const T0: i64 = 1_764_000_000_000_000_000;
 
@@ -18,15 +19,7 @@ fn rows(n: usize) -> Vec<Row> {
 }
 
 fn writer() -> StreamWriter {
-    let definitions = vec![ParameterDefinition {
-        id: CPU_LOAD.into(),
-        name: Some("CPU Load".into()),
-        description: None,
-        minimum: Some(0.0),
-        maximum: Some(100.0),
-        unit: Some("%".into()),
-        location: "/".into(),
-    }];
+    let definitions = definitions(Metric::Cpu, &Inventory::default());
     let mut w = StreamWriter::new(
         StreamId::parse("bench-stream").unwrap(),
         StreamProperties { name: Some("Bench".into()), ..Default::default() },

@@ -77,16 +77,6 @@ impl History {
         self.unsent_since_ns = since_ns;
     }
 
-    /// The rows held.
-    pub fn len(&self) -> usize {
-        self.rows.len()
-    }
-
-    /// Whether no row is held.
-    pub fn is_empty(&self) -> bool {
-        self.rows.is_empty()
-    }
-
     /// Parameter `id` over the window.
     pub fn series(&self, id: &str) -> Series {
         let mut s = Series {

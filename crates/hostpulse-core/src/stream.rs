@@ -244,15 +244,7 @@ mod tests {
 
     fn writer() -> StreamWriter {
         let props = StreamProperties { name: Some("CPU Load - h".into()), ..Default::default() };
-        let defs = vec![ParameterDefinition {
-            id: "CPU_Load".into(),
-            name: Some("CPU Load".into()),
-            description: None,
-            minimum: Some(0.0),
-            maximum: Some(100.0),
-            unit: Some("%".into()),
-            location: "/".into(),
-        }];
+        let defs = crate::metrics::definitions(crate::metrics::Metric::Cpu, &Default::default());
         StreamWriter::new(StreamId::parse("host-1").unwrap(), props, defs)
     }
 
