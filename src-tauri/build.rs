@@ -11,6 +11,7 @@ fn main() {
         "test_connection",
         "set_autostart",
         "get_history",
+        "confirm_portal",
     ]);
     tauri_build::try_build(tauri_build::Attributes::new().app_manifest(manifest)).expect("tauri build step");
 }

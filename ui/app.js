@@ -52,7 +52,7 @@ function renderStatus(s) {
   $("dropped").textContent = s.dropped;
   $("dropped-row").hidden = s.dropped === 0;
   let error = s.last_error ? `Last error: ${s.last_error}` : "";
-  if (s.state === "retrying" && s.next_try_ms != null) {
+  if ((s.state === "retrying" || s.state === "error") && s.next_try_ms != null) {
     const next = new Date(s.next_try_ms).toLocaleTimeString();
     error += `\nSamples wait on this computer; next try at ${next}.`;
   }
@@ -228,7 +228,17 @@ function render(state) {
   $("autostart").checked = state.autostart;
   show($("settings-problem"), state.settings_problem ?? "");
   renderToken(state.token);
+  renderPortalConfirm(state.portal_pending);
   renderStatus(state.status);
+}
+
+// A new Portal URL is saved, but the stored token goes there only when the user says so.
+function renderPortalConfirm(url) {
+  $("portal-confirm").hidden = !url;
+  if (!url) return;
+  $("portal_url").value = url;
+  $("portal-confirm-text").textContent =
+    `The stored streaming token has not been sent to ${url} yet. Send it there, or enter the token for that Portal above.`;
 }
 
 function showCommandError(err, fallback) {
@@ -334,6 +344,9 @@ async function main() {
     try { render(await invoke("set_publishing", { on })); } catch (err) { show($("last-error"), err?.message); }
   });
   $("test").addEventListener("click", testConnection);
+  $("portal-confirm-button").addEventListener("click", async () => {
+    try { render(await invoke("confirm_portal")); } catch (err) { showCommandError(err, $("settings-error")); }
+  });
   $("autostart").addEventListener("change", async (e) => {
     show($("autostart-error"), "");
     try { e.target.checked = await invoke("set_autostart", { on: e.target.checked }); }

@@ -8,6 +8,7 @@ use hostpulse_agent::agent::{AgentConfig, AgentHandle};
 use hostpulse_agent::diagnose::{self, Step};
 use hostpulse_agent::fsutil;
 use hostpulse_agent::portal::PortalOptions;
+use hostpulse_agent::publisher::KafkaSettings;
 use hostpulse_agent::quix::{Credential, QuixConnector};
 use hostpulse_agent::token::{self, SecretStore, TokenSource};
 use hostpulse_core::history::Series;
@@ -41,6 +42,18 @@ pub struct App {
     pub connector: Arc<RwLock<QuixConnector>>,
     /// Decides on notifications; its rules change with the settings.
     pub notifier: Arc<Mutex<Notifier>>,
+    /// A Portal URL saved while a token was stored: the token is not sent there until the user
+    /// confirms (or enters a token). Kept only in memory; the file keeps the confirmed URL.
+    pub pending_portal: Mutex<Option<PendingPortal>>,
+}
+
+/// A new Portal URL waiting for the user's word before the stored token goes there.
+#[derive(Debug, Clone)]
+pub struct PendingPortal {
+    /// The `portal_url` setting (`None`: the default Portal).
+    setting: Option<String>,
+    /// The URL itself, for people.
+    url: String,
 }
 
 /// An error the page can act on.
@@ -82,6 +95,8 @@ pub struct StateView {
     settings: SettingsView,
     token: TokenView,
     status: StatusView,
+    /// A Portal URL the stored token has not been sent to yet: the page asks to confirm.
+    portal_pending: Option<String>,
     autostart: bool,
     settings_problem: Option<String>,
 }
@@ -160,10 +175,11 @@ impl From<&Status> for StatusView {
             dropped: s.records_dropped,
             next_try_ms: match s.state {
                 PublisherState::Backoff { next_try_ms, .. } => Some(next_try_ms),
+                PublisherState::Failed { next_try_ms, .. } => next_try_ms,
                 _ => None,
             },
             last_error: match &s.state {
-                PublisherState::Backoff { reason, .. } | PublisherState::Failed { reason } => Some(reason.clone()),
+                PublisherState::Backoff { reason, .. } | PublisherState::Failed { reason, .. } => Some(reason.clone()),
                 _ => s.last_error.clone(),
             },
         }
@@ -199,9 +215,9 @@ impl App {
         self.settings.lock().expect("not poisoned").check(&self.facts).map_err(|e| e.to_string())
     }
 
-    fn view(&self, app: &AppHandle) -> StateView {
+    async fn view(&self, app: &AppHandle) -> StateView {
         let s = self.settings.lock().expect("not poisoned").clone();
-        let token = match token::resolve(self.store.as_ref()) {
+        let token = match token::resolve_blocking(self.store.clone()).await {
             Ok(t) => TokenView {
                 stored: t.is_some(),
                 source: t.map(|(_, source)| source),
@@ -241,6 +257,7 @@ impl App {
             },
             token,
             status: StatusView::from(&self.agent.status()),
+            portal_pending: self.pending_portal.lock().expect("not poisoned").as_ref().map(|p| p.url.clone()),
             autostart: app.autolaunch().is_enabled().unwrap_or(false),
             settings_problem: self.settings_problem.lock().expect("not poisoned").clone(),
         }
@@ -248,8 +265,9 @@ impl App {
 
     /// Reconnects with the current token, if there is one (after a token or connection change).
     async fn reconnect(&self) -> Result<()> {
-        let Some((token, source)) =
-            token::resolve(self.store.as_ref()).map_err(|e| CommandError::new("credential_store", e.to_string()))?
+        let Some((token, source)) = token::resolve_blocking(self.store.clone())
+            .await
+            .map_err(|e| CommandError::new("credential_store", e.to_string()))?
         else {
             return Ok(());
         };
@@ -274,7 +292,7 @@ pub fn connector_for(c: &Checked, data_dir: &std::path::Path) -> QuixConnector {
 
 #[tauri::command]
 pub async fn get_state(app: AppHandle, state: State<'_, App>) -> Result<StateView> {
-    Ok(state.view(&app))
+    Ok(state.view(&app).await)
 }
 
 fn parse_number(field: &str, unit: &str, text: &str, problems: &mut Vec<FieldProblem>) -> u64 {
@@ -342,10 +360,21 @@ pub async fn save_settings(app: AppHandle, state: State<'_, App>, input: Setting
     if let Err(e) = &checked {
         problems.extend(e.0.iter().map(|f| FieldProblem { field: f.field.into(), message: f.message.clone() }));
     }
-    let checked = match checked {
+    let mut checked = match checked {
         Ok(c) if problems.is_empty() => c,
         _ => return Err(CommandError::invalid(problems)),
     };
+    // A new Portal URL gets the stored token only once the user says so (or enters a token):
+    // until then the file and the connection keep the URL the token was used with.
+    if new.portal_url == old.portal_url {
+        *state.pending_portal.lock().expect("not poisoned") = None;
+    } else if new.broker.is_none() && matches!(token::resolve_blocking(state.store.clone()).await, Ok(Some(_))) {
+        tracing::info!(portal = %checked.portal_url, "new Portal URL: waiting for confirmation before the token goes there");
+        *state.pending_portal.lock().expect("not poisoned") =
+            Some(PendingPortal { setting: new.portal_url.clone(), url: checked.portal_url.clone() });
+        new.portal_url = old.portal_url.clone();
+        checked = new.check(&state.facts).map_err(|e| CommandError::new("invalid", e.to_string()))?;
+    }
     write_settings(&state, &new)?;
     *state.settings.lock().expect("not poisoned") = new.clone();
     state.agent.apply(AgentConfig::from_checked(&checked, &state.facts.hostname)).await;
@@ -356,7 +385,33 @@ pub async fn save_settings(app: AppHandle, state: State<'_, App>, input: Setting
         *state.connector.write().expect("not poisoned") = connector_for(&checked, &state.data_dir);
         state.reconnect().await?;
     }
-    Ok(state.view(&app))
+    Ok(state.view(&app).await)
+}
+
+/// Sends the stored token to the Portal URL that waited for confirmation: the URL goes into the
+/// file and the connection, and the agent connects there.
+#[tauri::command]
+pub async fn confirm_portal(app: AppHandle, state: State<'_, App>) -> Result<StateView> {
+    if state.adopt_pending_portal()? {
+        state.reconnect().await?;
+    }
+    Ok(state.view(&app).await)
+}
+
+impl App {
+    /// Makes a Portal URL waiting for confirmation the one in force (file and connection);
+    /// `false` when none was waiting.
+    fn adopt_pending_portal(&self) -> Result<bool> {
+        let Some(pending) = self.pending_portal.lock().expect("not poisoned").take() else { return Ok(false) };
+        let mut new = self.settings.lock().expect("not poisoned").clone();
+        new.portal_url = pending.setting;
+        let checked = new.check(&self.facts).map_err(|e| CommandError::new("invalid", e.to_string()))?;
+        write_settings(self, &new)?;
+        *self.settings.lock().expect("not poisoned") = new;
+        *self.connector.write().expect("not poisoned") = connector_for(&checked, &self.data_dir);
+        tracing::info!(portal = %pending.url, "Portal URL confirmed");
+        Ok(true)
+    }
 }
 
 /// Writes the settings file atomically. A file that could not be read at start is kept next to
@@ -381,32 +436,38 @@ fn write_settings(state: &App, settings: &Settings) -> Result<()> {
 
 #[tauri::command]
 pub async fn set_token(app: AppHandle, state: State<'_, App>, token: String) -> Result<StateView> {
-    let bad = |m: &str| CommandError::invalid(vec![FieldProblem { field: "token".into(), message: m.into() }]);
-    let trimmed = token.trim();
-    if trimmed.is_empty() {
-        return Err(bad("`token` is empty: paste the streaming token from the Quix portal"));
-    }
-    if trimmed.len() > 4096 || trimmed.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        return Err(bad(
-            "`token` must be one line of at most 4096 characters without spaces: paste the streaming token only",
-        ));
-    }
-    let secret = Secret::new(trimmed).expect("not empty");
-    drop(token);
-    state.store.set(&secret).map_err(|e| CommandError::new("credential_store", e.to_string()))?;
+    let secret = Secret::token(token)
+        .map_err(|e| CommandError::invalid(vec![FieldProblem { field: "token".into(), message: e.to_string() }]))?;
+    store_blocking(&state.store, Some(secret.clone())).await?;
+    // A token entered now is meant for the Portal URL on the page.
+    state.adopt_pending_portal()?;
     state
         .agent
         .replace_token(Credential { token: secret, source: TokenSource::CredentialStore })
         .await
         .map_err(|e| CommandError::new("connect", e.to_string()))?;
-    Ok(state.view(&app))
+    Ok(state.view(&app).await)
+}
+
+/// Stores `token` (or, with `None`, removes the stored one) off the async worker threads: the
+/// credential store may block, asking the user to unlock it.
+async fn store_blocking(store: &Arc<dyn SecretStore>, token: Option<Secret>) -> Result<()> {
+    let store = store.clone();
+    tokio::task::spawn_blocking(move || match token {
+        Some(t) => store.set(&t),
+        None => store.clear().map(|_| ()),
+    })
+    .await
+    .map_err(|e| CommandError::new("credential_store", e.to_string()))?
+    .map_err(|e| CommandError::new("credential_store", e.to_string()))
 }
 
 #[tauri::command]
 pub async fn remove_token(app: AppHandle, state: State<'_, App>) -> Result<StateView> {
-    state.store.clear().map_err(|e| CommandError::new("credential_store", e.to_string()))?;
+    store_blocking(&state.store, None).await?;
+    *state.pending_portal.lock().expect("not poisoned") = None;
     state.agent.disconnect().await;
-    Ok(state.view(&app))
+    Ok(state.view(&app).await)
 }
 
 #[tauri::command]
@@ -415,7 +476,7 @@ pub async fn set_publishing(app: AppHandle, state: State<'_, App>, on: bool) -> 
         return Err(CommandError::new("unconfigured", "save a streaming token first"));
     }
     state.agent.set_publishing(on).await;
-    Ok(state.view(&app))
+    Ok(state.view(&app).await)
 }
 
 #[tauri::command]
@@ -423,8 +484,8 @@ pub async fn test_connection(state: State<'_, App>) -> Result<Vec<Step>> {
     let checked = state.checked().map_err(|e| CommandError::new("invalid", e))?;
     Ok(diagnose::run(diagnose::Inputs {
         checked: &checked,
-        store: state.store.as_ref(),
-        direct: None,
+        store: state.store.clone(),
+        direct: checked.broker.as_deref().map(|b| KafkaSettings::direct(&checked, b)),
         data_dir: state.data_dir.clone(),
         options: PortalOptions::default(),
     })

@@ -185,6 +185,7 @@ fn setup(app: &mut tauri::App) -> Result<(), Box<dyn std::error::Error>> {
         facts,
         data_dir,
         connector,
+        pending_portal: Mutex::new(None),
     });
 
     let handle = app.handle().clone();
@@ -243,6 +244,7 @@ fn main() {
             commands::test_connection,
             commands::set_autostart,
             commands::get_history,
+            commands::confirm_portal,
         ])
         .setup(setup)
         .on_window_event(|window, event| {

@@ -80,7 +80,8 @@ pub fn view(status: &Status) -> TrayView {
         PublisherState::Publishing => (Look::Publishing, "Publishing"),
         PublisherState::Stopping => (Look::Paused, "Stopping"),
         PublisherState::Backoff { .. } => (Look::Error, "Retrying"),
-        PublisherState::Failed { .. } => (Look::Error, "Stopped by an error"),
+        PublisherState::Failed { next_try_ms: None, .. } => (Look::Error, "Stopped by an error"),
+        PublisherState::Failed { next_try_ms: Some(_), .. } => (Look::Error, "Error, trying again later"),
     };
     let cpu = status.last_value.map(|v| format!("CPU {v:.1} %")).unwrap_or_else(|| "CPU –".into());
     let mut status_line = format!("{state} · {cpu} · {} sent", status.records_acknowledged);
@@ -177,7 +178,7 @@ mod tests {
             (PublisherState::Unconfigured, Look::Unconfigured, "Pause publishing", false),
             (PublisherState::Paused, Look::Paused, "Start publishing", true),
             (PublisherState::Publishing, Look::Publishing, "Pause publishing", true),
-            (PublisherState::Failed { reason: "x".into() }, Look::Error, "Pause publishing", false),
+            (PublisherState::Failed { reason: "x".into(), next_try_ms: None }, Look::Error, "Pause publishing", false),
             (PublisherState::Backoff { reason: "x".into(), next_try_ms: 1 }, Look::Error, "Pause publishing", true),
         ];
         for (state, look, label, enabled) in cases {

@@ -75,6 +75,8 @@ pub struct AgentConfig {
     pub outbox: OutboxLimits,
     /// With records in flight and no acknowledgement for this long, the producer is rebuilt.
     pub stall_timeout: Duration,
+    /// Most bytes (key and value) of one data record; larger batches are split.
+    pub record_max_bytes: usize,
     /// Metrics to publish; a sampler that reads the host turns them into `definitions`.
     pub metrics: Vec<Metric>,
     /// Network interfaces to publish; empty: all but loopback.
@@ -105,6 +107,7 @@ impl AgentConfig {
             shutdown_timeout: c.shutdown_timeout,
             outbox: c.outbox,
             stall_timeout: c.stall_timeout,
+            record_max_bytes: c.record_max_bytes,
             metrics: c.metrics.clone(),
             network_interfaces: c.network_interfaces.clone(),
             tags: c.tags.clone(),
@@ -275,10 +278,16 @@ pub fn spawn(mut config: AgentConfig, parts: Parts) -> (AgentHandle, JoinHandle<
     let mut status =
         Status::new(if publisher.is_some() { PublisherState::Publishing } else { PublisherState::Unconfigured });
     status.records_queued = outbox.len();
+    // Records of a kind this version does not know (written by another version) were removed
+    // when the outbox was opened: they can never be sent by this one.
+    status.records_failed = outbox.unknown_removed();
     let (status_tx, status_rx) = watch::channel(status.clone());
     let (cmd_tx, cmd_rx) = mpsc::channel(16);
+    let mut writer = StreamWriter::new(config.stream_id.clone(), config.properties.clone(), config.definitions.clone());
+    writer.set_record_limit(config.record_max_bytes);
+    let connected_once = publisher.is_some();
     let mut actor = Actor {
-        writer: StreamWriter::new(config.stream_id.clone(), config.properties.clone(), config.definitions.clone()),
+        writer,
         buffer: TimespanBuffer::new(config.buffer),
         config,
         sampler,
@@ -286,12 +295,8 @@ pub fn spawn(mut config: AgentConfig, parts: Parts) -> (AgentHandle, JoinHandle<
         connector,
         credential,
         publisher,
-        generation: 0,
-        cursor: 0,
-        in_flight: FuturesUnordered::new(),
-        current_in_flight: 0,
-        in_flight_bytes: 0,
-        last_progress: Instant::now(),
+        window: Window::new(),
+        reports: FuturesUnordered::new(),
         paused: false,
         new_interval: None,
         connecting: None,
@@ -299,6 +304,7 @@ pub fn spawn(mut config: AgentConfig, parts: Parts) -> (AgentHandle, JoinHandle<
         attempt: 0,
         switching: None,
         drain_until: None,
+        connected_once,
         last_sample: None,
         drop_logged: None,
         oldest_unsent_ms: None,
@@ -343,8 +349,75 @@ fn kept_history(outbox: &Outbox, window: Duration) -> History {
 
 type Reply = oneshot::Sender<Result<(), ReplaceError>>;
 
-/// A delivery report with the producer generation and outbox position it belongs to.
+/// A delivery report with the window generation and outbox position it belongs to.
 type Tracked = std::pin::Pin<Box<dyn std::future::Future<Output = (u64, i64, u64, Result<(), DeliveryError>)> + Send>>;
+
+/// After an error only the user can fix, once the agent has published: how long until it tries
+/// again by itself (a rotated token may come back, a password be restored).
+pub const SLOW_RETRY: Duration = Duration::from_secs(300);
+
+/// The records handed to the current producer and not yet answered, and when the broker last
+/// made progress. A new producer, or sending everything again after trouble, starts a new window
+/// ([`Window::reset`]): reports from an earlier one still remove what the broker acknowledged,
+/// but no longer count here.
+struct Window {
+    /// Counts windows; each report carries the generation it was sent in.
+    generation: u64,
+    /// The last outbox position handed to the producer.
+    cursor: i64,
+    /// Records of this window awaiting their report.
+    count: usize,
+    /// Their bytes (key and value).
+    bytes: u64,
+    /// The last acknowledgement (or the moment records went in flight after a quiet spell).
+    last_progress: Instant,
+}
+
+impl Window {
+    fn new() -> Self {
+        Window { generation: 0, cursor: 0, count: 0, bytes: 0, last_progress: Instant::now() }
+    }
+
+    /// A new window with nothing in flight. With `resend`, everything still in the outbox is
+    /// sent again from its start; without, sending goes on after the cursor (all answered).
+    fn reset(&mut self, resend: bool) {
+        self.generation += 1;
+        self.count = 0;
+        self.bytes = 0;
+        if resend {
+            self.cursor = 0;
+        }
+    }
+
+    /// Record `seq` of `bytes` was handed to the producer.
+    fn sent(&mut self, seq: i64, bytes: u64) {
+        if self.count == 0 {
+            self.last_progress = Instant::now();
+        }
+        self.count += 1;
+        self.bytes += bytes;
+        self.cursor = seq;
+    }
+
+    /// What the outbox's bounds must spare.
+    fn in_flight(&self) -> InFlight {
+        InFlight { upto: self.cursor, bytes: self.bytes }
+    }
+}
+
+/// A connection being made, who asked for it (a new token) and with which token.
+struct PendingConnect {
+    future: Connecting,
+    reply: Option<Reply>,
+    credential: Option<Credential>,
+}
+
+/// A connected producer waiting for the old one's records in flight, until a deadline.
+struct Switch {
+    publisher: Box<dyn Publisher>,
+    deadline: Instant,
+    reply: Reply,
+}
 
 struct Actor {
     config: AgentConfig,
@@ -353,30 +426,23 @@ struct Actor {
     connector: Option<Arc<dyn Connector>>,
     credential: Option<Credential>,
     publisher: Option<Box<dyn Publisher>>,
-    /// Counts producers: reports from an earlier one do not steer the current one.
-    generation: u64,
-    /// The last outbox position handed to the current producer.
-    cursor: i64,
-    in_flight: FuturesUnordered<Tracked>,
-    /// Records of the current generation awaiting their report, and their bytes.
-    current_in_flight: usize,
-    in_flight_bytes: u64,
-    /// The last acknowledgement (or the moment records went in flight after a quiet spell).
-    last_progress: Instant,
+    window: Window,
+    /// Delivery reports of every producer still answering (the current and replaced ones).
+    reports: FuturesUnordered<Tracked>,
     /// Publishing switched off by the user (the stream is closed; sampling goes on).
     paused: bool,
     /// A changed sampling interval for the run loop to apply.
     new_interval: Option<Duration>,
-    /// A connection being made, who asked (a new token) and with what token.
-    connecting: Option<(Connecting, Option<Reply>, Option<Credential>)>,
+    connecting: Option<PendingConnect>,
     /// The next connection attempt after trouble.
     retry_at: Option<Instant>,
     /// Failed attempts in a row (for the backoff).
     attempt: u32,
-    /// A connected producer waiting for the old one's in-flight records, until a deadline.
-    switching: Option<(Box<dyn Publisher>, Instant, Reply)>,
+    switching: Option<Switch>,
     /// The token was removed: the producer goes once the outbox is sent or at this deadline.
     drain_until: Option<Instant>,
+    /// A producer was connected once: from then on no error stops the agent for good.
+    connected_once: bool,
     /// Monotonic and wall-clock time of the last sample, to notice a system sleep.
     last_sample: Option<(Instant, i64)>,
     /// When dropped records were last logged.
@@ -408,9 +474,15 @@ impl Actor {
         self.pump();
         loop {
             let deadline = self.buffer.deadline().map(|d| origin + d);
-            let switch_deadline = self.switching.as_ref().map(|(_, d, _)| *d);
-            let stall = (self.current_in_flight > 0 && self.publisher.is_some())
-                .then(|| self.last_progress + self.config.stall_timeout);
+            let switch_deadline = self.switching.as_ref().map(|s| s.deadline);
+            // The watchdog watches the producer only while it is on its own: a connection being
+            // made or a retry scheduled replaces it anyway (and a deadline left armed meanwhile
+            // would fire at once, again and again).
+            let stall = (self.window.count > 0
+                && self.publisher.is_some()
+                && self.connecting.is_none()
+                && self.retry_at.is_none())
+            .then(|| self.window.last_progress + self.config.stall_timeout);
             tokio::select! {
                 biased;
                 cmd = self.commands.recv() => match cmd {
@@ -435,11 +507,11 @@ impl Actor {
                         return;
                     }
                 },
-                Some((generation, seq, bytes, result)) = self.in_flight.next(), if !self.in_flight.is_empty() => {
+                Some((generation, seq, bytes, result)) = self.reports.next(), if !self.reports.is_empty() => {
                     self.on_delivery(generation, seq, bytes, result);
                 }
-                connected = async { (&mut self.connecting.as_mut().expect("guarded").0).await }, if self.connecting.is_some() => {
-                    let (_, reply, credential) = self.connecting.take().expect("guarded");
+                connected = async { (&mut self.connecting.as_mut().expect("guarded").future).await }, if self.connecting.is_some() => {
+                    let PendingConnect { reply, credential, .. } = self.connecting.take().expect("guarded");
                     self.on_connected(connected, reply, credential);
                 }
                 _ = sleep_until(switch_deadline) => {
@@ -450,7 +522,7 @@ impl Actor {
                     self.retry_at = None;
                     if self.publisher.is_some() {
                         // No connector to build a new producer: send again through this one.
-                        self.status.state = self.status.state.next(Event::Connected);
+                        self.transition(Event::Connected);
                         self.pump();
                     } else {
                         self.connect(None, None);
@@ -476,6 +548,11 @@ impl Actor {
             }
             self.publish_status();
         }
+    }
+
+    /// Every state change goes through core's transition table.
+    fn transition(&mut self, event: Event) {
+        self.status.state = self.status.state.next(event);
     }
 
     /// Tells watchers (tray, window, CLI) about a change; an unchanged status wakes nobody.
@@ -573,8 +650,7 @@ impl Actor {
 
     /// Puts a record into the outbox (dropping the oldest beyond its bounds); its position.
     fn store(&mut self, record: &Record) -> Option<i64> {
-        let in_flight = InFlight { upto: self.cursor, bytes: self.in_flight_bytes };
-        match self.outbox.append_after(record, now_ns() / 1_000_000, &in_flight) {
+        match self.outbox.append_after(record, now_ns() / 1_000_000, &self.window.in_flight()) {
             Ok(appended) => {
                 if appended.dropped > 0 {
                     self.status.records_dropped += appended.dropped;
@@ -598,14 +674,15 @@ impl Actor {
         }
     }
 
-    /// Hands records from the outbox to the producer, in order, up to [`MAX_IN_FLIGHT`].
+    /// Hands records from the outbox to the producer, in order, up to [`MAX_IN_FLIGHT`]. A
+    /// record the producer refuses because of its own content is removed and counted; any other
+    /// refusal is trouble with the producer: that record and all after it stay.
     fn pump(&mut self) {
-        if self.switching.is_some() || self.retry_at.is_some() {
+        if self.switching.is_some() || self.retry_at.is_some() || self.publisher.is_none() {
             return;
         }
-        let Some(publisher) = self.publisher.as_deref() else { return };
-        while self.current_in_flight < MAX_IN_FLIGHT {
-            let batch = match self.outbox.after(self.cursor, MAX_IN_FLIGHT - self.current_in_flight) {
+        while self.window.count < MAX_IN_FLIGHT {
+            let batch = match self.outbox.after(self.window.cursor, MAX_IN_FLIGHT - self.window.count) {
                 Ok(batch) if batch.is_empty() => return,
                 Ok(batch) => batch,
                 Err(e) => {
@@ -615,20 +692,17 @@ impl Actor {
                 }
             };
             for Stored { seq, record } in batch {
-                match publisher.send(&record) {
+                let sent = self.publisher.as_deref().expect("checked above").send(&record);
+                match sent {
                     Ok(delivery) => {
-                        if self.current_in_flight == 0 {
-                            self.last_progress = Instant::now();
-                        }
                         let bytes = (record.key.len() + record.value.len()) as u64;
-                        self.current_in_flight += 1;
-                        self.in_flight_bytes += bytes;
+                        self.window.sent(seq, bytes);
                         self.status.records_sent += 1;
-                        self.in_flight.push(track(self.generation, seq, bytes, delivery));
+                        self.reports.push(track(self.window.generation, seq, bytes, delivery));
                     }
                     // librdkafka's queue is full: the next report (or housekeeping) pumps again.
                     Err(PublishError::QueueFull) => return,
-                    Err(e) => {
+                    Err(e) if e.is_unsendable() => {
                         tracing::error!(
                             model = record.model.as_str(),
                             "record cannot be sent, removed from the outbox: {e}"
@@ -636,18 +710,22 @@ impl Actor {
                         let _ = self.outbox.remove(seq);
                         self.status.records_failed += 1;
                         self.status.last_error = Some(e.to_string());
+                        self.window.cursor = seq;
+                    }
+                    Err(e) => {
+                        self.trouble(format!("{e}; unsent records stay in the outbox"));
+                        return;
                     }
                 }
-                self.cursor = seq;
             }
         }
     }
 
     fn on_delivery(&mut self, generation: u64, seq: i64, bytes: u64, result: Result<(), DeliveryError>) {
-        let current = generation == self.generation;
+        let current = generation == self.window.generation;
         if current {
-            self.current_in_flight -= 1;
-            self.in_flight_bytes = self.in_flight_bytes.saturating_sub(bytes);
+            self.window.count -= 1;
+            self.window.bytes = self.window.bytes.saturating_sub(bytes);
         }
         match result {
             Ok(()) => {
@@ -658,15 +736,15 @@ impl Actor {
                     self.status.records_acknowledged += 1;
                 }
                 if current {
-                    self.last_progress = Instant::now();
+                    self.window.last_progress = Instant::now();
                     self.attempt = 0;
                     if matches!(self.status.state, PublisherState::Backoff { .. }) && self.retry_at.is_none() {
                         tracing::info!("the broker answers again");
-                        self.status.state = self.status.state.next(Event::Connected);
+                        self.transition(Event::Connected);
                     }
                 }
             }
-            Err(e) if !e.retriable => {
+            Err(e) if e.unsendable => {
                 let _ = self.outbox.remove(seq);
                 self.status.records_failed += 1;
                 tracing::error!("record refused by the broker, removed from the outbox: {e}");
@@ -675,7 +753,7 @@ impl Actor {
             Err(e) if current => self.trouble(format!("{e}; unacknowledged records stay in the outbox")),
             Err(_) => {} // from a producer already replaced: the outbox sends it again
         }
-        if self.current_in_flight == 0 && self.switching.is_some() {
+        if self.window.count == 0 && self.switching.is_some() {
             self.finish_switch();
         }
         if self.outbox.is_empty() {
@@ -697,10 +775,7 @@ impl Actor {
         if self.connector.is_some() {
             self.drop_publisher();
         }
-        self.generation += 1;
-        self.current_in_flight = 0;
-        self.in_flight_bytes = 0;
-        self.cursor = 0;
+        self.window.reset(true);
         self.status.last_error = Some(reason.clone());
         self.schedule_retry(reason);
     }
@@ -711,17 +786,14 @@ impl Actor {
         self.retry_at = Some(Instant::now() + delay);
         let next_try_ms = now_ns() / 1_000_000 + delay.as_millis() as i64;
         tracing::info!("next connection attempt in {delay:.1?}");
-        self.status.state = self.status.state.next(Event::Retry { reason, next_try_ms });
+        self.transition(Event::Retry { reason, next_try_ms });
     }
 
     /// Lets the producer go; librdkafka's purge and flush run off the actor.
     fn drop_publisher(&mut self) {
         self.drain_until = None;
         if let Some(old) = self.publisher.take() {
-            self.generation += 1;
-            self.current_in_flight = 0;
-            self.in_flight_bytes = 0;
-            self.cursor = 0;
+            self.window.reset(true);
             tokio::task::spawn_blocking(move || drop(old));
         }
     }
@@ -742,7 +814,7 @@ impl Actor {
                 tracing::debug!("{e}");
             }
         }
-        match self.outbox.expire_after(now_ns() / 1_000_000, self.cursor) {
+        match self.outbox.expire_after(now_ns() / 1_000_000, self.window.cursor) {
             Ok(0) => {}
             Ok(n) => {
                 self.status.records_dropped += n;
@@ -756,12 +828,12 @@ impl Actor {
             Some(t) if matches!(self.status.state, PublisherState::Publishing) => {
                 // librdkafka reconnects by itself; the watchdog steps in at the stall timeout.
                 let next_try_ms = now_ns() / 1_000_000
-                    + (self.last_progress + self.config.stall_timeout)
+                    + (self.window.last_progress + self.config.stall_timeout)
                         .saturating_duration_since(Instant::now())
                         .as_millis() as i64;
                 tracing::warn!("{}", t.reason);
                 self.status.last_error = Some(t.reason.clone());
-                self.status.state = self.status.state.next(Event::Retry { reason: t.reason, next_try_ms });
+                self.transition(Event::Retry { reason: t.reason, next_try_ms });
             }
             _ => {}
         }
@@ -775,12 +847,12 @@ impl Actor {
         if on {
             self.paused = false;
             self.writer.reopen();
-            self.status.state = self.status.state.next(Event::Resume { connected: self.publisher.is_some() });
+            self.transition(Event::Resume { connected: self.publisher.is_some() });
             tracing::info!("publishing resumed");
         } else {
             self.close_stream();
             self.paused = true;
-            self.status.state = self.status.state.next(Event::Pause);
+            self.transition(Event::Pause);
             tracing::info!("publishing paused; the stream is closed");
         }
     }
@@ -800,7 +872,7 @@ impl Actor {
     fn disconnect(&mut self) {
         self.finish_switch();
         self.close_stream();
-        if let Some((_, Some(reply), _)) = self.connecting.take() {
+        if let Some(PendingConnect { reply: Some(reply), .. }) = self.connecting.take() {
             let _ = reply.send(Err(ReplaceError::Stopped));
         }
         self.retry_at = None;
@@ -813,7 +885,7 @@ impl Actor {
         self.writer.reopen();
         self.buffer.flush();
         self.paused = false;
-        self.status.state = self.status.state.next(Event::Unconfigure);
+        self.transition(Event::Unconfigure);
         tracing::info!("disconnected: no token");
     }
 
@@ -842,6 +914,7 @@ impl Actor {
             self.writer.set_properties(config.properties.clone());
             self.writer.set_definitions(config.definitions.clone());
         }
+        self.writer.set_record_limit(config.record_max_bytes);
         self.buffer.set_config(config.buffer);
         self.outbox.set_limits(config.outbox);
         if config.interval != self.config.interval {
@@ -863,12 +936,17 @@ impl Actor {
         if connector.uses_token() && token.is_none() {
             return;
         }
+        let future = connector.connect(token);
         self.retry_at = None;
-        if self.publisher.is_none() {
-            self.status.state = self.status.state.next(Event::Connect);
+        // A slow retry after an error that needs the user keeps showing that error until it
+        // works; a new token (with a reply) shows that it is being tried.
+        let quiet_retry = reply.is_none() && matches!(self.status.state, PublisherState::Failed { .. });
+        if self.publisher.is_none() && !quiet_retry {
+            self.transition(Event::Connect);
         }
-        let connecting = connector.connect(token);
-        if let Some((_, Some(superseded), _)) = self.connecting.replace((connecting, reply, credential)) {
+        if let Some(PendingConnect { reply: Some(superseded), .. }) =
+            self.connecting.replace(PendingConnect { future, reply, credential })
+        {
             let _ = superseded.send(Err(ReplaceError::Stopped));
         }
     }
@@ -901,13 +979,23 @@ impl Actor {
                 if credential.is_some() {
                     self.credential = credential;
                 }
-                self.status.last_error = Some(e.to_string());
-                if e.is_transient() {
-                    self.schedule_retry(e.to_string());
-                } else {
-                    tracing::error!("cannot publish: {e}");
+                let reason = e.to_string();
+                self.status.last_error = Some(reason.clone());
+                if e.needs_user() {
+                    // Before the agent ever published, this ends it (the user must act); after,
+                    // it tries again now and then and shows the error meanwhile.
                     self.status.token_rejected = e.is_token_rejected();
-                    self.status.state = self.status.state.next(Event::Fatal { reason: e.to_string() });
+                    let next_try_ms = self.connected_once.then(|| {
+                        self.retry_at = Some(Instant::now() + SLOW_RETRY);
+                        now_ns() / 1_000_000 + SLOW_RETRY.as_millis() as i64
+                    });
+                    match next_try_ms {
+                        Some(_) => tracing::error!("cannot publish: {e}; trying again in {SLOW_RETRY:?}"),
+                        None => tracing::error!("cannot publish: {e}"),
+                    }
+                    self.transition(Event::Fatal { reason, next_try_ms });
+                } else {
+                    self.schedule_retry(reason);
                 }
                 self.publish_status();
                 if let Some(reply) = reply {
@@ -919,11 +1007,9 @@ impl Actor {
                     self.credential = credential;
                 }
                 self.publisher = Some(new);
-                self.generation += 1;
-                self.current_in_flight = 0;
-                self.in_flight_bytes = 0;
-                self.cursor = 0;
-                self.status.state = self.status.state.next(Event::Connected);
+                self.connected_once = true;
+                self.window.reset(true);
+                self.transition(Event::Connected);
                 self.status.last_error = None;
                 self.status.token_rejected = false;
                 tracing::info!(queued = self.outbox.len(), "connected");
@@ -933,16 +1019,16 @@ impl Actor {
                     let _ = reply.send(Ok(()));
                 }
             }
-            Ok(new) => {
+            Ok(publisher) => {
                 if credential.is_some() {
                     self.credential = credential;
                 }
                 let reply = reply.unwrap_or_else(|| oneshot::channel().0);
                 let deadline = Instant::now() + self.config.shutdown_timeout;
-                if let Some((_, _, superseded)) = self.switching.replace((new, deadline, reply)) {
-                    let _ = superseded.send(Err(ReplaceError::Stopped));
+                if let Some(superseded) = self.switching.replace(Switch { publisher, deadline, reply }) {
+                    let _ = superseded.reply.send(Err(ReplaceError::Stopped));
                 }
-                if self.current_in_flight == 0 {
+                if self.window.count == 0 {
                     self.finish_switch();
                 }
             }
@@ -952,26 +1038,21 @@ impl Actor {
     /// The new producer takes over; records held in the outbox meanwhile go out through it, in
     /// order. Records still unacknowledged on the old one are sent again.
     fn finish_switch(&mut self) {
-        let Some((new, _, reply)) = self.switching.take() else { return };
-        let drained = self.current_in_flight == 0;
-        if let Some(old) = self.publisher.replace(new) {
+        let Some(Switch { publisher, reply, .. }) = self.switching.take() else { return };
+        let drained = self.window.count == 0;
+        if let Some(old) = self.publisher.replace(publisher) {
             tokio::task::spawn_blocking(move || drop(old));
         }
-        self.generation += 1;
-        self.current_in_flight = 0;
-        self.in_flight_bytes = 0;
-        if !drained {
-            self.cursor = 0;
-        }
+        self.window.reset(!drained);
         tracing::info!(queued = self.outbox.len(), "switched to the new connection");
         let _ = reply.send(Ok(()));
         self.pump();
     }
 
     async fn stop(&mut self) {
-        let unconfigured = matches!(self.status.state, PublisherState::Unconfigured);
+        let configured = !matches!(self.status.state, PublisherState::Unconfigured);
         self.close_stream();
-        self.status.state = self.status.state.next(Event::Stop);
+        self.transition(Event::Stop);
         self.publish_status();
         self.finish_switch();
         if self.publisher.is_some() && self.retry_at.is_none() {
@@ -979,7 +1060,7 @@ impl Actor {
             let limit = self.config.shutdown_timeout;
             let drain = async {
                 while !self.outbox.is_empty() {
-                    match self.in_flight.next().await {
+                    match self.reports.next().await {
                         Some((generation, seq, bytes, result)) => self.on_delivery(generation, seq, bytes, result),
                         None => break,
                     }
@@ -993,7 +1074,7 @@ impl Actor {
             }
         }
         self.drop_publisher();
-        self.status.state = if unconfigured { PublisherState::Unconfigured } else { PublisherState::Paused };
+        self.transition(Event::Stopped { configured });
         self.publish_status();
     }
 }
@@ -1027,6 +1108,9 @@ mod tests {
     /// Records what was sent, with the (paused) time it was sent at, and what was acknowledged;
     /// acknowledges after `ack_after`. `down`: deliveries time out (retriable); `black_hole`:
     /// records sent meanwhile are never answered.
+    /// Makes the error a test injects.
+    type MakeError = fn() -> PublishError;
+
     #[derive(Clone, Default)]
     struct Memory {
         sent: Arc<Mutex<Vec<(Duration, Record)>>>,
@@ -1036,10 +1120,21 @@ mod tests {
         down: Arc<AtomicBool>,
         black_hole: Arc<AtomicBool>,
         origin: Arc<Mutex<Option<Instant>>>,
+        /// While set, `send` refuses every record with this error (as librdkafka does after a
+        /// fatal error, or for a topic it knows is gone).
+        refuse: Arc<Mutex<Option<MakeError>>>,
+        /// `send` refuses records whose value contains this text as unsendable.
+        unsendable: Option<&'static str>,
     }
 
     impl Publisher for Memory {
         fn send(&self, record: &Record) -> Result<Delivery, PublishError> {
+            if let Some(error) = *self.refuse.lock().unwrap() {
+                return Err(error());
+            }
+            if self.unsendable.is_some_and(|text| record.value.contains(text)) {
+                return Err(PublishError::Unsendable("Broker: Message size too large".into()));
+            }
             let origin = self.origin.lock().unwrap().get_or_insert_with(Instant::now).to_owned();
             self.sent.lock().unwrap().push((origin.elapsed(), record.clone()));
             let (ack_after, fail, down, acked) = (self.ack_after, self.fail, self.down.clone(), self.acked.clone());
@@ -1051,9 +1146,9 @@ mod tests {
                     _ => std::future::pending().await,
                 }
                 if fail {
-                    Err(DeliveryError::refused("broker said no"))
+                    Err(DeliveryError::unsendable("broker said no"))
                 } else if down.load(Ordering::SeqCst) {
-                    Err(DeliveryError::retriable("Local: Message timed out"))
+                    Err(DeliveryError::transient("Local: Message timed out"))
                 } else {
                     acked.lock().unwrap().push(record);
                     Ok(())
@@ -1082,6 +1177,7 @@ mod tests {
             shutdown_timeout: Duration::from_secs(5),
             outbox: OutboxLimits::default(),
             stall_timeout: Duration::from_secs(60),
+            record_max_bytes: 900 * 1024,
             metrics: vec![Metric::Cpu],
             network_interfaces: Vec::new(),
             tags: Vec::new(),
@@ -1301,7 +1397,9 @@ mod tests {
         let (agent, _) = spawn(config(200, 100), parts(ScriptedSampler::new(Vec::new()), None, Some(failing)));
         assert!(agent.replace_token(token(TokenSource::CredentialStore)).await.is_err());
         assert!(
-            matches!(agent.status().state, PublisherState::Failed { ref reason } if reason.contains("token rejected"))
+            matches!(agent.status().state, PublisherState::Failed { ref reason, next_try_ms: None } if reason.contains("token rejected")),
+            "before it ever published, an error only the user can fix is final: {:?}",
+            agent.status().state
         );
         let (agent, _) = spawn(config(200, 100), parts(ScriptedSampler::new(Vec::new()), None, None));
         assert!(matches!(agent.replace_token(token(TokenSource::Environment)).await, Err(ReplaceError::NoConnector)));
@@ -1378,6 +1476,8 @@ mod tests {
         memory: Memory,
         connects: AtomicUsize,
         refuse: AtomicBool,
+        /// While set, connecting fails with this error.
+        error: Mutex<Option<fn() -> ConnectError>>,
     }
 
     impl Reconnecting {
@@ -1386,6 +1486,7 @@ mod tests {
                 memory: memory.clone(),
                 connects: AtomicUsize::new(0),
                 refuse: AtomicBool::new(false),
+                error: Mutex::new(None),
             })
         }
     }
@@ -1402,6 +1503,8 @@ mod tests {
                     broker: "relay".into(),
                     reason: "Connection refused".into(),
                 }))
+            } else if let Some(error) = *self.error.lock().unwrap() {
+                Err(error())
             } else {
                 Ok(Box::new(self.memory.clone()) as Box<dyn Publisher>)
             };
@@ -1619,5 +1722,280 @@ mod tests {
             assert!(joined.contains(kept), "{kept} in {joined}");
         }
         assert!(!joined.contains("[3.0]"), "{joined}");
+    }
+
+    /// Errors `send` returns that are not about the record: librdkafka's `__FATAL` after an
+    /// idempotence error, a topic deleted meanwhile, write access revoked.
+    const NOT_THE_RECORDS_FAULT: [fn() -> PublishError; 3] = [
+        || PE::Enqueue("Local: Fatal error".into()),
+        || PE::Enqueue("Local: Unknown topic".into()),
+        || PE::Enqueue("Broker: Topic authorization failed".into()),
+    ];
+
+    #[tokio::test(start_paused = true)]
+    async fn send_errors_that_are_not_about_the_record_keep_every_record_and_rebuild_the_producer() {
+        for error in NOT_THE_RECORDS_FAULT {
+            let memory = Memory { ack_after: Some(Duration::from_millis(5)), ..Default::default() };
+            let connector = Reconnecting::new(&memory);
+            let cfg = config(200, 100);
+            let sampler = ScriptedSampler::new(rows(40, cfg.interval));
+            let (agent, _) = spawn(cfg.clone(), parts(sampler, None, Some(connector.clone())));
+            let states = record_states(&agent);
+            tokio::time::sleep(Duration::from_millis(1000)).await;
+            *memory.refuse.lock().unwrap() = Some(error);
+            tokio::time::sleep(Duration::from_secs(3)).await;
+            let during = agent.status();
+            assert!(during.records_queued > 5, "{}: records wait in the outbox: {during:?}", error());
+            *memory.refuse.lock().unwrap() = None;
+            tokio::time::sleep(Duration::from_secs(12)).await;
+            let status = agent.shutdown().await;
+            assert_each_once_in_order(&memory.acked.lock().unwrap(), 40);
+            assert_eq!((status.records_queued, status.records_failed, status.records_dropped), (0, 0, 0), "{status:?}");
+            assert!(connector.connects.load(Ordering::SeqCst) >= 2, "the producer was rebuilt");
+            let reasons = backoff_reasons(&states.lock().unwrap());
+            assert!(reasons.iter().any(|r| r.contains(&error().to_string())), "{reasons:?}");
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_record_that_can_never_be_sent_is_removed_and_counted_and_the_rest_go_on() {
+        let memory =
+            Memory { ack_after: Some(Duration::from_millis(5)), unsendable: Some("[2.0]"), ..Default::default() };
+        let agent = start(config(200, 100), 5, &memory);
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        let status = agent.shutdown().await;
+        let values = data_values(&memory.acked.lock().unwrap());
+        assert_eq!(values.len(), 4, "{values:?}");
+        assert!(values.iter().all(|v| !v.contains("[2.0]")));
+        assert_eq!((status.records_failed, status.records_queued), (1, 0), "{status:?}");
+        assert!(status.last_error.unwrap().contains("Message size too large"));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn failed_deliveries_that_are_not_about_the_record_are_trouble_not_failures() {
+        // librdkafka's own verdicts, as delivery reports carry them.
+        use rdkafka::error::{KafkaError, RDKafkaErrorCode as C};
+        for code in [C::Fatal, C::UnknownTopicOrPartition, C::TopicAuthorizationFailed, C::MessageTimedOut] {
+            let e = crate::publisher::delivery_error(&KafkaError::MessageProduction(code));
+            assert!(!e.unsendable, "{code:?} keeps the record");
+        }
+        for code in [C::MessageSizeTooLarge, C::InvalidRecord] {
+            assert!(crate::publisher::delivery_error(&KafkaError::MessageProduction(code)).unsendable, "{code:?}");
+        }
+    }
+
+    fn html_page() -> ConnectError {
+        ConnectError::Portal(crate::portal::PortalError::Malformed {
+            url: "https://portal.example/workspaces".into(),
+            reason: "expected value at line 1 column 1".into(),
+        })
+    }
+
+    fn token_rejected() -> ConnectError {
+        ConnectError::Portal(crate::portal::PortalError::TokenRejected {
+            token_source: TokenSource::Environment,
+            status: 401,
+            message: None,
+        })
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn after_it_published_no_connection_error_stops_the_agent_for_good() {
+        let memory = Memory { ack_after: Some(Duration::from_millis(5)), ..Default::default() };
+        let connector = Reconnecting::new(&memory);
+        let cfg = config(1000, 100);
+        let n = 800;
+        let (agent, _) =
+            spawn(cfg.clone(), parts(ScriptedSampler::new(rows(n, cfg.interval)), None, Some(connector.clone())));
+        let states = record_states(&agent);
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        // The broker stops answering; while the producer is rebuilt the Portal sends a
+        // maintenance page in HTML for 30 s.
+        memory.down.store(true, Ordering::SeqCst);
+        *connector.error.lock().unwrap() = Some(html_page);
+        tokio::time::sleep(Duration::from_secs(30)).await;
+        assert!(
+            matches!(agent.status().state, PublisherState::Backoff { ref reason, .. } if reason.contains("cannot use")),
+            "{:?}",
+            agent.status().state
+        );
+        // Then the token is rejected (rotated away): an error, but tried again now and then.
+        *connector.error.lock().unwrap() = Some(token_rejected);
+        tokio::time::sleep(Duration::from_secs(70)).await;
+        let status = agent.status();
+        assert!(
+            matches!(status.state, PublisherState::Failed { next_try_ms: Some(_), .. }),
+            "shown as an error, with a next try: {:?}",
+            status.state
+        );
+        assert!(status.token_rejected);
+        let connects = connector.connects.load(Ordering::SeqCst);
+        tokio::time::sleep(SLOW_RETRY + Duration::from_secs(1)).await;
+        assert!(connector.connects.load(Ordering::SeqCst) > connects, "it tried again by itself");
+        // The token is back (SIGHUP, the window, or the Portal again accepting it) and the broker answers.
+        *connector.error.lock().unwrap() = None;
+        memory.down.store(false, Ordering::SeqCst);
+        tokio::time::sleep(SLOW_RETRY + Duration::from_secs(60)).await;
+        assert_eq!(agent.status().state, PublisherState::Publishing);
+        let status = agent.shutdown().await;
+        assert!(status.samples >= 700, "a sample every second for the whole run: {status:?}");
+        assert_each_once_in_order(&memory.acked.lock().unwrap(), status.samples as usize);
+        assert_eq!((status.records_queued, status.records_failed, status.records_dropped), (0, 0, 0));
+        let seen = states.lock().unwrap().clone();
+        assert!(!seen.iter().any(|s| matches!(s, PublisherState::Failed { next_try_ms: None, .. })), "{seen:?}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn before_it_ever_published_only_errors_the_user_must_fix_are_final() {
+        let memory = Memory { ack_after: Some(Duration::from_millis(5)), ..Default::default() };
+        let connector = Reconnecting::new(&memory);
+        *connector.error.lock().unwrap() = Some(html_page);
+        let cfg = config(200, 100);
+        let (agent, _) =
+            spawn(cfg.clone(), parts(ScriptedSampler::new(rows(40, cfg.interval)), None, Some(connector.clone())));
+        tokio::time::sleep(Duration::from_secs(4)).await;
+        assert!(matches!(agent.status().state, PublisherState::Backoff { .. }), "{:?}", agent.status().state);
+        *connector.error.lock().unwrap() = None;
+        tokio::time::sleep(Duration::from_secs(12)).await;
+        let status = agent.shutdown().await;
+        assert_each_once_in_order(&memory.acked.lock().unwrap(), 40);
+        assert_eq!(status.records_queued, 0);
+    }
+
+    /// The CPU time this thread has used, in clock ticks (`/proc/thread-self/stat`).
+    #[cfg(target_os = "linux")]
+    fn thread_cpu_ticks() -> u64 {
+        let stat = std::fs::read_to_string("/proc/thread-self/stat").unwrap();
+        let fields: Vec<&str> = stat.rsplit_once(") ").unwrap().1.split(' ').collect();
+        fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
+    }
+
+    /// Real time on one thread: the actor runs on this test's thread, so a busy loop shows up
+    /// in its CPU time.
+    #[cfg(target_os = "linux")]
+    #[tokio::test]
+    async fn a_stall_while_a_new_connection_is_made_neither_spins_nor_stops_sampling() {
+        struct Slow(Memory);
+        impl Connector for Slow {
+            fn uses_token(&self) -> bool {
+                true
+            }
+            fn connect(&self, _: Option<Credential>) -> Connecting {
+                let next = self.0.clone();
+                Box::pin(async move {
+                    tokio::time::sleep(Duration::from_secs(4)).await; // slow Portal round trips
+                    Ok(Box::new(next) as Box<dyn Publisher>)
+                })
+            }
+        }
+        let silent = Memory { ack_after: None, ..Default::default() }; // the old broker never answers
+        let next = Memory { ack_after: Some(Duration::from_millis(1)), ..Default::default() };
+        let mut cfg = config(100, 50);
+        cfg.stall_timeout = Duration::from_secs(1);
+        cfg.shutdown_timeout = Duration::from_secs(1);
+        let sampler = ScriptedSampler::new(rows(200, cfg.interval));
+        let (agent, _) = spawn(cfg, parts(sampler, Some(silent), Some(Arc::new(Slow(next.clone())))));
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let replacing = tokio::spawn({
+            let agent = agent.clone();
+            async move { agent.replace_token(token(TokenSource::CredentialStore)).await }
+        });
+        // The stall deadline (1 s after the first unanswered record) passes while connecting.
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        let (samples, ticks) = (agent.status().samples, thread_cpu_ticks());
+        tokio::time::sleep(Duration::from_millis(2000)).await;
+        let (samples_after, ticks_after) = (agent.status().samples, thread_cpu_ticks());
+        assert!(samples_after - samples >= 15, "sampling goes on: {samples} -> {samples_after} in 2 s at 10 Hz");
+        assert!(ticks_after - ticks < 60, "no busy loop: {} ticks of CPU in 2 s", ticks_after - ticks);
+        replacing.await.unwrap().unwrap();
+        tokio::time::sleep(Duration::from_millis(2500)).await;
+        let status = agent.shutdown().await;
+        assert!(!next.acked.lock().unwrap().is_empty(), "the new connection took over: {status:?}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_stop_is_honoured_at_once_while_a_new_token_connects() {
+        struct Never;
+        impl Connector for Never {
+            fn uses_token(&self) -> bool {
+                true
+            }
+            fn connect(&self, _: Option<Credential>) -> Connecting {
+                Box::pin(std::future::pending())
+            }
+        }
+        let memory = Memory { ack_after: Some(Duration::from_millis(1)), ..Default::default() };
+        let cfg = config(200, 100);
+        let (agent, _) =
+            spawn(cfg.clone(), parts(ScriptedSampler::new(rows(5, cfg.interval)), Some(memory), Some(Arc::new(Never))));
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let replacing = tokio::spawn({
+            let agent = agent.clone();
+            async move { agent.replace_token(token(TokenSource::Environment)).await }
+        });
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let before = Instant::now();
+        let status = agent.shutdown().await;
+        assert!(before.elapsed() < Duration::from_millis(100), "not held up by the connection: {:?}", before.elapsed());
+        assert_eq!(status.records_queued, 0, "flushed and acknowledged");
+        assert!(matches!(replacing.await.unwrap(), Err(ReplaceError::Stopped)));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn records_of_an_unknown_kind_left_by_another_version_do_not_block_the_queue() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = Outbox::path_in(dir.path(), "test");
+        let earlier = Record {
+            model: ModelKey::ParameterData,
+            key: "test-stream".into(),
+            value: "earlier".into(),
+            timestamp_ms: 1,
+        };
+        let mut outbox = Outbox::open(&path, OutboxLimits::default()).unwrap();
+        outbox.append(&earlier, now_ns() / 1_000_000).unwrap();
+        drop(outbox);
+        rusqlite::Connection::open(&path)
+            .unwrap()
+            .execute(
+                "INSERT INTO records (stored_ms, model, key, timestamp_ms, value, bytes) VALUES (?1, 'Future', 'k', 2, 'v', 2)",
+                [now_ns() / 1_000_000],
+            )
+            .unwrap();
+        let memory = Memory { ack_after: Some(Duration::from_millis(1)), ..Default::default() };
+        let cfg = config(200, 100);
+        let outbox = Outbox::open(&path, cfg.outbox).unwrap();
+        let (agent, _) = spawn(
+            cfg.clone(),
+            Parts { outbox, ..parts(ScriptedSampler::new(rows(3, cfg.interval)), Some(memory.clone()), None) },
+        );
+        assert_eq!(agent.status().records_failed, 1, "reported and counted");
+        tokio::time::sleep(Duration::from_millis(1000)).await;
+        let status = agent.shutdown().await;
+        let acked = memory.acked.lock().unwrap().clone();
+        assert_eq!(acked[0].value, "earlier", "the earlier run's record went first");
+        assert_eq!(data_values(&acked).len(), 4);
+        assert_eq!(status.records_queued, 0, "nothing left blocking the queue");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_batch_larger_than_a_record_may_be_goes_out_in_several_each_row_once() {
+        let memory = Memory { ack_after: Some(Duration::from_millis(1)), ..Default::default() };
+        let mut cfg = config(100, 2000);
+        cfg.record_max_bytes = 4096;
+        cfg.tags = vec![("note".into(), "x".repeat(1000).into())];
+        let agent = start(cfg, 40, &memory);
+        tokio::time::sleep(Duration::from_millis(4500)).await;
+        let status = agent.shutdown().await;
+        let acked = memory.acked.lock().unwrap().clone();
+        let data: Vec<&Record> = acked.iter().filter(|r| r.model == ModelKey::ParameterData).collect();
+        assert!(data.len() >= 8, "40 rows of ~1 KiB in records of at most 4 KiB: {} records", data.len());
+        let mut loads = Vec::new();
+        for r in data {
+            assert!(r.key.len() + r.value.len() <= 4096, "{} bytes", r.value.len());
+            let v: serde_json::Value = serde_json::from_str(&r.value).unwrap();
+            loads.extend(v["V"]["NumericValues"][CPU_LOAD].as_array().unwrap().iter().map(|x| x.as_f64().unwrap()));
+        }
+        assert_eq!(loads, (0..40).map(f64::from).collect::<Vec<_>>(), "every row once, in order");
+        assert_eq!((status.records_failed, status.records_queued), (0, 0));
     }
 }

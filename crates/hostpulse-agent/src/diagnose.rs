@@ -25,7 +25,7 @@ pub struct Inputs<'a> {
     /// Checked settings.
     pub checked: &'a Checked,
     /// Where the token is kept.
-    pub store: &'a dyn SecretStore,
+    pub store: std::sync::Arc<dyn SecretStore>,
     /// Direct mode's Kafka settings (when `broker` is set).
     pub direct: Option<KafkaSettings>,
     /// Where the workspace CA goes.
@@ -53,7 +53,7 @@ pub async fn run(inputs: Inputs<'_>) -> Vec<Step> {
         return steps;
     }
     step("mode", Ok(format!("Quix, Portal {}", c.portal_url)));
-    let token = match token::resolve(inputs.store) {
+    let token = match token::resolve_blocking(inputs.store).await {
         Ok(Some(t)) => t,
         Ok(None) => {
             step(

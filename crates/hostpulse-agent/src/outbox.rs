@@ -92,7 +92,12 @@ pub struct Outbox {
     limits: OutboxLimits,
     len: u64,
     bytes: u64,
+    /// Records of a kind this version does not know, removed when the file was opened.
+    unknown_removed: u64,
 }
+
+/// How many times an append makes room on a full disk before it gives up on the record.
+const DISK_FULL_ROUNDS: u32 = 3;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS records (
@@ -113,16 +118,17 @@ CREATE TABLE IF NOT EXISTS history (
 CREATE INDEX IF NOT EXISTS history_by_time ON history(ts_ns);
 ";
 
+/// Every kind of record this version writes and sends.
+const KINDS: [ModelKey; 5] = [
+    ModelKey::StreamProperties,
+    ModelKey::ParameterDefinitions,
+    ModelKey::ParameterData,
+    ModelKey::EventData,
+    ModelKey::StreamEnd,
+];
+
 fn model_from(name: &str) -> Option<ModelKey> {
-    [
-        ModelKey::StreamProperties,
-        ModelKey::ParameterDefinitions,
-        ModelKey::ParameterData,
-        ModelKey::EventData,
-        ModelKey::StreamEnd,
-    ]
-    .into_iter()
-    .find(|m| m.as_str() == name)
+    KINDS.into_iter().find(|m| m.as_str() == name)
 }
 
 fn record_bytes(r: &Record) -> u64 {
@@ -167,10 +173,17 @@ impl Outbox {
         conn.pragma_update(None, "journal_mode", "WAL").map_err(fail)?;
         conn.pragma_update(None, "synchronous", "NORMAL").map_err(fail)?;
         conn.execute_batch(SCHEMA).map_err(fail)?;
+        let unknown_removed = remove_unknown_kinds(&conn, &path).map_err(fail)?;
         let (len, bytes): (i64, i64) = conn
             .query_row("SELECT count(*), coalesce(sum(bytes), 0) FROM records", [], |r| Ok((r.get(0)?, r.get(1)?)))
             .map_err(fail)?;
-        Ok(Outbox { conn, path, limits, len: len as u64, bytes: bytes as u64 })
+        Ok(Outbox { conn, path, limits, len: len as u64, bytes: bytes as u64, unknown_removed })
+    }
+
+    /// Records of a kind this version cannot send (written by another HostPulse version) that
+    /// were removed, each reported, when the file was opened.
+    pub fn unknown_removed(&self) -> u64 {
+        self.unknown_removed
     }
 
     /// The database file.
@@ -227,6 +240,7 @@ impl Outbox {
         if counted + size > limit {
             dropped += self.drop_oldest_bytes(counted + size - limit, in_flight.upto)?;
         }
+        let mut rounds = 0;
         loop {
             let inserted = self
                 .conn
@@ -250,11 +264,18 @@ impl Outbox {
                     self.bytes += size;
                     return Ok(Appended { seq, dropped });
                 }
-                // The disk (or the file's page limit) is full: make room, oldest first.
-                Err(e) if e.sqlite_error_code() == Some(ErrorCode::DiskFull) && self.len > 0 => {
+                // The disk (or the file's page limit) is full: make room, oldest first, never
+                // from the records in flight, and only a few times: if that does not help, the
+                // new record is the one that is dropped (the caller counts it).
+                Err(e) if e.sqlite_error_code() == Some(ErrorCode::DiskFull) && rounds < DISK_FULL_ROUNDS => {
+                    rounds += 1;
                     let tenth = (self.len / 10).max(1);
-                    tracing::warn!(path = %self.path.display(), "disk full: dropping the {tenth} oldest records");
-                    dropped += self.drop_oldest(tenth, in_flight.upto)?;
+                    let made_room = self.drop_oldest(tenth, in_flight.upto)?;
+                    if made_room == 0 {
+                        return Err(self.storage(e));
+                    }
+                    tracing::warn!(path = %self.path.display(), "disk full: dropped the {made_room} oldest unsent records");
+                    dropped += made_room;
                 }
                 Err(e) => return Err(self.storage(e)),
             }
@@ -302,31 +323,12 @@ impl Outbox {
         }
     }
 
-    /// Drops the `n` oldest records after `after` (or, when there are none, the `n` oldest).
+    /// Drops the `n` oldest records after `after` (those up to it are in flight and stay).
     fn drop_oldest(&mut self, n: u64, after: i64) -> Result<u64, OutboxError> {
-        let last = |this: &Self, after: i64| -> Result<Option<i64>, OutboxError> {
-            this.conn
-                .query_row(
-                    "SELECT seq FROM records WHERE seq > ?1 ORDER BY seq LIMIT 1 OFFSET ?2",
-                    [after, n as i64 - 1],
-                    |r| r.get(0),
-                )
-                .optional()
-                .map_err(|e| this.storage(e))
-        };
-        let (after, last) = match last(self, after)? {
-            Some(l) => (after, l),
-            None if self
-                .conn
-                .query_row("SELECT count(*) FROM records WHERE seq > ?1", [after], |r| r.get::<_, i64>(0))
-                .map_err(|e| self.storage(e))?
-                > 0 =>
-            {
-                (after, i64::MAX)
-            }
-            None => (0, last(self, 0)?.unwrap_or(i64::MAX)),
-        };
-        self.delete("DELETE FROM records WHERE seq > ?1 AND seq <= ?2 RETURNING bytes", [after, last])
+        self.delete(
+            "DELETE FROM records WHERE seq IN (SELECT seq FROM records WHERE seq > ?1 ORDER BY seq LIMIT ?2) RETURNING bytes",
+            [after, n as i64],
+        )
     }
 
     fn delete<P: rusqlite::Params>(&mut self, sql: &str, args: P) -> Result<u64, OutboxError> {
@@ -413,6 +415,26 @@ impl Outbox {
     fn limit_pages(&self, pages: u32) {
         self.conn.pragma_update(None, "max_page_count", pages).unwrap();
     }
+}
+
+/// Removes records whose kind this version does not know (a newer version wrote them, then the
+/// user went back): they can never be sent by this one and would block the queue. Each is
+/// reported; the count is returned.
+fn remove_unknown_kinds(conn: &Connection, path: &Path) -> rusqlite::Result<u64> {
+    let known = KINDS.map(|m| format!("'{}'", m.as_str())).join(",");
+    let removed: Vec<(i64, String)> = conn
+        .prepare(&format!("DELETE FROM records WHERE model NOT IN ({known}) RETURNING seq, model"))?
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<Result<_, _>>()?;
+    for (seq, model) in &removed {
+        tracing::error!(
+            seq,
+            model = %model.chars().take(64).collect::<String>(),
+            path = %path.display(),
+            "outbox record of a kind this HostPulse version cannot send (written by another version) removed"
+        );
+    }
+    Ok(removed.len() as u64)
 }
 
 /// Creates an empty file readable only by the user (SQLite keeps the mode for its WAL file).
@@ -551,6 +573,54 @@ mod tests {
         assert!(dropped > 0, "the page limit was reached");
         assert_eq!(o.len() + dropped, 40, "every record is kept or counted");
         assert_eq!(*values(&o).last().unwrap(), 39, "the newest is kept");
+    }
+
+    #[test]
+    fn a_full_disk_never_drops_records_in_flight_and_gives_up_instead_of_emptying_the_outbox() {
+        let mut o = Outbox::in_memory(limits(1 << 30));
+        let big = |i: i64| Record { value: "x".repeat(3000) + &i.to_string(), ..record(i) };
+        let seqs: Vec<i64> = (0..6).map(|i| o.append(&big(i), 0).unwrap().seq).collect();
+        // Everything stored is with the producer; the file may not grow.
+        let in_flight = InFlight { upto: *seqs.last().unwrap(), bytes: o.bytes() };
+        o.limit_pages(o.conn.query_row("PRAGMA page_count", [], |r| r.get::<_, u32>(0)).unwrap());
+        let e = o.append_after(&big(6), 0, &in_flight).unwrap_err();
+        assert!(matches!(e, OutboxError::DiskFull { .. }), "{e}");
+        assert_eq!(values(&o), [0, 1, 2, 3, 4, 5], "nothing in flight was dropped");
+        // With unsent records after them, those make room, a tenth at a time, a few rounds at most.
+        o.limit_pages(o.conn.query_row("PRAGMA page_count", [], |r| r.get::<_, u32>(0)).unwrap() + 3);
+        let mut appended = 0;
+        for i in 6..40 {
+            match o.append_after(&big(i), 0, &in_flight) {
+                Ok(_) => appended += 1,
+                Err(OutboxError::DiskFull { .. }) => {}
+                Err(e) => panic!("{e}"),
+            }
+        }
+        assert!(appended > 0);
+        assert_eq!(&values(&o)[..6], [0, 1, 2, 3, 4, 5], "the records in flight are all still there");
+        assert!(o.len() > 6, "the newest unsent records are kept");
+    }
+
+    #[test]
+    fn records_of_an_unknown_kind_are_removed_and_counted_at_open_and_the_rest_keeps_its_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = Outbox::path_in(dir.path(), "cli");
+        let mut o = Outbox::open(&path, limits(1 << 20)).unwrap();
+        o.append(&record(1), 0).unwrap();
+        // A later version wrote a kind this one does not know.
+        o.conn
+            .execute(
+                "INSERT INTO records (stored_ms, model, key, timestamp_ms, value, bytes) VALUES (0, 'FutureModel', 'k', 0, 'v', 2)",
+                [],
+            )
+            .unwrap();
+        o.append(&record(2), 0).unwrap();
+        drop(o);
+        let o = Outbox::open(&path, limits(1 << 20)).unwrap();
+        assert_eq!(o.unknown_removed(), 1);
+        assert_eq!((o.len(), values(&o)), (2, vec![1, 2]));
+        drop(o);
+        assert_eq!(Outbox::open(&path, limits(1 << 20)).unwrap().unknown_removed(), 0, "removed for good");
     }
 
     #[test]

@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use hostpulse_core::secret::Secret;
+use hostpulse_core::settings::{check_topic, check_workspace_id};
 use reqwest::{Method, StatusCode};
 use serde::Deserialize;
 use serde_json::Value;
@@ -89,14 +90,27 @@ pub enum PortalError {
         /// What failed.
         reason: String,
     },
-    /// A 2xx answer that is not what the spec describes.
-    #[error("the Quix Portal sent an answer HostPulse cannot use for {path}: {reason}")]
+    /// A 2xx answer that is not what the spec describes (a maintenance page, a proxy's answer,
+    /// a value HostPulse will not use).
+    #[error("the Quix Portal sent an answer HostPulse cannot use for {url}: {reason}; check `portal_url`")]
     Malformed {
-        /// Path relative to the Portal URL.
-        path: String,
+        /// The URL asked.
+        url: String,
         /// What was wrong.
         reason: String,
     },
+    /// An answer larger than HostPulse reads.
+    #[error(
+        "the Quix Portal answered {url} with more than {} KiB, more than HostPulse reads; check `portal_url`",
+        MAX_BODY / 1024
+    )]
+    TooLarge {
+        /// The URL asked.
+        url: String,
+    },
+    /// `portal_url` is not a URL HostPulse sends the token to.
+    #[error("{0}")]
+    Url(String),
     /// The workspace CA could not be stored.
     #[error("cannot store the workspace CA certificate in {path}: {reason}")]
     Certificate {
@@ -108,7 +122,8 @@ pub enum PortalError {
 }
 
 impl PortalError {
-    /// Whether trying again later may help (outage) as opposed to needing the user (bad token).
+    /// Whether the same request may work a moment later (server errors, 429, the network): the
+    /// client retries those itself, a few times, before it gives up on a connection attempt.
     pub fn is_transient(&self) -> bool {
         match self {
             PortalError::Unreachable { .. } => true,
@@ -116,7 +131,31 @@ impl PortalError {
             _ => false,
         }
     }
+
+    /// Whether only the user can fix it: a rejected token, a workspace to choose or that does
+    /// not exist, a Portal URL HostPulse will not send the token to. Everything else the agent
+    /// tries again later, as it may pass by itself.
+    pub fn needs_user(&self) -> bool {
+        matches!(
+            self,
+            PortalError::TokenRejected { .. }
+                | PortalError::WorkspaceNotFound { .. }
+                | PortalError::NoWorkspaces
+                | PortalError::SeveralWorkspaces { .. }
+                | PortalError::Url(_)
+        )
+    }
 }
+
+/// The most HostPulse reads of one Portal answer (JSON or the certificate ZIP): the real ones
+/// are a few KiB; anything larger is not the Portal HostPulse knows.
+pub const MAX_BODY: usize = 1 << 20;
+
+/// The most HostPulse unpacks of `ca.cert` from the certificate ZIP (a CA is a few KiB).
+pub const MAX_CA_CERT: u64 = 256 * 1024;
+
+/// The most characters of a Portal message HostPulse repeats in logs and the window.
+const MAX_MESSAGE_CHARS: usize = 200;
 
 /// How the Portal client retries and waits.
 #[derive(Debug, Clone)]
@@ -211,7 +250,8 @@ struct Topic {
 }
 
 /// librdkafka keys we take from the Portal: connection and security only, so the Portal cannot
-/// change our delivery guarantees (acks, idempotence).
+/// change our delivery guarantees (acks, idempotence) nor turn TLS host name verification off
+/// (only `tls_verify_hostname = false` does that).
 const PORTAL_KEYS: &[&str] = &[
     "bootstrap.servers",
     "security.protocol",
@@ -219,7 +259,6 @@ const PORTAL_KEYS: &[&str] = &[
     "sasl.mechanisms",
     "sasl.username",
     "sasl.password",
-    "ssl.endpoint.identification.algorithm",
     "client.id",
 ];
 
@@ -231,9 +270,12 @@ impl Portal {
         source: TokenSource,
         options: PortalOptions,
     ) -> Result<Self, PortalError> {
+        hostpulse_core::settings::check_portal_url(base_url).map_err(|e| PortalError::Url(e.message))?;
         let http = reqwest::Client::builder()
             .timeout(options.request_timeout)
             .user_agent(concat!("hostpulse/", env!("CARGO_PKG_VERSION")))
+            // The Portal API does not redirect; following one could carry the token elsewhere.
+            .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|e| PortalError::Unreachable { url: base_url.into(), reason: e.to_string() })?;
         let base = if base_url.ends_with('/') { base_url.to_owned() } else { format!("{base_url}/") };
@@ -262,7 +304,17 @@ impl Portal {
         let list: Vec<Workspace> = self.get_json("workspaces").await?;
         match list.as_slice() {
             [] => Err(PortalError::NoWorkspaces),
-            [one] => Ok(one.workspace_id.clone()),
+            // The id goes into URLs and the CA file's path: the settings field's rule applies.
+            [one] => match check_workspace_id(&one.workspace_id) {
+                Ok(()) => Ok(one.workspace_id.clone()),
+                Err(_) => Err(PortalError::Malformed {
+                    url: self.url("workspaces"),
+                    reason: format!(
+                        "the workspace id {:?} is not 1 to 100 letters, digits, `-` or `_`",
+                        shorten(&one.workspace_id)
+                    ),
+                }),
+            },
             many => Err(PortalError::SeveralWorkspaces {
                 list: many
                     .iter()
@@ -289,7 +341,7 @@ impl Portal {
             Err(e) => return Err(e),
         };
         if !kafka.contains_key("bootstrap.servers") {
-            return Err(PortalError::Malformed { path, reason: "no `bootstrap.servers`".into() });
+            return Err(PortalError::Malformed { url: self.url(&path), reason: "no `bootstrap.servers`".into() });
         }
         if !verify_hostname {
             tracing::warn!("TLS host name verification of the broker is off (`tls_verify_hostname = false`)");
@@ -305,7 +357,7 @@ impl Portal {
         body: &[u8],
         data_dir: &Path,
     ) -> Result<BTreeMap<String, String>, PortalError> {
-        let malformed = |reason: String| PortalError::Malformed { path: path.into(), reason };
+        let malformed = |reason: String| PortalError::Malformed { url: self.url(path), reason };
         let map: BTreeMap<String, Value> = serde_json::from_slice(body).map_err(|e| malformed(e.to_string()))?;
         let mut kafka = BTreeMap::new();
         for (k, v) in &map {
@@ -326,7 +378,7 @@ impl Portal {
                 let key = if k == "sasl.mechanisms" { "sasl.mechanism".to_owned() } else { k.clone() };
                 kafka.insert(key, text);
             } else {
-                tracing::debug!(key = %k, "ignoring a Portal librdkafka setting that is not about the connection");
+                tracing::debug!(key = %shorten(k), "ignoring a Portal librdkafka setting that is not about the connection");
             }
         }
         if let Some(p) = kafka.get_mut("security.protocol") {
@@ -343,10 +395,13 @@ impl Portal {
         let path = format!("workspaces/{ws}");
         let w: Workspace = self.get_json(&path).await?;
         if w.status.as_deref() == Some("Deleting") {
-            return Err(PortalError::Malformed { path, reason: format!("workspace {ws} is being deleted") });
+            return Err(PortalError::Malformed {
+                url: self.url(&path),
+                reason: format!("workspace {ws} is being deleted"),
+            });
         }
-        let b = w.broker.ok_or_else(|| PortalError::Malformed { path: path.clone(), reason: "no `broker`".into() })?;
-        let malformed = |reason: String| PortalError::Malformed { path: path.clone(), reason };
+        let malformed = |reason: String| PortalError::Malformed { url: self.url(&path), reason };
+        let b = w.broker.ok_or_else(|| malformed("no `broker`".into()))?;
         let mode = b.security_mode.as_deref().unwrap_or("PlainText");
         let (protocol, tls, sasl) = match mode {
             "PlainText" => ("plaintext", false, false),
@@ -381,7 +436,8 @@ impl Portal {
             let cert_path = format!("workspaces/{ws}/certificates");
             let (status, zip) = self.request(Method::GET, &cert_path, None).await?;
             if status != StatusCode::NO_CONTENT && !zip.is_empty() {
-                let pem = ca_from_zip(&zip).map_err(|reason| PortalError::Malformed { path: cert_path, reason })?;
+                let pem =
+                    ca_from_zip(&zip).map_err(|reason| PortalError::Malformed { url: self.url(&cert_path), reason })?;
                 let file = store_ca(data_dir, ws, &pem)?;
                 kafka.insert("ssl.ca.location".into(), file.to_string_lossy().into_owned());
             }
@@ -413,7 +469,7 @@ impl Portal {
         let mut topic = topic;
         loop {
             match topic.status.as_deref().unwrap_or("Ready") {
-                "Ready" => return Ok(topic.id),
+                "Ready" => return self.topic_id(&path, topic.id),
                 "Creating" => {}
                 "Error" => {
                     return Err(topic_error(format!(
@@ -423,8 +479,8 @@ impl Portal {
                 }
                 "Deleting" => return Err(topic_error("it is being deleted".into())),
                 other => {
-                    tracing::warn!(topic = name, status = other, "Quix topic is not Ready; using it anyway");
-                    return Ok(topic.id);
+                    tracing::warn!(topic = name, status = shorten(other), "Quix topic is not Ready; using it anyway");
+                    return self.topic_id(&path, topic.id);
                 }
             }
             if tokio::time::Instant::now() >= deadline {
@@ -438,9 +494,25 @@ impl Portal {
         }
     }
 
+    /// The Kafka topic the Portal named, if it is a valid Kafka topic name.
+    fn topic_id(&self, path: &str, id: String) -> Result<String, PortalError> {
+        match check_topic(&id) {
+            Ok(()) => Ok(id),
+            Err(_) => Err(PortalError::Malformed {
+                url: self.url(path),
+                reason: format!("the topic id {:?} is not a valid Kafka topic name", shorten(&id)),
+            }),
+        }
+    }
+
+    /// The full URL of `path`, for messages.
+    fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
     async fn get_json<T: serde::de::DeserializeOwned>(&self, path: &str) -> Result<T, PortalError> {
         let (_, body) = self.request(Method::GET, path, None).await?;
-        serde_json::from_slice(&body).map_err(|e| PortalError::Malformed { path: path.into(), reason: e.to_string() })
+        serde_json::from_slice(&body).map_err(|e| PortalError::Malformed { url: self.url(path), reason: e.to_string() })
     }
 
     /// One request with retries for transient failures; 2xx gives the body, anything else an error.
@@ -479,9 +551,19 @@ impl Portal {
             req = req.json(b);
         }
         let unreachable = |e: reqwest::Error| PortalError::Unreachable { url: self.base.clone(), reason: describe(&e) };
-        let resp = req.send().await.map_err(unreachable)?;
+        let mut resp = req.send().await.map_err(unreachable)?;
         let status = resp.status();
-        let bytes = resp.bytes().await.map_err(unreachable)?.to_vec();
+        let too_large = || PortalError::TooLarge { url: url.to_owned() };
+        if resp.content_length().is_some_and(|n| n > MAX_BODY as u64) {
+            return Err(too_large());
+        }
+        let mut bytes = Vec::new();
+        while let Some(chunk) = resp.chunk().await.map_err(unreachable)? {
+            if bytes.len() + chunk.len() > MAX_BODY {
+                return Err(too_large());
+            }
+            bytes.extend_from_slice(&chunk);
+        }
         if status.is_success() {
             return Ok((status, bytes));
         }
@@ -508,23 +590,42 @@ fn describe(e: &reqwest::Error) -> String {
     s
 }
 
-/// The Portal's `{"message": ...}` (or the body text, shortened).
+/// The Portal's `{"message": ...}` (or the body text), shortened for logs and the window.
 fn portal_message(body: &[u8]) -> Option<String> {
     if let Ok(v) = serde_json::from_slice::<Value>(body)
         && let Some(m) = v.get("message").and_then(Value::as_str)
     {
-        return Some(m.to_owned());
+        return Some(shorten(m));
     }
-    let text = String::from_utf8_lossy(body).trim().to_owned();
-    (!text.is_empty()).then(|| text.chars().take(200).collect())
+    let text = String::from_utf8_lossy(body);
+    let text = text.trim();
+    (!text.is_empty()).then(|| shorten(text))
 }
 
-/// The PEM of the `ca.cert` entry of the Portal's certificate ZIP.
+/// `text` from the Portal as HostPulse repeats it: one line (control characters as spaces), at
+/// most [`MAX_MESSAGE_CHARS`] characters, `…` where it was cut.
+fn shorten(text: &str) -> String {
+    let mut out: String = text.chars().take(MAX_MESSAGE_CHARS).map(|c| if c.is_control() { ' ' } else { c }).collect();
+    if text.chars().nth(MAX_MESSAGE_CHARS).is_some() {
+        out.push('…');
+    }
+    out
+}
+
+/// The PEM of the `ca.cert` entry of the Portal's certificate ZIP, unpacked only up to
+/// [`MAX_CA_CERT`] whatever the ZIP claims (a ZIP bomb stops there).
 fn ca_from_zip(zip: &[u8]) -> Result<Vec<u8>, String> {
     let mut archive = zip::ZipArchive::new(std::io::Cursor::new(zip)).map_err(|e| format!("not a ZIP archive: {e}"))?;
-    let mut entry = archive.by_name("ca.cert").map_err(|_| "the certificate ZIP has no `ca.cert`".to_owned())?;
+    let entry = archive.by_name("ca.cert").map_err(|_| "the certificate ZIP has no `ca.cert`".to_owned())?;
+    let too_large = || format!("`ca.cert` in the certificate ZIP is larger than {} KiB", MAX_CA_CERT / 1024);
+    if entry.size() > MAX_CA_CERT {
+        return Err(too_large());
+    }
     let mut pem = Vec::new();
-    entry.read_to_end(&mut pem).map_err(|e| format!("cannot read `ca.cert`: {e}"))?;
+    entry.take(MAX_CA_CERT + 1).read_to_end(&mut pem).map_err(|e| format!("cannot read `ca.cert`: {e}"))?;
+    if pem.len() as u64 > MAX_CA_CERT {
+        return Err(too_large());
+    }
     Ok(pem)
 }
 

@@ -42,36 +42,51 @@ pub type Delivery = Pin<Box<dyn Future<Output = Result<(), DeliveryError>> + Sen
 pub struct DeliveryError {
     /// librdkafka's reason.
     pub reason: String,
-    /// Whether sending it again may work (timeouts, connection loss) as opposed to the broker
-    /// refusing this record for good (too large, invalid).
-    pub retriable: bool,
+    /// The broker refused this record because of its own content (too large, invalid): it can
+    /// never be sent. Everything else (timeouts, connection loss, a fatal client error, a topic
+    /// deleted or no longer writable) is trouble with the connection, and the record stays.
+    pub unsendable: bool,
+}
+
+/// librdkafka codes that blame the record itself: sending it again can never work.
+fn blames_the_record(code: RDKafkaErrorCode) -> bool {
+    use RDKafkaErrorCode as C;
+    matches!(
+        code,
+        C::MessageSizeTooLarge
+            | C::InvalidMessage
+            | C::InvalidMessageSize
+            | C::InvalidRecord
+            | C::MessageBatchTooLarge
+            | C::InvalidArgument
+    )
 }
 
 impl DeliveryError {
     /// A failure that may pass: the record stays in the outbox.
-    pub fn retriable(reason: impl Into<String>) -> Self {
-        DeliveryError { reason: reason.into(), retriable: true }
+    pub fn transient(reason: impl Into<String>) -> Self {
+        DeliveryError { reason: reason.into(), unsendable: false }
     }
 
-    /// The broker refused this record for good.
-    pub fn refused(reason: impl Into<String>) -> Self {
-        DeliveryError { reason: reason.into(), retriable: false }
+    /// The broker refused this record for good, because of what it holds.
+    pub fn unsendable(reason: impl Into<String>) -> Self {
+        DeliveryError { reason: reason.into(), unsendable: true }
     }
+}
 
-    fn from_kafka(e: &KafkaError) -> Self {
-        use RDKafkaErrorCode as C;
-        let refused = matches!(
-            e.rdkafka_error_code(),
-            Some(
-                C::MessageSizeTooLarge
-                    | C::InvalidMessage
-                    | C::InvalidMessageSize
-                    | C::InvalidRecord
-                    | C::MessageBatchTooLarge
-                    | C::InvalidArgument
-            )
-        );
-        DeliveryError { reason: e.to_string(), retriable: !refused }
+/// A delivery report's error as the agent sees it.
+pub fn delivery_error(e: &KafkaError) -> DeliveryError {
+    DeliveryError { reason: e.to_string(), unsendable: e.rdkafka_error_code().is_some_and(blames_the_record) }
+}
+
+/// What a refusal of `send` means: the queue is full (wait), the record is to blame (drop it),
+/// or the connection is (keep everything, rebuild).
+fn send_error(e: KafkaError) -> PublishError {
+    match e.rdkafka_error_code() {
+        Some(RDKafkaErrorCode::QueueFull) => PublishError::QueueFull,
+        Some(code) if blames_the_record(code) => PublishError::Unsendable(e.to_string()),
+        // `__FATAL`, an unknown topic or partition, and the like.
+        _ => PublishError::Enqueue(e.to_string()),
     }
 }
 
@@ -121,13 +136,42 @@ pub enum PublishError {
         topic: String,
         /// The broker's reason.
         reason: String,
+        /// The broker refused for good (no permission, invalid topic settings): only the user can
+        /// change that; otherwise (a slow broker) trying again may work.
+        refused: bool,
     },
     /// The client's local queue is full (the broker is not keeping up).
     #[error("the Kafka client's send queue is full")]
     QueueFull,
-    /// Any other refusal to take the record.
+    /// The record itself can never be sent (larger than `message.max.bytes`, invalid).
+    #[error("the record cannot be sent: {0}")]
+    Unsendable(String),
+    /// Any other refusal to take the record: the client failed for good, the topic is gone or
+    /// not writable. Not about the record: it stays in the outbox.
     #[error("cannot hand the record to the Kafka client: {0}")]
     Enqueue(String),
+}
+
+impl PublishError {
+    /// Whether the record handed over is to blame (it is removed and counted), as opposed to
+    /// the connection (the record stays and the producer is rebuilt).
+    pub fn is_unsendable(&self) -> bool {
+        matches!(self, PublishError::Unsendable(_))
+    }
+
+    /// Whether only the user can fix it (a refused login, a missing password, a configuration
+    /// librdkafka refuses, a topic we may not create); everything else may pass by itself.
+    pub fn needs_user(&self) -> bool {
+        match self {
+            PublishError::Client(_) | PublishError::MissingPassword(_) | PublishError::LoginRefused { .. } => true,
+            PublishError::TopicCreation { refused, .. } => *refused,
+            PublishError::Unreachable { .. }
+            | PublishError::TopicMissing(_)
+            | PublishError::QueueFull
+            | PublishError::Unsendable(_)
+            | PublishError::Enqueue(_) => false,
+        }
+    }
 }
 
 /// Something that takes records and reports their delivery.
@@ -271,7 +315,7 @@ impl ProducerContext for Context {
                 self.brokers_down.store(false, Ordering::Relaxed);
                 Ok(())
             }
-            Err((e, _)) => Err(DeliveryError::from_kafka(e)),
+            Err((e, _)) => Err(delivery_error(e)),
         };
         let _ = reply.send(outcome);
     }
@@ -384,15 +428,16 @@ async fn ensure_topic(
         return Err(PublishError::TopicMissing(topic.into()));
     };
     tracing::info!(topic, partitions, "topic missing; creating it");
-    let creation_failed = |reason: String| PublishError::TopicCreation { topic: topic.into(), reason };
+    let creation_failed =
+        |reason: String, refused: bool| PublishError::TopicCreation { topic: topic.into(), reason, refused };
     let admin: AdminClient<DefaultClientContext> = config.create().map_err(|e| PublishError::Client(e.to_string()))?;
     let new = NewTopic::new(topic, partitions, TopicReplication::Fixed(1));
     let opts = AdminOptions::new().operation_timeout(Some(METADATA_TIMEOUT)).request_timeout(Some(METADATA_TIMEOUT));
-    let results = admin.create_topics([&new], &opts).await.map_err(|e| creation_failed(e.to_string()))?;
+    let results = admin.create_topics([&new], &opts).await.map_err(|e| creation_failed(e.to_string(), false))?;
     for r in results {
         match r {
             Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
-            Err((_, code)) => return Err(creation_failed(code.to_string())),
+            Err((_, code)) => return Err(creation_failed(code.to_string(), refuses_creation(code))),
         }
     }
     // Creation is asynchronous on some brokers: wait (bounded) until the topic has partitions.
@@ -402,10 +447,28 @@ async fn ensure_topic(
             return Ok(());
         }
         if tokio::time::Instant::now() >= deadline {
-            return Err(creation_failed("created, but it did not appear in the broker's metadata within 10 s".into()));
+            return Err(creation_failed(
+                "created, but it did not appear in the broker's metadata within 10 s".into(),
+                false,
+            ));
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+}
+
+/// CreateTopics answers that only the user (or the broker's admin) can change.
+fn refuses_creation(code: RDKafkaErrorCode) -> bool {
+    use RDKafkaErrorCode as C;
+    matches!(
+        code,
+        C::TopicAuthorizationFailed
+            | C::ClusterAuthorizationFailed
+            | C::PolicyViolation
+            | C::InvalidTopic
+            | C::InvalidPartitions
+            | C::InvalidReplicationFactor
+            | C::InvalidConfig
+    )
 }
 
 impl Publisher for KafkaPublisher {
@@ -418,11 +481,10 @@ impl Publisher for KafkaPublisher {
         match self.producer.send(br) {
             Ok(()) => Ok(Box::pin(async move {
                 report.await.unwrap_or_else(|_| {
-                    Err(DeliveryError::retriable("the Kafka client was shut down before the broker answered"))
+                    Err(DeliveryError::transient("the Kafka client was shut down before the broker answered"))
                 })
             })),
-            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => Err(PublishError::QueueFull),
-            Err((e, _)) => Err(PublishError::Enqueue(e.to_string())),
+            Err((e, _)) => Err(send_error(e)),
         }
     }
 
@@ -495,6 +557,19 @@ mod tests {
             assert_eq!(c.get("sasl.mechanism"), Some(name));
             assert_eq!(c.get("sasl.username"), Some("svc"));
             assert_eq!(c.get("sasl.password"), Some("pw"));
+        }
+    }
+
+    #[test]
+    fn only_errors_that_blame_the_record_drop_it_when_handing_it_over() {
+        use RDKafkaErrorCode as C;
+        let refused = |code| send_error(KafkaError::MessageProduction(code));
+        assert!(matches!(refused(C::QueueFull), PublishError::QueueFull));
+        assert!(refused(C::MessageSizeTooLarge).is_unsendable());
+        for code in [C::Fatal, C::UnknownTopic, C::UnknownPartition, C::TopicAuthorizationFailed, C::State] {
+            let e = refused(code);
+            assert!(matches!(e, PublishError::Enqueue(_)), "{code:?}: {e}");
+            assert!(!e.needs_user(), "{code:?} is retried");
         }
     }
 

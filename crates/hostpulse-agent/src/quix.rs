@@ -31,17 +31,14 @@ impl ConnectError {
         matches!(self, ConnectError::Portal(PortalError::TokenRejected { .. }))
     }
 
-    /// Whether trying again later may help (outage) as opposed to needing the user.
-    pub fn is_transient(&self) -> bool {
+    /// Whether only the user can fix it (a rejected token, a refused login, a setting): at the
+    /// start this stops the agent with the message. Everything else (outages, a Portal answer
+    /// HostPulse cannot use, a topic not ready yet, a CA file that cannot be written) is retried
+    /// with backoff, as it may pass by itself.
+    pub fn needs_user(&self) -> bool {
         match self {
-            ConnectError::Portal(e) => e.is_transient(),
-            ConnectError::Kafka(e) => matches!(
-                e,
-                PublishError::Unreachable { .. }
-                    | PublishError::TopicMissing(_)
-                    | PublishError::QueueFull
-                    | PublishError::Enqueue(_)
-            ),
+            ConnectError::Portal(e) => e.needs_user(),
+            ConnectError::Kafka(e) => e.needs_user(),
         }
     }
 }

@@ -5,7 +5,7 @@
 //! kernel keyring, which forgets at reboot — Keychain on macOS, Credential Manager on Windows).
 //! The token is a [`Secret`]: never logged, printed or written to a file by HostPulse.
 
-use hostpulse_core::secret::Secret;
+use hostpulse_core::secret::{Secret, TokenError};
 use serde::Serialize;
 use thiserror::Error;
 
@@ -55,6 +55,14 @@ pub enum SecretStoreError {
     Failed {
         /// The platform's message.
         detail: String,
+    },
+    /// The token found is not one token (spaces, control characters): never sent anywhere.
+    #[error("the streaming token in {token_source} is not usable: {error}")]
+    Malformed {
+        /// Where it was found.
+        token_source: TokenSource,
+        /// What is wrong with it (never the token itself).
+        error: TokenError,
     },
 }
 
@@ -139,12 +147,41 @@ impl SecretStore for KeyringStore {
     }
 }
 
-/// The token to use: the environment first, then the store. `Ok(None)`: there is none.
+/// The token to use: the environment first, then the store. `Ok(None)`: there is none. A token
+/// that is not one line without spaces ([`Secret::token`]) is an error naming where it is.
 pub fn resolve(store: &dyn SecretStore) -> Result<Option<(Secret, TokenSource)>, SecretStoreError> {
-    if let Some(t) = std::env::var(TOKEN_ENV).ok().and_then(Secret::new) {
-        return Ok(Some((t, TokenSource::Environment)));
+    resolve_from(std::env::var(TOKEN_ENV).ok(), store)
+}
+
+/// [`resolve`] with the environment variable's value passed in.
+fn resolve_from(
+    env: Option<String>,
+    store: &dyn SecretStore,
+) -> Result<Option<(Secret, TokenSource)>, SecretStoreError> {
+    let checked = |text: &str, token_source| match Secret::token(text) {
+        Ok(t) => Ok(Some((t, token_source))),
+        Err(TokenError::Empty) => Ok(None),
+        Err(error) => Err(SecretStoreError::Malformed { token_source, error }),
+    };
+    if let Some(text) = env
+        && let Some(found) = checked(&text, TokenSource::Environment)?
+    {
+        return Ok(Some(found));
     }
-    Ok(store.get()?.map(|t| (t, TokenSource::CredentialStore)))
+    match store.get()? {
+        Some(t) => checked(t.expose(), TokenSource::CredentialStore),
+        None => Ok(None),
+    }
+}
+
+/// [`resolve`] off the async runtime's worker threads: a credential store may block (a locked
+/// keyring asking for its password), and the agent must not stall meanwhile.
+pub async fn resolve_blocking(
+    store: std::sync::Arc<dyn SecretStore>,
+) -> Result<Option<(Secret, TokenSource)>, SecretStoreError> {
+    tokio::task::spawn_blocking(move || resolve(store.as_ref())).await.unwrap_or_else(|e| {
+        Err(SecretStoreError::Failed { detail: format!("the credential store lookup failed: {e}") })
+    })
 }
 
 #[cfg(test)]
@@ -160,5 +197,41 @@ mod tests {
         let e = map_error(keyring::Error::NoStorageAccess("locked".into()));
         assert!(e.to_string().starts_with("the OS credential store is locked"));
         assert_eq!(TokenSource::CredentialStore.to_string(), "the OS credential store");
+    }
+
+    /// A store holding one fixed text.
+    struct Fixed(&'static str);
+
+    impl SecretStore for Fixed {
+        fn get(&self) -> Result<Option<Secret>, SecretStoreError> {
+            Ok(Secret::new(self.0))
+        }
+        fn set(&self, _: &Secret) -> Result<(), SecretStoreError> {
+            Ok(())
+        }
+        fn clear(&self) -> Result<bool, SecretStoreError> {
+            Ok(false)
+        }
+        fn describe(&self) -> String {
+            "a fixed text".into()
+        }
+    }
+
+    #[test]
+    fn a_stored_token_with_inner_spaces_is_refused_naming_where_it_is_not_what_it_is() {
+        let e = resolve_from(None, &Fixed("sdk-secret part2")).unwrap_err();
+        assert!(matches!(e, SecretStoreError::Malformed { token_source: TokenSource::CredentialStore, .. }));
+        let text = e.to_string();
+        assert!(text.starts_with("the streaming token in the OS credential store is not usable"), "{text}");
+        assert!(!text.contains("sdk-secret"), "{text}");
+        let (ok, source) = resolve_from(None, &Fixed(" sdk-ok\n")).unwrap().unwrap();
+        assert_eq!((ok.expose(), source), ("sdk-ok", TokenSource::CredentialStore));
+        // The environment goes first, with the same check; blank means "not set".
+        let e = resolve_from(Some("sdk-env\tx".into()), &Fixed("sdk-ok")).unwrap_err().to_string();
+        assert!(e.starts_with("the streaming token in the environment variable Quix__Sdk__Token is not usable"), "{e}");
+        let (env, source) = resolve_from(Some("sdk-env".into()), &Fixed("sdk-ok")).unwrap().unwrap();
+        assert_eq!((env.expose(), source), ("sdk-env", TokenSource::Environment));
+        let (_, source) = resolve_from(Some("  ".into()), &Fixed("sdk-ok")).unwrap().unwrap();
+        assert_eq!(source, TokenSource::CredentialStore);
     }
 }

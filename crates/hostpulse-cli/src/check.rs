@@ -17,7 +17,7 @@ pub async fn run(loaded: Loaded) -> Result<()> {
     let store = KeyringStore::new();
     let steps = diagnose::run(Inputs {
         checked: c,
-        store: &store,
+        store: std::sync::Arc::new(store),
         direct: c.broker.as_deref().map(|b| KafkaSettings::direct(c, b)),
         data_dir: paths::data_dir().context("no data directory for this user (is HOME set?)")?,
         options: PortalOptions::default(),

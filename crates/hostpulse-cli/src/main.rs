@@ -138,6 +138,9 @@ struct Overrides {
     /// Rebuild the producer when no acknowledgement arrives for this long, ms.
     #[arg(long, value_name = "MS", allow_negative_numbers = true)]
     stall_timeout_ms: Option<u64>,
+    /// Largest data record, KiB (16 to 976): larger batches go out in several records.
+    #[arg(long, value_name = "KIB", allow_negative_numbers = true)]
+    record_max_kb: Option<u64>,
     /// plaintext, ssl, sasl_plaintext or sasl_ssl.
     #[arg(long, value_name = "PROTOCOL", value_parser = parse_protocol)]
     security_protocol: Option<SecurityProtocol>,
@@ -202,6 +205,7 @@ impl Overrides {
             outbox_max_kb,
             outbox_max_age_hours,
             stall_timeout_ms,
+            record_max_kb,
             security_protocol,
             tls_verify_hostname
         );
@@ -368,7 +372,7 @@ async fn run(loaded: Loaded, synthetic: Option<u32>) -> Result<()> {
             println!("hostpulse: stopped while connecting: {}", status.summary());
             return Ok(());
         }
-        Some(PublisherState::Failed { reason }) => {
+        Some(PublisherState::Failed { reason, next_try_ms: None }) => {
             agent.shutdown().await;
             anyhow::bail!("{reason}");
         }
@@ -386,24 +390,42 @@ async fn run(loaded: Loaded, synthetic: Option<u32>) -> Result<()> {
         path.display()
     );
     let _pid = quix.then(token_cmd::PidFile::create).transpose()?;
+    let store: Arc<dyn SecretStore> = Arc::new(store);
+    let mut ended_for_good = None;
     loop {
         tokio::select! {
             () = &mut stop => break,
+            // Before it ever published, an error only the user can fix ends the agent (after
+            // that it keeps trying by itself): end the run with the message.
+            s = watch.wait_for(|s| matches!(s.state, PublisherState::Failed { next_try_ms: None, .. })) => {
+                if let Ok(s) = s && let PublisherState::Failed { reason, .. } = &s.state {
+                    ended_for_good = Some(reason.clone());
+                }
+                break;
+            }
             () = reload.recv() => {
                 if !quix {
                     tracing::info!("SIGHUP ignored: no token in use (direct broker)");
                     continue;
                 }
-                match token::resolve(&store) {
-                    Ok(Some((token, source))) => match agent.replace_token(Credential { token, source }).await {
-                        Ok(()) => tracing::info!("now publishing with the token from {source}"),
-                        Err(e) => tracing::error!("token not replaced: {e}"),
-                    },
-                    Ok(None) => tracing::error!("SIGHUP: no token found; publishing continues with the current one"),
-                    Err(e) => tracing::error!("SIGHUP: {e}; publishing continues with the current token"),
-                }
+                // Off this loop: a stop must be honoured while the new token connects.
+                let (agent, store) = (agent.clone(), store.clone());
+                tokio::spawn(async move {
+                    match token::resolve_blocking(store).await {
+                        Ok(Some((token, source))) => match agent.replace_token(Credential { token, source }).await {
+                            Ok(()) => tracing::info!("now publishing with the token from {source}"),
+                            Err(e) => tracing::error!("token not replaced: {e}"),
+                        },
+                        Ok(None) => tracing::error!("SIGHUP: no token found; publishing continues with the current one"),
+                        Err(e) => tracing::error!("SIGHUP: {e}; publishing continues with the current token"),
+                    }
+                });
             }
         }
+    }
+    if let Some(reason) = ended_for_good {
+        agent.shutdown().await;
+        anyhow::bail!("{reason}");
     }
     tracing::info!("stopping: flushing and closing the stream");
     let status = agent.shutdown().await;

@@ -1,13 +1,13 @@
 //! `hostpulse token set|status|clear`, and the pid file through which `token set` tells a
 //! running `hostpulse run` (SIGHUP) to switch to the new token.
 
-use std::io::{IsTerminal as _, Read as _};
+use std::io::{IsTerminal as _, Read as _, Write as _};
 use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
 use hostpulse_agent::paths;
 use hostpulse_agent::token::{SecretStore, TOKEN_ENV};
-use hostpulse_core::secret::Secret;
+use hostpulse_core::secret::{Secret, TokenError};
 
 use crate::TokenCommand;
 
@@ -34,7 +34,12 @@ fn read_token() -> Result<Secret> {
         std::io::stdin().read_to_string(&mut s).context("cannot read the token from standard input")?;
         s
     };
-    Secret::new(text).context("no token given: pipe the token to `hostpulse token set`, or type it at the prompt")
+    Secret::token(text).map_err(|e| match e {
+        TokenError::Empty => {
+            anyhow::anyhow!("no token given: pipe the token to `hostpulse token set`, or type it at the prompt")
+        }
+        TokenError::Malformed => anyhow::anyhow!("{e}"),
+    })
 }
 
 fn set(store: &dyn SecretStore) -> Result<()> {
@@ -79,42 +84,65 @@ fn signal_reload(_: i32) -> Result<()> {
     Ok(())
 }
 
-/// `<data dir>/run.pid`: written by `hostpulse run` in Quix mode, removed when it stops.
-pub struct PidFile(PathBuf);
+/// `<data dir>/run.pid`: written by `hostpulse run` in Quix mode and locked (`flock`) for as long
+/// as it runs. The lock, not the file, says the agent lives: after a `kill -9`, an OOM kill or a
+/// power cut the file stays, but its lock is gone, so a stale file (whose pid may belong to any
+/// other process by now) is never trusted.
+pub struct PidFile {
+    path: PathBuf,
+    /// Holds the lock until dropped.
+    _file: std::fs::File,
+}
 
 impl PidFile {
     fn path() -> Option<PathBuf> {
         paths::data_dir().map(|d| d.join("run.pid"))
     }
 
-    /// Records this process as the running agent.
+    /// Records this process as the running agent and locks the file.
     pub fn create() -> Result<Self> {
         let path = Self::path().context("no data directory for this user (is HOME set?)")?;
         std::fs::create_dir_all(path.parent().expect("has a parent"))?;
-        hostpulse_agent::fsutil::write_private(&path, std::process::id().to_string().as_bytes())
-            .with_context(|| format!("cannot write {}", path.display()))?;
-        Ok(PidFile(path))
+        let mut options = std::fs::OpenOptions::new();
+        options.read(true).write(true).create(true).truncate(false);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        let file = options.open(&path).with_context(|| format!("cannot open {}", path.display()))?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                bail!("another `hostpulse run` is running (its pid is in {}): stop it first", path.display())
+            }
+            Err(std::fs::TryLockError::Error(e)) => {
+                return Err(e).with_context(|| format!("cannot lock {}", path.display()));
+            }
+        }
+        // Replaced in place: the lock belongs to this file, a rename would leave it behind.
+        file.set_len(0)?;
+        (&file).write_all(std::process::id().to_string().as_bytes())?;
+        file.sync_all()?;
+        Ok(PidFile { path, _file: file })
     }
 
-    /// The pid of a running agent, if its pid file names a live process.
+    /// The pid of the running agent: the one in a pid file whose lock is held. A file nobody
+    /// holds is stale and ignored.
     pub fn running() -> Option<i32> {
-        let pid: i32 = std::fs::read_to_string(Self::path()?).ok()?.trim().parse().ok()?;
-        alive(pid).then_some(pid)
+        let path = Self::path()?;
+        let file = std::fs::File::open(&path).ok()?;
+        match file.try_lock_shared() {
+            Ok(()) => {
+                eprintln!("hostpulse: note: {} is left from an agent that no longer runs; ignored", path.display());
+                None
+            }
+            Err(std::fs::TryLockError::WouldBlock) => std::io::read_to_string(&file).ok()?.trim().parse().ok(),
+            Err(std::fs::TryLockError::Error(_)) => None,
+        }
     }
 }
 
 impl Drop for PidFile {
     fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
+        // Removed while still locked; the lock goes with the file handle right after.
+        let _ = std::fs::remove_file(&self.path);
     }
-}
-
-#[cfg(unix)]
-fn alive(pid: i32) -> bool {
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_ok()
-}
-
-#[cfg(not(unix))]
-fn alive(_: i32) -> bool {
-    false
 }

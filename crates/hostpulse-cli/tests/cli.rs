@@ -89,7 +89,9 @@ fn hostile_settings_files_are_refused_clearly_and_left_untouched() {
         ("topic = \"bad topic ✓\"".as_bytes().to_vec(), "`topic` must be 1 to 249 characters"),
         ("broker = \"no-port\"".as_bytes().to_vec(), "`broker` must be `host:port"),
         ("broker = \"host:99999\"".as_bytes().to_vec(), "`broker` must be `host:port"),
-        ("portal_url = \"ftp://portal\"".as_bytes().to_vec(), "`portal_url` must be an http:// or https:// URL"),
+        ("portal_url = \"ftp://portal\"".as_bytes().to_vec(), "`portal_url` must be an https:// URL"),
+        ("portal_url = \"http://portal.example/\"".as_bytes().to_vec(), "`portal_url` must use https://"),
+        (b"record_max_kb = 2".to_vec(), "`record_max_kb` must be between 16 and 976 KiB"),
         ("workspace_id = \"ws id; rm -rf\"".as_bytes().to_vec(), "`workspace_id` must be"),
         ("security_protocol = \"tls\"".as_bytes().to_vec(), "security_protocol"),
         ("sasl_mechanism = \"PLAIN\"".as_bytes().to_vec(), "`sasl_mechanism` needs `security_protocol`"),
@@ -186,6 +188,38 @@ fn run_without_broker_or_token_says_how_to_provide_one() {
     let e = stderr(&o);
     assert!(e.contains("no OS credential store is available"), "{e}");
     assert!(e.contains("Quix__Sdk__Token"), "{e}");
+}
+
+#[test]
+fn a_token_that_is_not_one_line_is_refused_at_once_wherever_it_comes_from() {
+    // Piped to `token set`: refused before any credential store is asked (none runs here).
+    let mut child = Command::new(env!("CARGO_BIN_EXE_hostpulse"))
+        .args(["token", "set"])
+        .env_remove("DBUS_SESSION_BUS_ADDRESS")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(&mut child.stdin.take().unwrap(), b"sdk-first-half sdk-second-half\n").unwrap();
+    let o = child.wait_with_output().unwrap();
+    let e = stderr(&o);
+    assert!(!o.status.success());
+    assert!(e.contains("`token` must be one line"), "{e}");
+    assert!(!e.contains("no OS credential store"), "refused before the store was asked: {e}");
+    assert!(!e.contains("sdk-first") && !String::from_utf8_lossy(&o.stdout).contains("sdk-first"), "{e}");
+    // In the environment: named, never shown, and not sent to the Portal ("cannot reach" would
+    // mean it was).
+    let (_d, cfg) = with_settings("portal_url = \"http://127.0.0.1:9/\"");
+    let o = Command::new(env!("CARGO_BIN_EXE_hostpulse"))
+        .args(["run", "--config", &cfg])
+        .env("Quix__Sdk__Token", "sdk-first-half\tsdk-second-half")
+        .output()
+        .unwrap();
+    let e = stderr(&o);
+    assert!(!o.status.success());
+    assert!(e.contains("the streaming token in the environment variable Quix__Sdk__Token is not usable"), "{e}");
+    assert!(!e.contains("sdk-first") && !e.contains("cannot reach"), "{e}");
 }
 
 #[test]

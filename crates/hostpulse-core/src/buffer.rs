@@ -1,5 +1,5 @@
 //! The timeseries buffer: groups rows into records with the semantics of quixstreams 0.5.7's
-//! `TimeseriesBuffer` (spec `quix-wire-format.md` §3.4), plus one improvement.
+//! `TimeseriesBuffer` (docs/spec/quix-wire-format.md, "Timeseries buffer"), plus one improvement.
 //!
 //! 0.5.7 triggers, per pushed row, in order:
 //! 1. time span: if the *data* timestamps buffered so far plus the new row span at least

@@ -1,5 +1,5 @@
 //! JSON text exactly as the Quix SDK 0.5.7 writes it (Newtonsoft.Json defaults), so that our
-//! records are byte-identical to the SDK's (spec `quix-wire-format.md` §1.8).
+//! records are byte-identical to the SDK's (docs/spec/quix-wire-format.md, "Payloads (`V`)").
 //!
 //! Only the two pieces whose spelling differs from "any valid JSON" live here: strings (which
 //! characters are escaped, and how) and doubles (.NET round-trip text with `.0` on integrals).
@@ -103,7 +103,8 @@ mod tests {
 
     #[test]
     fn doubles_match_the_spellings_observed_from_the_sdk() {
-        // Every pair below was observed in 0.5.7 output (spec §1.8, §5.3).
+        // Every pair below was observed in 0.5.7 output (docs/spec/quix-wire-format.md,
+        // "Payloads (`V`)" and "Other verified encodings (0.5.7 writer)").
         let cases: &[(f64, &str)] = &[
             (100.0, "100.0"),
             (42.0, "42.0"),

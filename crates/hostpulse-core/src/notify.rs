@@ -106,7 +106,7 @@ impl Notifier {
             self.armed[slot(NoticeKind::TokenRejected)] = true;
         }
 
-        if let PublisherState::Failed { reason } = &status.state {
+        if let PublisherState::Failed { reason, .. } = &status.state {
             if status.token_rejected {
                 if self.config.token_rejected && self.fire(NoticeKind::TokenRejected, now) {
                     return Some(Notice {
@@ -219,7 +219,10 @@ mod tests {
         let steps: Vec<(u64, Status)> = (0..100).map(|t| (t, cpu(100.0))).collect();
         assert_eq!(kinds(&mut n, &steps), []);
         let mut n = Notifier::new(NotifyConfig { stopped: false, token_rejected: false, ..config(1) });
-        let failed = Status { token_rejected: true, ..Status::new(PublisherState::Failed { reason: "401".into() }) };
+        let failed = Status {
+            token_rejected: true,
+            ..Status::new(PublisherState::Failed { reason: "401".into(), next_try_ms: None })
+        };
         assert_eq!(n.observe(at(0), &failed), None);
     }
 
@@ -235,13 +238,16 @@ mod tests {
         let mut n = Notifier::new(config(60));
         let rejected = Status {
             token_rejected: true,
-            ..Status::new(PublisherState::Failed { reason: "the Quix Portal rejected the streaming token".into() })
+            ..Status::new(PublisherState::Failed {
+                reason: "the Quix Portal rejected the streaming token".into(),
+                next_try_ms: Some(1),
+            })
         };
         let notice = n.observe(at(0), &rejected).unwrap();
         assert_eq!(notice.kind, NoticeKind::TokenRejected);
         assert!(notice.body.contains("rejected the streaming token") && notice.body.contains("new token"));
         assert_eq!(n.observe(at(1), &rejected), None);
-        let other = Status::new(PublisherState::Failed { reason: "refused the login".into() });
+        let other = Status::new(PublisherState::Failed { reason: "refused the login".into(), next_try_ms: None });
         assert_eq!(n.observe(at(2), &other).map(|n| n.kind), Some(NoticeKind::Stopped));
     }
 }

@@ -35,6 +35,12 @@ pub const MIN_OUTBOX_KB: u64 = 10;
 pub const MAX_OUTBOX_KB: u64 = 16 * 1024 * 1024;
 /// Longest time a record may wait in the outbox: one year.
 pub const MAX_OUTBOX_AGE_HOURS: u64 = 24 * 366;
+/// Smallest and largest bound on one data record, KiB. The largest stays below the producer's
+/// and the broker's default `message.max.bytes` (1000012 bytes) with room for key and framing.
+pub const RECORD_MAX_KB: (u64, u64) = (16, 976);
+/// Room kept in a record for the parameters of one row when tags are checked against
+/// `record_max_kb` (a row of every metric on a machine with 128 cores fits in it).
+const PARAMETER_ALLOWANCE: usize = 8 * 1024;
 /// Shortest and longest wait for an acknowledgement before the producer is rebuilt.
 pub const STALL_TIMEOUT_MS: (u64, u64) = (1_000, 3_600_000);
 
@@ -155,6 +161,9 @@ pub struct Settings {
     pub outbox_max_age_hours: u64,
     /// With records in flight and no acknowledgement for this many ms, the producer is rebuilt.
     pub stall_timeout_ms: u64,
+    /// A data record holds at most this many KiB (key and value): rows buffered beyond it go out
+    /// in further records, so no record is ever too large for the broker.
+    pub record_max_kb: u64,
     /// Kafka `security.protocol`.
     pub security_protocol: SecurityProtocol,
     /// Kafka `sasl.mechanism` (required with a SASL protocol).
@@ -201,6 +210,7 @@ impl Default for Settings {
             outbox_max_kb: 256 * 1024,
             outbox_max_age_hours: 24 * 7,
             stall_timeout_ms: 60_000,
+            record_max_kb: 900,
             security_protocol: SecurityProtocol::Plaintext,
             sasl_mechanism: None,
             sasl_username: None,
@@ -281,6 +291,8 @@ pub struct Checked {
     pub outbox: OutboxLimits,
     /// Wait for an acknowledgement before the producer is rebuilt.
     pub stall_timeout: Duration,
+    /// Most bytes (key and value) of one data record.
+    pub record_max_bytes: usize,
     /// Connection security.
     pub security: Security,
     /// Metrics to publish (always with [`Metric::Cpu`]).
@@ -321,19 +333,48 @@ pub fn check_topic(topic: &str) -> Result<(), FieldError> {
     Ok(())
 }
 
-/// Checks a Portal URL: `http://` or `https://`, a host, no spaces or control characters.
+/// Checks a Portal URL: `https://` and a host, no spaces or control characters. The streaming
+/// token goes with every request, so plain `http://` is accepted only for a loopback host
+/// (`localhost`, `127.0.0.0/8`, `[::1]`: test servers on this machine).
 pub fn check_portal_url(url: &str) -> Result<(), FieldError> {
-    let rest = url.strip_prefix("https://").or_else(|| url.strip_prefix("http://"));
-    let host_ok = rest.is_some_and(|r| !r.is_empty() && !r.starts_with('/'));
-    if !host_ok || url.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        return Err(FieldError {
-            field: "portal_url",
-            message: format!(
-                "`portal_url` must be an http:// or https:// URL such as {DEFAULT_PORTAL_URL}, got {url:?}"
-            ),
-        });
+    let bad = |why: String| FieldError { field: "portal_url", message: format!("`portal_url` {why}, got {url:?}") };
+    if url.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(bad("must not contain spaces or control characters".into()));
+    }
+    let (scheme, rest) = match (url.strip_prefix("https://"), url.strip_prefix("http://")) {
+        (Some(rest), _) => ("https", rest),
+        (None, Some(rest)) => ("http", rest),
+        _ => return Err(bad(format!("must be an https:// URL such as {DEFAULT_PORTAL_URL}"))),
+    };
+    let host = url_host(rest);
+    if host.is_empty() {
+        return Err(bad(format!("has no host: use an https:// URL such as {DEFAULT_PORTAL_URL}")));
+    }
+    if scheme == "http" && !is_loopback_host(host) {
+        return Err(bad(format!(
+            "must use https://: the streaming token would cross the network in clear text to {host} \
+             (http:// is accepted only for this machine: localhost, 127.0.0.1, [::1])"
+        )));
     }
     Ok(())
+}
+
+/// The host of `rest`, the part of a URL after `scheme://`: without user info, port and path.
+fn url_host(rest: &str) -> &str {
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    let host_port = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    if host_port.starts_with('[') {
+        return host_port.split_inclusive(']').next().unwrap_or(host_port);
+    }
+    host_port.split(':').next().unwrap_or_default()
+}
+
+/// Whether `host` (as written in a URL) names this machine's loopback interface.
+pub fn is_loopback_host(host: &str) -> bool {
+    let host = host.trim_end_matches('.');
+    host.eq_ignore_ascii_case("localhost")
+        || host == "[::1]"
+        || host.parse::<std::net::Ipv4Addr>().is_ok_and(|ip| ip.is_loopback())
 }
 
 /// Checks a workspace id: 1–100 characters of letters, digits, `-` and `_`.
@@ -404,6 +445,18 @@ pub fn parse_tags(text: &str) -> Result<BTreeMap<String, String>, String> {
     Ok(tags)
 }
 
+/// The most bytes a record of a single row with `tags` can take: the tags as written (each name
+/// once, each value escaped), a timestamp, the envelope, and [`PARAMETER_ALLOWANCE`].
+fn one_row_bytes(tags: &BTreeMap<String, String>) -> usize {
+    let mut text = String::new();
+    for (k, v) in tags {
+        crate::json::push_str(&mut text, k);
+        crate::json::push_str(&mut text, v);
+        text.push_str(":[],");
+    }
+    text.len() + 256 + PARAMETER_ALLOWANCE
+}
+
 impl Settings {
     /// Validates every field and resolves defaults from `machine`.
     pub fn check(&self, machine: &MachineFacts) -> Result<Checked, SettingsErrors> {
@@ -421,6 +474,8 @@ impl Settings {
         check_range(&mut errors, "outbox_max_age_hours", self.outbox_max_age_hours, 1, MAX_OUTBOX_AGE_HOURS, " hours");
         let (lo, hi) = STALL_TIMEOUT_MS;
         check_range(&mut errors, "stall_timeout_ms", self.stall_timeout_ms, lo, hi, " ms");
+        let (lo, hi) = RECORD_MAX_KB;
+        check_range(&mut errors, "record_max_kb", self.record_max_kb, lo, hi, " KiB");
         if !(1..=MAX_PARTITIONS).contains(&self.topic_partitions) {
             errors.push(range_error("topic_partitions", 1, MAX_PARTITIONS, self.topic_partitions, ""));
         }
@@ -488,6 +543,18 @@ impl Settings {
                 errors.push(FieldError { field: "tags", message });
             }
         }
+        let row_bytes = one_row_bytes(&self.tags);
+        if row_bytes as u64 > self.record_max_kb * 1024 {
+            errors.push(FieldError {
+                field: "tags",
+                message: format!(
+                    "`tags`: one row with these tags takes about {} KiB in a record, more than `record_max_kb` ({} KiB): \
+                     shorten or remove tags, or raise `record_max_kb`",
+                    row_bytes.div_ceil(1024),
+                    self.record_max_kb
+                ),
+            });
+        }
         check_range(&mut errors, "high_cpu_percent", self.high_cpu_percent, 1, 100, " %");
         check_range(&mut errors, "high_cpu_seconds", self.high_cpu_seconds, 1, 86_400, " s");
         match (errors.is_empty(), stream_id) {
@@ -512,6 +579,7 @@ impl Settings {
                     max_age: Duration::from_secs(self.outbox_max_age_hours * 3600),
                 },
                 stall_timeout: Duration::from_millis(self.stall_timeout_ms),
+                record_max_bytes: (self.record_max_kb * 1024) as usize,
                 security: Security {
                     protocol: self.security_protocol,
                     sasl,
@@ -671,8 +739,52 @@ mod tests {
         let s =
             Settings { portal_url: Some("ftp://x".into()), workspace_id: Some("ws 1".into()), ..Default::default() };
         let e = errors(&s);
-        assert!(e[0].starts_with("`portal_url` must be an http:// or https:// URL"), "{e:?}");
+        assert!(e[0].starts_with("`portal_url` must be an https:// URL"), "{e:?}");
         assert!(e[1].starts_with("`workspace_id` must be 1 to 100"), "{e:?}");
+    }
+
+    #[test]
+    fn the_token_never_goes_to_another_host_over_plain_http() {
+        for ok in [
+            "https://portal-api.example.com/",
+            "http://127.0.0.1:8080",
+            "http://127.8.9.10/",
+            "http://localhost:1/x",
+            "http://LOCALHOST",
+            "http://[::1]:8080/",
+            "https://user@host:443/p?q",
+        ] {
+            assert!(check_portal_url(ok).is_ok(), "{ok}");
+        }
+        for (bad, host) in [
+            ("http://portal-api.platform.quix.io/", "portal-api.platform.quix.io"),
+            ("http://10.0.0.1:8080/", "10.0.0.1"),
+            ("http://127.0.0.1.evil.example/", "127.0.0.1.evil.example"),
+            ("http://localhost@evil.example/", "evil.example"),
+            ("http://[::2]/", "[::2]"),
+        ] {
+            let e = check_portal_url(bad).unwrap_err().message;
+            assert!(e.starts_with("`portal_url` must use https://"), "{bad}: {e}");
+            assert!(e.contains(&format!("in clear text to {host} ")), "{bad}: {e}");
+        }
+        assert!(check_portal_url("https:///path").unwrap_err().message.contains("has no host"));
+    }
+
+    #[test]
+    fn a_row_too_large_for_one_record_is_refused_naming_the_fields() {
+        let huge: BTreeMap<String, String> =
+            (0..MAX_TAGS).map(|i| (format!("tag_{i:02}_{}", "n".repeat(50)), "\"".repeat(256))).collect();
+        // 32 values of 256 quotes, each escaped to two bytes: about 17 KiB of tags in every row.
+        let s = Settings { tags: huge.clone(), record_max_kb: 16, ..Default::default() };
+        let e = errors(&s);
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert!(e[0].starts_with("`tags`: one row with these tags takes about 27 KiB"), "{e:?}");
+        assert!(e[0].contains("`record_max_kb` (16 KiB)"), "{e:?}");
+        let c = Settings { tags: huge, record_max_kb: 64, ..Default::default() }.check(&machine()).unwrap();
+        assert_eq!(c.record_max_bytes, 64 * 1024);
+        assert_eq!(Settings::default().check(&machine()).unwrap().record_max_bytes, 900 * 1024);
+        let e = errors(&Settings { record_max_kb: 977, ..Default::default() });
+        assert_eq!(e, ["`record_max_kb` must be between 16 and 976 KiB, got 977"]);
     }
 
     #[test]

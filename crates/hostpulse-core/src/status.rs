@@ -24,10 +24,14 @@ pub enum PublisherState {
     },
     /// Shutting down: flushing and waiting for acknowledgements.
     Stopping,
-    /// Stopped by an error that needs the user (a rejected token, a refused login).
+    /// Stopped by an error that needs the user (a rejected token, a refused login). Before the
+    /// agent ever published this is final (`next_try_ms` is `None`: the user must act); after
+    /// that it still tries again now and then, since a rotated token may come back.
     Failed {
         /// What went wrong, for people.
         reason: String,
+        /// When the next (slow) try starts, ms since the Unix epoch; `None`: no more tries.
+        next_try_ms: Option<i64>,
     },
 }
 
@@ -49,6 +53,8 @@ pub enum Event {
     Fatal {
         /// Why.
         reason: String,
+        /// When the next (slow) try starts, if one is scheduled.
+        next_try_ms: Option<i64>,
     },
     /// The token was removed.
     Unconfigure,
@@ -61,15 +67,23 @@ pub enum Event {
     },
     /// The agent is shutting down.
     Stop,
+    /// The agent has stopped; `configured` says whether it had a token or broker.
+    Stopped {
+        /// A token or broker was configured: the publisher rests in `Paused`.
+        configured: bool,
+    },
 }
 
 impl PublisherState {
     /// The state after `event`. Pausing wins over connection trouble (the stream is closed and
-    /// the user asked for quiet); nothing leaves `Stopping`.
+    /// the user asked for quiet); only `Stopped` leaves `Stopping`.
     pub fn next(&self, event: Event) -> PublisherState {
         use PublisherState as S;
         match (self, event) {
+            (S::Stopping, Event::Stopped { configured: true }) => S::Paused,
+            (S::Stopping, Event::Stopped { configured: false }) => S::Unconfigured,
             (S::Stopping, _) => S::Stopping,
+            (s, Event::Stopped { .. }) => s.clone(),
             (_, Event::Stop) => S::Stopping,
             (_, Event::Unconfigure) => S::Unconfigured,
             (S::Unconfigured, Event::Pause) => S::Unconfigured,
@@ -81,7 +95,7 @@ impl PublisherState {
             (_, Event::Connect) => S::Connecting,
             (_, Event::Connected) => S::Publishing,
             (_, Event::Retry { reason, next_try_ms }) => S::Backoff { reason, next_try_ms },
-            (_, Event::Fatal { reason }) => S::Failed { reason },
+            (_, Event::Fatal { reason, next_try_ms }) => S::Failed { reason, next_try_ms },
         }
     }
 }
@@ -170,8 +184,9 @@ mod tests {
         use PublisherState as S;
         let backoff = || S::Backoff { reason: "down".into(), next_try_ms: 5 };
         let retry = || Event::Retry { reason: "down".into(), next_try_ms: 5 };
-        let failed = || S::Failed { reason: "bad token".into() };
-        let fatal = || Event::Fatal { reason: "bad token".into() };
+        let failed = || S::Failed { reason: "bad token".into(), next_try_ms: None };
+        let fatal = || Event::Fatal { reason: "bad token".into(), next_try_ms: None };
+        let failing = || S::Failed { reason: "bad token".into(), next_try_ms: Some(9) };
         let table: Vec<(S, Event, S)> = vec![
             (S::Unconfigured, Event::Connect, S::Connecting),
             (S::Connecting, Event::Connected, S::Publishing),
@@ -181,6 +196,9 @@ mod tests {
             (backoff(), Event::Connect, S::Connecting),
             (backoff(), Event::Connected, S::Publishing),
             (failed(), Event::Connect, S::Connecting),
+            (S::Publishing, Event::Fatal { reason: "bad token".into(), next_try_ms: Some(9) }, failing()),
+            (failing(), retry(), backoff()),
+            (failing(), Event::Connected, S::Publishing),
             (S::Publishing, Event::Pause, S::Paused),
             (backoff(), Event::Pause, S::Paused),
             (S::Unconfigured, Event::Pause, S::Unconfigured),
@@ -196,6 +214,10 @@ mod tests {
             (backoff(), Event::Stop, S::Stopping),
             (S::Stopping, Event::Connected, S::Stopping),
             (S::Stopping, retry(), S::Stopping),
+            (S::Stopping, Event::Resume { connected: true }, S::Stopping),
+            (S::Stopping, Event::Stopped { configured: true }, S::Paused),
+            (S::Stopping, Event::Stopped { configured: false }, S::Unconfigured),
+            (S::Publishing, Event::Stopped { configured: true }, S::Publishing),
         ];
         for (from, event, to) in table {
             assert_eq!(from.next(event.clone()), to, "{from:?} --{event:?}-->");

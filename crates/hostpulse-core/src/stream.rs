@@ -1,9 +1,10 @@
 //! One Quix stream as a sequence of records: which records go out, in which order, when.
 //!
-//! Rules (spec `quix-wire-format.md` §3): `StreamProperties` precede the first record of a stream
-//! and are sent again before any record when 30 s have passed since they were last sent (the
-//! 0.5.7 heartbeat), or when they changed; `ParameterDefinitions` follow once (and again when
-//! they change); `ParameterData` carries buffered rows; `StreamEnd` closes the stream.
+//! Rules (docs/spec/quix-wire-format.md, "Stream semantics of 0.5.7 (producer side)"):
+//! `StreamProperties` precede the first record of a stream and are sent again before any record
+//! when 30 s have passed since they were last sent (the 0.5.7 heartbeat), or when they changed;
+//! `ParameterDefinitions` follow once (and again when they change); `ParameterData` carries
+//! buffered rows; `StreamEnd` closes the stream.
 //! 0.5.7 sends definitions from a 20 ms timer, sometimes after data; we always send them before
 //! the data they describe, which every reader accepts.
 
@@ -139,12 +140,29 @@ pub struct StreamWriter {
     properties_sent: Option<(i64, StreamProperties)>,
     definitions_sent: bool,
     closed: bool,
+    /// Most bytes (key and value) of one data record.
+    record_limit: usize,
 }
 
 impl StreamWriter {
     /// A stream that has sent nothing yet.
     pub fn new(id: StreamId, properties: StreamProperties, definitions: Vec<ParameterDefinition>) -> Self {
-        StreamWriter { id, properties, definitions, properties_sent: None, definitions_sent: false, closed: false }
+        StreamWriter {
+            id,
+            properties,
+            definitions,
+            properties_sent: None,
+            definitions_sent: false,
+            closed: false,
+            record_limit: usize::MAX,
+        }
+    }
+
+    /// Bounds data records to `bytes` (key and value): the rows of a batch that would pass it go
+    /// out in several records of consecutive rows, so none is too large for the broker. A single
+    /// row always makes one record (settings validation keeps rows far below the bound).
+    pub fn set_record_limit(&mut self, bytes: usize) {
+        self.record_limit = bytes;
     }
 
     /// The stream id.
@@ -176,16 +194,31 @@ impl StreamWriter {
     }
 
     /// Records for one batch of rows: properties when due, definitions when not yet sent, then
-    /// the data. The data record's Kafka timestamp is its first row's time.
+    /// the data (one record, or several within the record limit). A data record's Kafka
+    /// timestamp is its first row's time.
     pub fn data(&mut self, rows: &[Row], now_ns: i64) -> Vec<Record> {
         let mut out = Vec::with_capacity(1);
         if rows.is_empty() {
             return out;
         }
         self.preamble(now_ns, &mut out);
-        let value = envelope(ModelKey::ParameterData, 160 * rows.len(), |o| write_parameter_data(o, rows));
-        out.push(self.record(ModelKey::ParameterData, value, rows[0].timestamp_ns));
+        self.push_data(rows, &mut out);
         out
+    }
+
+    /// One `ParameterData` record of `rows` or, past the record limit, records of consecutive
+    /// parts of them, each within it.
+    fn push_data(&self, rows: &[Row], out: &mut Vec<Record>) {
+        let value = envelope(ModelKey::ParameterData, 160 * rows.len(), |o| write_parameter_data(o, rows));
+        let bytes = self.id.as_str().len() + value.len();
+        if rows.len() > 1 && bytes > self.record_limit {
+            let parts = bytes.div_ceil(self.record_limit.max(1)).max(2);
+            for part in rows.chunks(rows.len().div_ceil(parts)) {
+                self.push_data(part, out);
+            }
+            return;
+        }
+        out.push(self.record(ModelKey::ParameterData, value, rows[0].timestamp_ns));
     }
 
     /// Records that end the stream: properties if they changed since last sent, definitions if
@@ -257,6 +290,37 @@ mod tests {
     }
 
     use ModelKey::{ParameterData, ParameterDefinitions, StreamEnd};
+
+    #[test]
+    fn a_batch_past_the_record_limit_goes_out_in_records_within_it_each_row_once_in_order() {
+        let mut w = writer();
+        w.data(&rows(0), 0); // properties and definitions out of the way
+        let batch: Vec<Row> = (0..1000)
+            .map(|i| Row::new(i * S / 10).with_value("CPU_Load", i as f64).with_tag("site", "x".repeat(200)))
+            .collect();
+        let whole = w.data(&batch, 0);
+        assert_eq!(whole.len(), 1, "no limit: one record");
+        assert!(whole[0].value.len() > 200_000);
+        w.set_record_limit(50_000);
+        let parts = w.data(&batch, 0);
+        assert!(parts.len() >= 5, "{} records", parts.len());
+        let mut next = 0;
+        for r in &parts {
+            assert_eq!(r.model, ParameterData);
+            assert!(r.key.len() + r.value.len() <= 50_000, "{} bytes", r.value.len());
+            let v: serde_json::Value = serde_json::from_str(&r.value).unwrap();
+            let stamps = v["V"]["Timestamps"].as_array().unwrap();
+            assert_eq!(r.timestamp_ms, stamps[0].as_i64().unwrap() / 1_000_000, "stamped with its first row");
+            for (t, load) in stamps.iter().zip(v["V"]["NumericValues"]["CPU_Load"].as_array().unwrap()) {
+                assert_eq!((t.as_i64().unwrap(), load.as_f64().unwrap()), (next * S / 10, next as f64));
+                next += 1;
+            }
+        }
+        assert_eq!(next, 1000, "every row exactly once, in order");
+        // A single row larger than the limit still makes its one record.
+        w.set_record_limit(16);
+        assert_eq!(w.data(&batch[..1], 0).len(), 1);
+    }
 
     #[test]
     fn first_data_is_preceded_by_properties_and_definitions() {

@@ -1,6 +1,7 @@
 //! Quix Streams records: the legacy JSON envelope with codec `JT` and the payload models
 //! (`StreamProperties`, `ParameterDefinitions`, `ParameterData`, `EventData[]`, `StreamEnd`),
-//! byte-identical to what quixstreams 0.5.7 writes (spec `quix-wire-format.md` §1).
+//! byte-identical to what quixstreams 0.5.7 writes (docs/spec/quix-wire-format.md, "A Kafka record
+//! as 0.5.7 writes it by default").
 //!
 //! Every record of a stream carries the stream id as its Kafka key and no headers; the Kafka
 //! record timestamp is chosen by the caller (we use the time of the record's first sample).
@@ -10,10 +11,11 @@ use std::sync::Arc;
 use crate::json::{push_f64, push_str};
 use crate::sample::Row;
 
-/// Codec id of Newtonsoft "typed JSON", the only codec both SDK generations decode (§1.6).
+/// Codec id of Newtonsoft "typed JSON", the only codec both SDK generations decode
+/// (docs/spec/quix-wire-format.md, "Codec ids").
 pub const CODEC_TYPED_JSON: &str = "JT";
 
-/// Model keys, as written by 0.5.7 (§1.7).
+/// Model keys, as written by 0.5.7 (docs/spec/quix-wire-format.md, "Model keys").
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ModelKey {
     /// Stream name, location, metadata, parents.
@@ -107,7 +109,7 @@ fn push_string_map<'a>(out: &mut String, entries: impl IntoIterator<Item = (&'a 
     out.push('}');
 }
 
-/// The `StreamProperties` payload (§1.8.1).
+/// The `StreamProperties` payload (docs/spec/quix-wire-format.md, "`StreamProperties`").
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
 pub struct StreamProperties {
     /// Display name of the stream.
@@ -181,7 +183,7 @@ fn dotnet_datetime(ns: i64) -> String {
     s
 }
 
-/// One parameter's description (§1.8.2).
+/// One parameter's description (docs/spec/quix-wire-format.md, "`ParameterDefinitions`").
 #[derive(Debug, Clone, PartialEq)]
 pub struct ParameterDefinition {
     /// The parameter id used in `ParameterData` (non-empty, no `/` or `\`).
@@ -345,7 +347,7 @@ pub fn write_parameter_data(out: &mut String, rows: &[Row]) {
     out.push_str("}}");
 }
 
-/// One event (§1.8.4).
+/// One event (docs/spec/quix-wire-format.md, "`EventData[]` (and `EventData`)").
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Event {
     /// ns since the Unix epoch.
@@ -378,7 +380,7 @@ pub fn write_events(out: &mut String, events: &[Event]) {
     out.push(']');
 }
 
-/// How a stream ended (§1.8.6).
+/// How a stream ended (docs/spec/quix-wire-format.md, "`StreamEnd`").
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StreamEndType {
     /// Normal end: publishing turned off or the program quit.
@@ -425,7 +427,8 @@ mod tests {
 
     #[test]
     fn payload_start_matches_the_spec_for_every_model() {
-        // §1.5: S = 19 + len(C) + len(K).
+        // docs/spec/quix-wire-format.md, "Record value: the legacy JSON envelope (0.5.7 default)":
+        // S = 19 + len(C) + len(K).
         for (model, s) in [
             (ModelKey::StreamProperties, 37),
             (ModelKey::ParameterData, 34),
