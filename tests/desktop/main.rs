@@ -252,6 +252,31 @@ fn the_desktop_app_end_to_end() {
     assert_ne!(icon_publishing.as_str(), Some(icon_unconfigured.as_str()));
     keep_icon(&mut host, "publishing");
 
+    // A new Portal URL: the stored token does not go there until the user says so.
+    let other = PortalServer::start(PortalState { kafka: None, ..PortalState::single(WS, TOKEN, &broker.addr) });
+    s.js("document.querySelector('details').open = true");
+    s.fill("#portal_url", &other.url);
+    s.click("#settings button[type=submit]");
+    s.wait("the question", 10, "return !document.querySelector('#portal-confirm').hidden");
+    assert!(text(&s, "#portal-confirm-text").contains(&other.url), "{}", text(&s, "#portal-confirm-text"));
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(other.log().is_empty(), "nothing, least of all the token, went to the new Portal before the user agreed");
+    assert!(std::fs::read_to_string(&settings_file).unwrap().contains(&portal.url), "the file keeps the confirmed URL");
+    s.screenshot(&out.join("03a-portal-confirm.png"));
+    s.click("#portal-confirm-button");
+    s.wait("the question answered", 10, "return document.querySelector('#portal-confirm').hidden");
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !other.log().iter().any(|r| r.authorization.as_deref() == Some(&format!("Bearer {TOKEN}"))) {
+        assert!(std::time::Instant::now() < deadline, "the token went to the confirmed Portal");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(std::fs::read_to_string(&settings_file).unwrap().contains(&other.url));
+    s.wait(
+        "publishing through the new Portal",
+        30,
+        "return document.querySelector('#state').className.includes('publishing')",
+    );
+
     // Tray: Pause ends the stream; Start begins it again; the icon follows the state.
     let answer = host.ask("click Pause publishing");
     assert!(answer.get("clicked").is_some(), "{answer}");

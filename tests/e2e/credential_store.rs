@@ -78,9 +78,21 @@ fn token_commands_and_a_running_agent_switch_tokens_through_the_secret_service()
     let o = hostpulse(home.path(), &["token", "status"], "");
     assert!(o.status.success(), "{}", text(&o));
     assert!(text(&o).contains("token: none"), "{}", text(&o));
+    // A pid file left by an agent that died (kill -9, OOM, power cut) names a pid that another
+    // process has now: `token set` must not signal it (SIGHUP ends a shell or, here, `sleep`).
+    let mut stranger = Command::new("sleep").arg("120").spawn().unwrap();
+    let pid_file = home.path().join("hostpulse/run.pid");
+    std::fs::create_dir_all(pid_file.parent().unwrap()).unwrap();
+    std::fs::write(&pid_file, stranger.id().to_string()).unwrap();
     let o = hostpulse(home.path(), &["token", "set"], &format!("{T1}\n"));
     assert!(o.status.success(), "{}", text(&o));
     assert!(text(&o).contains("token stored in the OS credential store (Secret Service)"), "{}", text(&o));
+    assert!(text(&o).contains("is left from an agent that no longer runs; ignored"), "{}", text(&o));
+    assert!(text(&o).contains("`hostpulse run` will use it"), "{}", text(&o));
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(stranger.try_wait().unwrap().is_none(), "the process named by the stale pid file was signalled");
+    stranger.kill().unwrap();
+    stranger.wait().unwrap();
     let o = hostpulse(home.path(), &["token", "status"], "");
     assert!(text(&o).contains("token: stored in the OS credential store"), "{}", text(&o));
 
@@ -94,10 +106,9 @@ fn token_commands_and_a_running_agent_switch_tokens_through_the_secret_service()
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    // Publishing has started once the pid file that `token set` looks for exists.
-    let pid_file = home.path().join("hostpulse/run.pid");
+    // Publishing has started once the pid file that `token set` looks for names it.
     let deadline = std::time::Instant::now() + Duration::from_secs(90);
-    while !pid_file.exists() {
+    while std::fs::read_to_string(&pid_file).ok().as_deref() != Some(&run.id().to_string()) {
         assert!(std::time::Instant::now() < deadline, "the agent never started publishing");
         std::thread::sleep(Duration::from_millis(200));
     }

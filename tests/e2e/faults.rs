@@ -194,3 +194,107 @@ fn a_tiny_outbox_with_the_broker_down_keeps_the_newest_and_counts_what_it_droppe
     // The oldest records went: properties, definitions and the first `first` samples.
     assert_eq!(dropped, first + 2, "the drop counter equals what is missing");
 }
+
+/// Every `Sequence` of a synthetic run found on the broker, in the order stored.
+fn sequences(raw: &[RawRecord]) -> Vec<u64> {
+    data(raw).into_iter().flat_map(rows_of).map(|r| r.sequence).collect()
+}
+
+/// librdkafka's mock cluster answers produce requests with errors that are not about the
+/// records: a producer epoch the idempotent producer cannot continue after (it fails for good:
+/// `__FATAL`, and every later `send` is refused), write access revoked, and a partition the
+/// broker no longer knows. (tansu cannot do this: it acknowledges produce requests to a deleted
+/// topic without keeping them.) Nothing may be lost; the agent rebuilds its producer.
+#[test]
+fn broker_errors_that_are_not_about_the_records_lose_nothing() {
+    use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr as E};
+    let topic = "fault-broker-errors";
+    let mock = rdkafka::mocking::MockCluster::new(1).unwrap();
+    mock.create_topic(topic, 1, 1).unwrap();
+    let broker = mock.bootstrap_servers();
+    let run = CliRun::start(&args(&broker, topic, &[]), &[]);
+    std::thread::sleep(Duration::from_secs(3));
+    for errors in [
+        &[E::RD_KAFKA_RESP_ERR_INVALID_PRODUCER_EPOCH][..],
+        &[E::RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED; 3],
+        &[E::RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART; 3],
+    ] {
+        mock.request_errors(RDKafkaApiKey::Produce, errors);
+        std::thread::sleep(Duration::from_secs(12));
+    }
+    let (status, out, err) = run.stop();
+    std::fs::write(hostpulse_tests::output_dir("faults").join("broker-errors.stderr.log"), &err).unwrap();
+    assert!(status.success(), "{err}");
+    let [samples, _, _, pending, failed, dropped] = parse_summary(&out);
+    assert_eq!((pending, failed, dropped), (0, 0, 0), "{out}");
+    assert!(err.contains("unacknowledged records stay in the outbox") || err.contains("unsent records stay"), "{err}");
+    let seqs = sequences(&raw_records(&broker, topic));
+    let mut unique = seqs.clone();
+    unique.dedup();
+    assert_eq!(unique, (0..samples).collect::<Vec<_>>(), "every sample, in order");
+    assert!(seqs.len() - unique.len() <= 3 * 500, "repeats only from rebuilt producers");
+}
+
+/// While the producer is rebuilt after an outage, the Portal answers a 200 HTML maintenance
+/// page for 30 s: the agent keeps retrying (never stops for good) and delivers every sample once
+/// the Portal and broker are back.
+#[test]
+fn a_portal_maintenance_page_while_reconnecting_is_retried_and_nothing_is_lost() {
+    use hostpulse_tests::portal::{PortalServer, PortalState};
+    const TOKEN: &str = "sdk-maintenance-token";
+    let (_tansu, relay) = Tansu::start_behind_relay();
+    let portal = PortalServer::start(PortalState::single("mt-ws", TOKEN, &relay.addr()));
+    let topic = "fault-maintenance";
+    let args = ["--synthetic", "10", "--portal-url", &portal.url, "--topic", topic, "--stream-id", topic];
+    let args: Vec<&str> = args.into_iter().chain(["--stall-timeout-ms", "5000"]).collect();
+    let run = CliRun::start(&args, &[("Quix__Sdk__Token", TOKEN)]);
+    std::thread::sleep(Duration::from_secs(4));
+    relay.set(Mode::Refuse);
+    portal.with(|s| s.maintenance = true);
+    std::thread::sleep(Duration::from_secs(30));
+    portal.with(|s| s.maintenance = false);
+    relay.set(Mode::Pass);
+    std::thread::sleep(Duration::from_secs(75));
+    let (status, out, err) = run.stop();
+    std::fs::write(hostpulse_tests::output_dir("faults").join("maintenance.stderr.log"), &err).unwrap();
+    assert!(status.success(), "the agent kept running: {err}");
+    assert!(
+        err.contains("cannot connect: the Quix Portal sent an answer HostPulse cannot use for")
+            && err.contains("an HTML page, not the Portal API's JSON"),
+        "the page was seen and named: {err}"
+    );
+    assert!(!err.contains(TOKEN) && !out.contains(TOKEN));
+    let [samples, _, _, pending, failed, dropped] = parse_summary(&out);
+    assert_eq!((pending, failed, dropped), (0, 0, 0), "{out}");
+    let seqs = sequences(&raw_records(&relay.addr(), "mt-ws-fault-maintenance"));
+    let mut unique = seqs.clone();
+    unique.dedup();
+    assert_eq!(unique, (0..samples).collect::<Vec<_>>(), "every sample, in order");
+}
+
+/// A buffer of several MB (500 rows a second, 32 tags of 256 characters each, a 1 s span) goes
+/// out in records within `record_max_kb`, and every row arrives.
+#[test]
+fn batches_of_several_megabytes_arrive_complete_in_records_the_broker_takes() {
+    let broker = Tansu::start();
+    let topic = "fault-large";
+    let tags: Vec<String> = (0..32).map(|i| format!("tag{i:02}={}", "v".repeat(256))).collect();
+    let mut a = vec!["--synthetic", "500", "--broker", &broker.addr, "--topic", topic, "--stream-id", topic];
+    a.extend(["--buffer-span-ms", "1000"]);
+    for t in &tags {
+        a.extend(["--tag", t.as_str()]);
+    }
+    let run = CliRun::start(&a, &[]);
+    std::thread::sleep(Duration::from_secs(3));
+    let (status, out, err) = run.stop();
+    assert!(status.success(), "{err}");
+    let [samples, _, _, pending, failed, dropped] = parse_summary(&out);
+    assert_eq!((pending, failed, dropped), (0, 0, 0), "{out}");
+    let raw = raw_records(&broker.addr, topic);
+    let biggest = raw.iter().map(|r| r.key.len() + r.value.len()).max().unwrap();
+    assert!(biggest <= 900 * 1024, "every record within record_max_kb: {biggest} bytes");
+    let data = data(&raw);
+    let per_second = data.iter().map(|r| r.value.len()).sum::<usize>() as f64 / 3.0;
+    assert!(per_second > 2e6, "several MB of rows per span: {per_second:.0} bytes/s");
+    assert_eq!(sequences(&raw), (0..samples).collect::<Vec<_>>(), "every row once, in order");
+}

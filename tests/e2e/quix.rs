@@ -181,8 +181,10 @@ fn portal_failures_give_clear_errors_and_transient_ones_are_retried() {
     for body in ["not json", r#"[{"workspaceId": "a""#, r#"{"workspaces": []}"#] {
         let mut s = state();
         s.next_answers = [(200, body.to_owned())].into();
-        let e = resolve(s, None, TOKEN_1).0.unwrap_err().to_string();
-        assert!(e.starts_with("the Quix Portal sent an answer HostPulse cannot use for workspaces"), "{body}: {e}");
+        let (r, server, _) = resolve(s, None, TOKEN_1);
+        let e = r.unwrap_err().to_string();
+        let start = format!("the Quix Portal sent an answer HostPulse cannot use for {}workspaces: ", server.url);
+        assert!(e.starts_with(&start), "{body}: {e}");
     }
 
     // Several workspaces: the error lists them; none: says so.
@@ -224,18 +226,84 @@ fn hostile_portal_answers_each_give_a_clear_error() {
         ),
         (repeat(404, ""), "the Quix Portal answered HTTP 404 to GET workspaces"),
         (repeat(500, "<html>oops</html>"), "the Quix Portal answered HTTP 500 to GET workspaces"),
-        (repeat(200, "{"), "the Quix Portal sent an answer HostPulse cannot use for workspaces"),
-        (repeat(200, "\u{0}\u{1}\u{fffd}binary"), "the Quix Portal sent an answer HostPulse cannot use for workspaces"),
-        (repeat(200, r#"[{"workspaceId": 42}]"#), "the Quix Portal sent an answer HostPulse cannot use for workspaces"),
-        (repeat(200, &format!("[{}]", "{},".repeat(20_000) + "{}")), "cannot use for workspaces"),
+        (repeat(200, "{"), "the Quix Portal sent an answer HostPulse cannot use for http://127.0.0.1:"),
+        (repeat(200, "\u{0}\u{1}\u{fffd}binary"), "the Quix Portal sent an answer HostPulse cannot use for http://"),
+        (repeat(200, r#"[{"workspaceId": 42}]"#), "the Quix Portal sent an answer HostPulse cannot use for http://"),
+        (repeat(200, &format!("[{}]", "{},".repeat(20_000) + "{}")), "/workspaces: "),
+        // A workspace id that would walk out of the data dir, or into a URL, is refused.
+        (repeat(200, r#"[{"workspaceId": "../../etc"}]"#), "the workspace id \"../../etc\" is not 1 to 100 letters"),
+        // More than HostPulse reads (2 MiB of JSON).
+        (repeat(200, &format!("[\"{}\"]", "x".repeat(2 << 20))), "with more than 1024 KiB, more than HostPulse reads"),
+        // A message far too long for a log line or the window is cut, on one line.
+        (repeat(401, &format!("{{\"message\":\"bad\\n{}\"}}", "y".repeat(5000))), "(HTTP 401: bad yyyy"),
     ];
     for (answers, expected) in table {
         let mut s = state();
         s.next_answers = answers.clone().into();
         let e = resolve(s, None, TOKEN_1).0.unwrap_err().to_string();
-        assert!(e.contains(expected), "{:?}: {e}", &answers[0].0);
+        assert!(e.contains(expected), "{:?}: {}", &answers[0].0, &e[..e.len().min(300)]);
         assert!(!e.contains(TOKEN_1), "the token never appears in an error");
+        assert!(e.len() < 600 && !e.contains('\n'), "one line of sane length: {} bytes", e.len());
     }
+}
+
+#[test]
+fn a_zip_bomb_for_a_certificate_and_a_portal_that_turns_verification_off_are_refused() {
+    // 50 MiB of zeros packs into a ZIP of about 50 KiB; only the first 256 KiB are unpacked.
+    let bomb = zip_with(&[("ca.cert", &vec![0u8; 50 << 20])]);
+    assert!(bomb.len() < 1 << 20, "the ZIP itself is small: {}", bomb.len());
+    let mut s = state();
+    s.librdkafka.clear();
+    s.workspaces[0]["broker"] = json!({"address": "k:9093", "securityMode": "Ssl", "hasCertificate": true});
+    s.certificates.insert(WS.into(), bomb);
+    let e = resolve(s, None, TOKEN_1).0.unwrap_err().to_string();
+    assert!(e.contains("`ca.cert` in the certificate ZIP is larger than 256 KiB"), "{e}");
+    // The Portal cannot switch TLS host name verification off; only `tls_verify_hostname` can.
+    let mut s = state();
+    s.librdkafka.insert(
+        WS.into(),
+        json!({"bootstrap.servers": "k:9093", "security.protocol": "ssl", "ssl.endpoint.identification.algorithm": "none"}),
+    );
+    let k = resolve(s, None, TOKEN_1).0.unwrap().kafka;
+    assert!(!k.contains_key("ssl.endpoint.identification.algorithm"), "{k:?}");
+    // A topic id that is not a Kafka topic name.
+    let mut s = state();
+    s.next_answers = [
+        (200, json!({"bootstrap.servers": "k:9093"}).to_string()),
+        (200, json!({"id": "ws/../../x", "status": "Ready"}).to_string()),
+    ]
+    .into();
+    let e = resolve(s, Some(WS), TOKEN_1).0.unwrap_err().to_string();
+    assert!(e.contains("the topic id \"ws/../../x\" is not a valid Kafka topic name"), "{e}");
+}
+
+/// SIGHUP starts a token switch that hangs at a slow Portal; SIGTERM right after must still stop
+/// the agent within its shutdown timeout, with everything acknowledged.
+#[test]
+fn a_stop_during_a_token_switch_is_honoured_within_the_shutdown_timeout() {
+    let broker = Tansu::start();
+    let portal = PortalServer::start(PortalState::single(WS, TOKEN_1, &broker.addr));
+    let args = ["--portal-url", &portal.url, "--topic", "cpu-stop", "--interval-ms", "200"];
+    let args: Vec<&str> = args.into_iter().chain(["--shutdown-timeout-ms", "1000"]).collect();
+    let run = hostpulse_tests::CliRun::start(&args, &[("Quix__Sdk__Token", TOKEN_1)]);
+    std::thread::sleep(Duration::from_secs(1));
+    portal.with(|s| s.delay = Duration::from_secs(25));
+    std::process::Command::new("kill").args(["-HUP", &run.pid().to_string()]).status().unwrap();
+    std::thread::sleep(Duration::from_secs(1));
+    let asked = std::time::Instant::now();
+    let (status, out, err) = run.stop();
+    let took = asked.elapsed();
+    assert!(status.success(), "{err}");
+    assert!(took < Duration::from_secs(5), "stopped {took:?} after SIGTERM (shutdown timeout 1 s)\n{err}");
+    let [_, sent, acked, pending, _, _] = parse_summary(&out);
+    assert_eq!((acked, pending), (sent, 0), "{out}");
+}
+
+#[test]
+fn the_token_is_never_sent_to_a_portal_over_plain_http_on_another_host() {
+    let e = Portal::new("http://portal.example/", secret(TOKEN_1), TokenSource::Environment, fast()).err().unwrap();
+    assert!(e.to_string().starts_with("`portal_url` must use https://"), "{e}");
+    assert!(!e.to_string().contains(TOKEN_1));
 }
 
 fn zip_with(entries: &[(&str, &[u8])]) -> Vec<u8> {

@@ -362,6 +362,11 @@ impl CliRun {
         (status, stdout, stderr)
     }
 
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Kills it with SIGKILL (no cleanup at all); returns its stderr.
     pub fn kill_9(mut self) -> String {
         self.child.kill().unwrap();

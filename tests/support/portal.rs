@@ -1,5 +1,5 @@
 //! A Quix Portal API test server on loopback (OS-chosen port) following
-//! `shared/spec/quix-portal-api.md`: the request paths and headers the SDKs use, camelCase
+//! `docs/spec/quix-portal-api.md`: the request paths and headers the SDKs use, camelCase
 //! answers, `{"message","correlationId"}` errors, topics that go `Creating` -> `Ready`, and the
 //! broker settings of a local broker. Every request is logged for the tests to inspect.
 //!
@@ -62,6 +62,9 @@ pub struct PortalState {
     pub next_answers: VecDeque<(u16, String)>,
     /// Delay before answering anything.
     pub delay: Duration,
+    /// Answer every request with a 200 HTML maintenance page (as a proxy in front of a Portal
+    /// under maintenance does).
+    pub maintenance: bool,
     /// Every request.
     pub log: Vec<Logged>,
 }
@@ -86,6 +89,7 @@ impl PortalState {
             kafka: Some(broker.into()),
             next_answers: VecDeque::new(),
             delay: Duration::ZERO,
+            maintenance: false,
             log: Vec::new(),
         }
     }
@@ -227,6 +231,10 @@ fn topic_json(ws: &str, name: &str, t: &TopicState) -> Value {
 fn route(s: &mut PortalState, r: &Logged) -> (u16, &'static str, Vec<u8>) {
     if let Some((status, body)) = s.next_answers.pop_front() {
         return (status, "application/json", body.into_bytes());
+    }
+    if s.maintenance {
+        let page = "<!DOCTYPE html><html><body><h1>Down for maintenance</h1></body></html>";
+        return (200, "text/html", page.as_bytes().to_vec());
     }
     let token = r.authorization.as_deref().and_then(|a| a.strip_prefix("Bearer "));
     if !token.is_some_and(|t| s.tokens.iter().any(|k| k == t)) {

@@ -995,6 +995,7 @@ impl Actor {
                     }
                     self.transition(Event::Fatal { reason, next_try_ms });
                 } else {
+                    tracing::warn!("cannot connect: {e}");
                     self.schedule_retry(reason);
                 }
                 self.publish_status();

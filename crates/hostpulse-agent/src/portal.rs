@@ -512,7 +512,13 @@ impl Portal {
 
     async fn get_json<T: serde::de::DeserializeOwned>(&self, path: &str) -> Result<T, PortalError> {
         let (_, body) = self.request(Method::GET, path, None).await?;
-        serde_json::from_slice(&body).map_err(|e| PortalError::Malformed { url: self.url(path), reason: e.to_string() })
+        serde_json::from_slice(&body).map_err(|e| {
+            // A proxy's or a maintenance page answers 200 with HTML: say so rather than where
+            // the JSON parser stumbled.
+            let html = body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'<');
+            let reason = if html { "an HTML page, not the Portal API's JSON".to_owned() } else { e.to_string() };
+            PortalError::Malformed { url: self.url(path), reason }
+        })
     }
 
     /// One request with retries for transient failures; 2xx gives the body, anything else an error.
