@@ -1,5 +1,5 @@
 //! The Quix Portal API client: from a streaming token to Kafka producer settings and a ready
-//! topic (spec `quix-portal-api.md` §7).
+//! topic (`docs/spec/quix-portal-api.md`, "Recommended flow for the Rust app").
 //!
 //! token -> workspace (configured, or the token's only one) -> broker settings
 //! (`/workspaces/{ws}/broker/librdkafka`, or the workspace's `broker` object plus the certificate
@@ -390,7 +390,7 @@ impl Portal {
         Ok(kafka)
     }
 
-    /// The 0.5.7 path (spec §5.1): the workspace's `broker` object and the certificate ZIP.
+    /// The 0.5.7 path (`docs/spec/quix-portal-api.md`, "0.5.7 (from the workspace `broker` object)"): the workspace's `broker` object and the certificate ZIP.
     async fn map_workspace_broker(&self, ws: &str, data_dir: &Path) -> Result<BTreeMap<String, String>, PortalError> {
         let path = format!("workspaces/{ws}");
         let w: Workspace = self.get_json(&path).await?;
@@ -676,6 +676,43 @@ mod tests {
         }
         assert_eq!(ca_from_zip(buf.get_ref()).unwrap_err(), "the certificate ZIP has no `ca.cert`");
         assert!(ca_from_zip(b"not a zip").unwrap_err().starts_with("not a ZIP archive"));
+    }
+
+    #[test]
+    fn only_what_the_user_must_fix_stops_a_connection_for_good() {
+        let url = || "https://portal.example/x".to_owned();
+        let retried = [
+            PortalError::Status { status: 408, method: "GET".into(), path: "workspaces".into(), message: None },
+            PortalError::Status { status: 400, method: "POST".into(), path: "ws/topics".into(), message: None },
+            PortalError::Malformed { url: url(), reason: "an HTML page".into() },
+            PortalError::TooLarge { url: url() },
+            PortalError::Topic { topic: "cpu-load".into(), reason: "still Creating after 60 s".into() },
+            PortalError::Certificate { path: "/full/disk/ca.pem".into(), reason: "No space left on device".into() },
+            PortalError::Unreachable { url: url(), reason: "timed out".into() },
+        ];
+        for e in retried {
+            assert!(!e.needs_user(), "{e}");
+        }
+        let final_at_start = [
+            PortalError::TokenRejected { token_source: TokenSource::CredentialStore, status: 403, message: None },
+            PortalError::WorkspaceNotFound { workspace: "ws".into() },
+            PortalError::NoWorkspaces,
+            PortalError::SeveralWorkspaces { list: vec!["a".into(), "b".into()] },
+            PortalError::Url("`portal_url` must use https://".into()),
+        ];
+        for e in final_at_start {
+            assert!(e.needs_user(), "{e}");
+        }
+    }
+
+    #[test]
+    fn portal_text_is_one_line_of_sane_length() {
+        let long = format!("line one\nline two\u{1b}[31m {}", "x".repeat(500));
+        let m =
+            portal_message(format!(r#"{{"message":{}}}"#, serde_json::to_string(&long).unwrap()).as_bytes()).unwrap();
+        assert_eq!(m.chars().count(), MAX_MESSAGE_CHARS + 1, "cut, with an ellipsis");
+        assert!(m.starts_with("line one line two [31m") && m.ends_with('…'), "{m}");
+        assert!(!m.chars().any(char::is_control));
     }
 
     #[test]
