@@ -11,9 +11,11 @@
 # Each runs for the same time at the same rate (1 Hz and 10 Hz); bench/measure.py records CPU
 # time (user+system, all processes of its session, so children and WebKit's helpers count),
 # peak and steady RSS and PSS; bench/count.py counts what reached the broker. Then throughput:
-# N values as fast as each can publish (HostPulse's pipeline via the `throughput` example,
-# quixstreams 0.5.7, quixstreams 3.28.1). Then the criterion benches. bench/report.py writes
-# BENCHMARKS.md from the JSON results; nothing in it is typed by hand.
+# N values as fast as each can publish (HostPulse's real agent via the `throughput` example: a
+# synthetic sampler of BENCH_VALUES_PER_ROW values per row at a 1 ms tick, the outbox a SQLite
+# file under $OUT_DIR on disk; quixstreams 0.5.7, quixstreams 3.28.1, one value per row). Then
+# the criterion benches. bench/report.py writes BENCHMARKS.md from the JSON results; nothing in
+# it is typed by hand.
 #
 #   bash bench/compare.sh                              # 60 s per run, rates 1 and 10 Hz
 #   BENCH_SECONDS=20 BENCH_RATES=1 bash bench/compare.sh   # a quick look
@@ -29,6 +31,7 @@ SECONDS_PER_RUN=${BENCH_SECONDS:-60}
 WARMUP=${BENCH_WARMUP:-10}
 RATES=${BENCH_RATES:-"1 10"}
 VALUES=${BENCH_VALUES:-1000000}
+VALUES_PER_ROW=${BENCH_VALUES_PER_ROW:-1000}
 OUT_DIR=${BENCH_OUT:-target/bench}
 REPORT=${BENCH_REPORT:-BENCHMARKS.md}
 mkdir -p "$OUT_DIR"
@@ -164,20 +167,27 @@ json.dump(r, open(out, "w"))
 print(r)
 PY
 }
-tp hostpulse tp-hostpulse -- ./target/release/examples/throughput "$BROKER" tp-hostpulse "$VALUES"
+# The example keeps its outbox in a temporary directory under TMPDIR: on disk, as a user's is
+# (not on a tmpfs /tmp).
+OUTBOX_TMP="$(cd "$OUT_DIR" && pwd)"
+tp hostpulse tp-hostpulse -- env TMPDIR="$OUTBOX_TMP" \
+  ./target/release/examples/throughput "$BROKER" tp-hostpulse "$VALUES" "$VALUES_PER_ROW"
 tp quickstart-0.5.7 tp-qs057 -- "$HOSTPULSE_QS057_PYTHON" bench/quickstart_057.py --broker "$MOCK" --topic tp-qs057 --throughput "$VALUES"
 tp quixstreams-3.28.1 tp-qs3 -- "$HOSTPULSE_QS3_PYTHON" bench/quickstart_qs3.py --broker "$BROKER" --topic tp-qs3 --throughput "$VALUES"
 
 say "latency from sample to acknowledgement (HostPulse, 10 Hz, 100 ms span, 60 s)"
-./target/release/examples/throughput "$BROKER" tp-latency latency 10 60 >"$OUT_DIR/latency-hostpulse.json"
+TMPDIR="$OUTBOX_TMP" ./target/release/examples/throughput "$BROKER" tp-latency latency 10 60 \
+  >"$OUT_DIR/latency-hostpulse.json"
 cat "$OUT_DIR/latency-hostpulse.json"
 
 if [ "${BENCH_CRITERION:-1}" = 1 ]; then
   say "criterion benches"
   cargo bench -p hostpulse-core --bench pipeline
   cargo bench -p hostpulse-agent --bench outbox
+  # report.py reads every result under target/criterion: drop the retired burst bench's.
+  rm -rf target/criterion/produce/burst_20k_values_100ms_span_to_tansu
   cargo bench -p hostpulse-tests --bench produce
 fi
 
-python3 bench/report.py "$OUT_DIR" "$REPORT" "bash bench/compare.sh (BENCH_SECONDS=$SECONDS_PER_RUN BENCH_RATES='$RATES' BENCH_VALUES=$VALUES)"
+python3 bench/report.py "$OUT_DIR" "$REPORT" "bash bench/compare.sh (BENCH_SECONDS=$SECONDS_PER_RUN BENCH_RATES='$RATES' BENCH_VALUES=$VALUES BENCH_VALUES_PER_ROW=$VALUES_PER_ROW)"
 say "wrote $REPORT"

@@ -15,10 +15,6 @@ const RANGES = {
   high_cpu_percent: [1, 100, "%"], high_cpu_seconds: [1, 86400, "s"],
 };
 const HOUR_MS = 3600 * 1000;
-const STATE_TEXT = {
-  unconfigured: "Not configured", connecting: "Connecting", publishing: "Publishing",
-  paused: "Paused", stopping: "Stopping", retrying: "Retrying", error: "Error",
-};
 let chart = null; // the last get_history answer
 let chartAsked = 0;
 
@@ -41,25 +37,27 @@ function clearErrors() {
   show($("settings-error"), "");
 }
 
+// The status in the backend's one vocabulary (state id and label, what the toggle does, the
+// acknowledged / waiting / failed / dropped counts): nothing is re-derived here.
 function renderStatus(s) {
   const pill = $("state");
-  pill.textContent = STATE_TEXT[s.state] ?? s.state;
+  pill.textContent = s.label;
   pill.className = `pill ${s.state}`;
   $("cpu").textContent = s.last_value == null ? "–" : `${s.last_value.toFixed(1)} %`;
-  $("sent").textContent = s.acknowledged;
-  $("pending").textContent = s.pending;
+  $("acknowledged").textContent = s.acknowledged;
+  $("waiting").textContent = s.waiting;
   $("failed").textContent = s.failed;
   $("dropped").textContent = s.dropped;
   $("dropped-row").hidden = s.dropped === 0;
-  let error = s.last_error ? `Last error: ${s.last_error}` : "";
-  if ((s.state === "retrying" || s.state === "error") && s.next_try_ms != null) {
+  let error = s.error ? `Last error: ${s.error}` : "";
+  if (s.next_try_ms != null) {
     const next = new Date(s.next_try_ms).toLocaleTimeString();
     error += `\nSamples wait on this computer; next try at ${next}.`;
   }
   show($("last-error"), error);
   const toggle = $("toggle");
-  toggle.disabled = !["publishing", "paused", "connecting", "retrying"].includes(s.state);
-  toggle.textContent = s.state === "paused" ? "Start publishing" : "Pause publishing";
+  toggle.disabled = !s.can_toggle;
+  toggle.textContent = s.toggle_label;
   if (s.samples !== renderStatus.samples) {
     renderStatus.samples = s.samples;
     // The chart's current value follows at once; its line a moment later.

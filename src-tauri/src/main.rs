@@ -8,23 +8,19 @@
 mod commands;
 mod tray;
 
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use hostpulse_agent::agent::{self, AgentConfig, AgentHandle, Parts};
-use hostpulse_agent::outbox::Outbox;
-use hostpulse_agent::publisher::KafkaSettings;
-use hostpulse_agent::quix::{Connecting, Connector, Credential, DirectConnector, QuixConnector};
+use hostpulse_agent::agent::{self, AgentHandle, Parts};
+use hostpulse_agent::assembly::{self, EnvOverrides, Launch, Route, SwitchableConnector};
 use hostpulse_agent::sampler::HostSampler;
-use hostpulse_agent::token::{self, KeyringStore, SecretStore};
-use hostpulse_agent::{machine, paths, settings_file};
+use hostpulse_agent::token::{KeyringStore, SecretStore};
 use hostpulse_core::notify::{Notice, Notifier};
-use hostpulse_core::settings::Settings;
-use hostpulse_core::status::PublisherState;
+use hostpulse_core::status::{PublisherState, StatusView};
 use tauri::{AppHandle, Emitter as _, Manager as _, RunEvent, WindowEvent};
 use tauri_plugin_notification::NotificationExt as _;
 
-use commands::{App, StatusView, connector_for};
+use commands::App;
 
 /// The settings window's label.
 const SETTINGS_WINDOW: &str = "settings";
@@ -74,20 +70,6 @@ fn light_rendering(window: &tauri::WebviewWindow) {
 #[cfg(not(target_os = "linux"))]
 fn light_rendering(_: &tauri::WebviewWindow) {}
 
-/// Connects with whatever the connection settings are when the token arrives.
-struct AppConnector(Arc<RwLock<QuixConnector>>);
-
-impl Connector for AppConnector {
-    fn connect(&self, credential: Option<Credential>) -> Connecting {
-        let current = self.0.read().expect("not poisoned").clone();
-        current.connect(credential)
-    }
-
-    fn uses_token(&self) -> bool {
-        true
-    }
-}
-
 fn on_menu(app: &AppHandle, id: &str) {
     let agent = app.state::<App>().agent.clone();
     match id {
@@ -122,68 +104,41 @@ fn notify(app: &AppHandle, notice: &Notice) {
 }
 
 fn setup(app: &mut tauri::App) -> Result<(), Box<dyn std::error::Error>> {
-    let settings_path = settings_file::default_path()?;
-    let (settings, problem) = match settings_file::load(&settings_path) {
-        Ok(s) => (s, None),
-        Err(e) => {
-            tracing::error!("{e}");
-            (Settings::default(), Some(e.to_string()))
-        }
+    // The same assembly as `hostpulse run`: settings file, Quix environment overrides, route,
+    // outbox. A file that cannot be used gives the defaults and a problem the window shows; an
+    // outbox that cannot be opened, one in memory and another.
+    let (launch, problem) = Launch::load_or_defaults(None, EnvOverrides::from_env())?;
+    let (outbox, outbox_problem) = launch.open_outbox_or_memory("app");
+    let problem = match (problem, outbox_problem) {
+        (Some(a), Some(b)) => Some(format!("{a}\n{b}")),
+        (a, b) => a.or(b),
     };
-    let facts = machine::facts();
-    let (settings, problem) = match settings.check(&facts) {
-        Ok(_) => (settings, problem),
-        Err(e) => (
-            Settings::default(),
-            Some(format!("{e}\n(the file {} is kept as it is until you save)", settings_path.display())),
-        ),
-    };
-    let checked = settings.check(&facts)?;
-    let data_dir = paths::data_dir().ok_or("no data directory for this user (is HOME set?)")?;
-    let connector = Arc::new(RwLock::new(connector_for(&checked, &data_dir)));
-    let store: Arc<dyn SecretStore> = Arc::new(KeyringStore::new());
-    let sampler = HostSampler::new()?;
-    let config = AgentConfig::from_checked(&checked, &facts.hostname);
+    let route = launch.route();
     // A `broker` in the settings file publishes there directly, without a token (a local broker,
     // benchmarks); the window then has no connection settings to change.
-    let direct = checked.broker.as_ref().map(|b| KafkaSettings::direct(&checked, b));
-    let connector_for_agent: Arc<dyn Connector> = match &direct {
-        Some(kafka) => {
-            tracing::info!(broker = %kafka.broker, "publishing directly to the configured broker");
-            Arc::new(DirectConnector(kafka.clone()))
-        }
-        None => Arc::new(AppConnector(connector.clone())),
-    };
-    // Unsent records wait on disk; if the outbox cannot be opened, publishing still works with
-    // one in memory, and the window says what is wrong.
-    let (outbox, problem) = match Outbox::open(&Outbox::path_in(&data_dir, "app"), checked.outbox) {
-        Ok(o) => (o, problem),
-        Err(e) => {
-            tracing::error!("{e}");
-            let text = format!("{e}\nUntil then, unsent records are kept in memory only.");
-            (Outbox::in_memory(checked.outbox), Some(problem.map_or(text.clone(), |p| format!("{p}\n{text}"))))
-        }
-    };
+    let direct = !route.uses_token();
+    if let Route::Direct(kafka) = &route {
+        tracing::info!(broker = %kafka.broker, "publishing directly to the configured broker");
+    }
+    let connector = SwitchableConnector::new(route);
+    let store: Arc<dyn SecretStore> = Arc::new(KeyringStore::new());
     let parts = Parts {
-        sampler: Box::new(sampler),
+        sampler: Box::new(HostSampler::new()?),
         outbox,
-        connector: Some(connector_for_agent),
+        connector: Some(Arc::new(connector.clone())),
         credential: None,
         publisher: None,
     };
-    let (agent, _task) = tauri::async_runtime::block_on(async { agent::spawn(config, parts) });
-    let token = token::resolve(store.as_ref());
-    let first_run = !matches!(token, Ok(Some(_))) && direct.is_none();
-    let notifier = Arc::new(Mutex::new(Notifier::new(checked.notify)));
+    let (agent, _task) = tauri::async_runtime::block_on(async { agent::spawn(launch.agent_config(), parts) });
+    let token = assembly::credential(store.as_ref());
+    let first_run = !matches!(token, Ok(Some(_))) && !direct;
+    let notifier = Arc::new(Mutex::new(Notifier::new(launch.checked.notify)));
     app.manage(App {
         notifier: notifier.clone(),
         agent: agent.clone(),
         store,
-        settings_path,
-        settings: Mutex::new(settings),
+        launch: Mutex::new(launch),
         settings_problem: Mutex::new(problem),
-        facts,
-        data_dir,
         connector,
         pending_portal: Mutex::new(None),
     });
@@ -195,7 +150,7 @@ fn setup(app: &mut tauri::App) -> Result<(), Box<dyn std::error::Error>> {
     tauri::async_runtime::spawn(async move {
         loop {
             let s = status.borrow_and_update().clone();
-            if let Err(e) = tray.apply(&tray::view(&s)) {
+            if let Err(e) = tray.apply(&hostpulse_core::tray::view(&s)) {
                 tracing::warn!("tray update failed: {e}");
             }
             let notice = notifier.lock().expect("not poisoned").observe(started.elapsed(), &s);
@@ -210,10 +165,11 @@ fn setup(app: &mut tauri::App) -> Result<(), Box<dyn std::error::Error>> {
     });
 
     match token {
-        _ if direct.is_some() => {}
-        Ok(Some((token, source))) => {
+        _ if direct => {}
+        Ok(Some(credential)) => {
             tauri::async_runtime::spawn(async move {
-                if let Err(e) = agent.replace_token(Credential { token, source }).await {
+                let source = credential.source;
+                if let Err(e) = agent.replace_token(credential).await {
                     tracing::error!("cannot publish with the token from {source}: {e}");
                 }
             });

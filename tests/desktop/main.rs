@@ -403,7 +403,7 @@ fn the_desktop_app_end_to_end() {
     let cut_at = wall_ns();
     relay.set(Mode::Refuse);
     s.wait("Retrying", 60, "return document.querySelector('#state').className.includes('retrying')");
-    s.wait("samples waiting", 20, "return Number(document.querySelector('#pending').textContent) > 2");
+    s.wait("samples waiting", 20, "return Number(document.querySelector('#waiting').textContent) > 2");
     let shown = text(&s, "#last-error");
     assert!(shown.contains("cannot reach the Kafka broker") && shown.contains("next try at"), "{shown}");
     host.wait_for("menu", 10, |v| {

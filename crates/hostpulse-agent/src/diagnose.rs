@@ -20,30 +20,24 @@ pub struct Step {
     pub detail: String,
 }
 
-/// What the check needs besides the settings.
-pub struct Inputs<'a> {
-    /// Checked settings.
-    pub checked: &'a Checked,
-    /// Where the token is kept.
-    pub store: std::sync::Arc<dyn SecretStore>,
-    /// Direct mode's Kafka settings (when `broker` is set).
-    pub direct: Option<KafkaSettings>,
-    /// Where the workspace CA goes.
-    pub data_dir: std::path::PathBuf,
-    /// Portal retries and waits.
-    pub options: PortalOptions,
-}
-
-/// Runs the steps; the last one is the first failure, if any.
-pub async fn run(inputs: Inputs<'_>) -> Vec<Step> {
+/// Runs the steps for `checked` (the settings the agent runs with: file, environment and flags):
+/// direct mode tries the broker, Quix mode the token, the Portal and then the broker. The last
+/// step is the first failure, if any.
+pub async fn run(
+    checked: &Checked,
+    store: std::sync::Arc<dyn SecretStore>,
+    data_dir: std::path::PathBuf,
+    options: PortalOptions,
+) -> Vec<Step> {
     let mut steps = Vec::new();
     let mut step = |name: &str, r: Result<String, String>| {
         let ok = r.is_ok();
         steps.push(Step { name: name.into(), ok, detail: r.unwrap_or_else(|e| e) });
         ok
     };
-    let c = inputs.checked;
-    if let Some(kafka) = inputs.direct {
+    let c = checked;
+    if let Some(broker) = &c.broker {
+        let kafka = KafkaSettings::direct(c, broker);
         step("mode", Ok(format!("direct broker {}, topic `{}`", kafka.broker, c.topic)));
         let r = KafkaPublisher::connect(&kafka).await;
         step(
@@ -53,7 +47,7 @@ pub async fn run(inputs: Inputs<'_>) -> Vec<Step> {
         return steps;
     }
     step("mode", Ok(format!("Quix, Portal {}", c.portal_url)));
-    let token = match token::resolve_blocking(inputs.store).await {
+    let token = match token::resolve_blocking(store).await {
         Ok(Some(t)) => t,
         Ok(None) => {
             step(
@@ -73,7 +67,7 @@ pub async fn run(inputs: Inputs<'_>) -> Vec<Step> {
     if !step("token", Ok(format!("from {source}"))) {
         return steps;
     }
-    let portal = match Portal::new(&c.portal_url, token.0, source, inputs.options) {
+    let portal = match Portal::new(&c.portal_url, token.0, source, options) {
         Ok(p) => p,
         Err(e) => {
             step("portal", Err(e.to_string()));
@@ -91,7 +85,7 @@ pub async fn run(inputs: Inputs<'_>) -> Vec<Step> {
         },
     };
     step("workspace", Ok(workspace.clone()));
-    let kafka = match portal.broker_settings(&workspace, &inputs.data_dir, c.tls_verify_hostname).await {
+    let kafka = match portal.broker_settings(&workspace, &data_dir, c.tls_verify_hostname).await {
         Ok(k) => k,
         Err(e) => {
             step("broker settings", Err(e.to_string()));

@@ -1,6 +1,7 @@
 //! The running HostPulse pipeline and its adapters to the outside world.
 //!
 //! - [`agent`]: the actor that owns the pipeline, and its [`agent::AgentHandle`];
+//! - [`assembly`]: the one way both front ends build the agent from the settings;
 //! - [`sampler`]: CPU sampling (sysinfo) and a scripted source;
 //! - [`outbox`]: the durable queue of unacknowledged records (SQLite);
 //! - [`publisher`]: the Kafka publisher (rdkafka) behind the [`publisher::Publisher`] seam;
@@ -10,11 +11,10 @@
 //! - [`machine`]: the stable default stream id and the host name;
 //! - [`diagnose`]: the step-by-step connection check;
 //! - [`backoff`], [`fsutil`]: retry timing, private atomic files;
-//! - [`burst`]: the same path at full speed, for throughput benchmarks.
 
 pub mod agent;
+pub mod assembly;
 pub mod backoff;
-pub mod burst;
 pub mod diagnose;
 pub mod fsutil;
 pub mod machine;

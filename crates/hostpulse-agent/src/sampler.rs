@@ -371,6 +371,70 @@ impl Sampler for ScriptedSampler {
     }
 }
 
+/// Rows of many values each, for throughput benchmarks of the whole agent (the `throughput`
+/// example, `cargo bench -p hostpulse-tests --bench produce`): the agent takes one row per tick,
+/// so publishing N values at full speed needs wide rows. Row `k` of `n` values carries `V0` …
+/// `V{n-1}`, value `i` being `((k·n + i) mod 1000) / 10` (the same signal as
+/// [`SyntheticSampler`]'s `CPU_Load`); it is stamped with the time of the call, made strictly
+/// increasing because the buffer merges rows that share a timestamp. With a row limit
+/// ([`WideSampler::with_rows`]) it is [`SampleError::Exhausted`] after that many rows.
+#[derive(Debug)]
+pub struct WideSampler {
+    ids: Vec<std::sync::Arc<str>>,
+    next: u64,
+    rows: Option<u64>,
+    last_ns: i64,
+}
+
+impl WideSampler {
+    /// Rows of `values_per_row` values (at least one), without end.
+    pub fn new(values_per_row: usize) -> Self {
+        let ids = (0..values_per_row.max(1)).map(|i| std::sync::Arc::from(format!("V{i}"))).collect();
+        WideSampler { ids, next: 0, rows: None, last_ns: 0 }
+    }
+
+    /// Stops after `rows` rows.
+    pub fn with_rows(mut self, rows: u64) -> Self {
+        self.rows = Some(rows);
+        self
+    }
+
+    /// Values in each row.
+    pub fn values_per_row(&self) -> usize {
+        self.ids.len()
+    }
+
+    /// The definitions of `V0` … `V{n-1}` (0–100, top level), for the agent's configuration.
+    pub fn definitions(&self) -> Vec<ParameterDefinition> {
+        self.ids
+            .iter()
+            .map(|id| ParameterDefinition {
+                id: id.to_string(),
+                name: Some(id.to_string()),
+                description: Some("Synthetic benchmark signal".into()),
+                minimum: Some(0.0),
+                maximum: Some(100.0),
+                unit: None,
+                location: "/".into(),
+            })
+            .collect()
+    }
+}
+
+impl Sampler for WideSampler {
+    fn sample(&mut self) -> Result<Row, SampleError> {
+        if self.rows.is_some_and(|rows| self.next >= rows) {
+            return Err(SampleError::Exhausted);
+        }
+        let first = self.next * self.ids.len() as u64;
+        self.next += 1;
+        let timestamp_ns = now_ns().max(self.last_ns.saturating_add(1));
+        self.last_ns = timestamp_ns;
+        let values = self.ids.iter().zip(first..).map(|(id, v)| (id.clone(), (v % 1000) as f64 / 10.0)).collect();
+        Ok(Row { timestamp_ns, values, tags: Vec::new() })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -477,5 +541,22 @@ mod tests {
         assert_eq!(s.sample().unwrap().timestamp_ns, 1);
         assert_eq!(s.sample().unwrap().timestamp_ns, 2);
         assert_eq!(s.sample(), Err(SampleError::Exhausted));
+    }
+}
+
+#[cfg(test)]
+mod wide_sampler_tests {
+    use super::*;
+
+    #[test]
+    fn wide_rows_carry_every_value_with_increasing_timestamps_up_to_the_limit() {
+        let mut s = WideSampler::new(3).with_rows(400);
+        assert_eq!(s.definitions().iter().map(|d| d.id.as_str()).collect::<Vec<_>>(), ["V0", "V1", "V2"]);
+        let rows: Vec<Row> = (0..400).map(|_| s.sample().unwrap()).collect();
+        assert_eq!(s.sample(), Err(SampleError::Exhausted));
+        assert!(rows.windows(2).all(|w| w[0].timestamp_ns < w[1].timestamp_ns), "strictly increasing");
+        assert_eq!(rows[0].values.len(), 3);
+        assert_eq!(rows[1].value("V2"), Some(0.5));
+        assert_eq!(rows[334].value("V0"), Some(0.2), "(334 * 3 + 0) mod 1000 / 10");
     }
 }

@@ -1,6 +1,6 @@
-//! The settings file: where it lives and how it is read. A missing file means defaults; a file
-//! that cannot be parsed is an error naming the file, the line and the field, and the file is
-//! left untouched.
+//! The settings file: where it lives, how it is read and written. A missing file means defaults;
+//! a file that cannot be parsed is an error naming the file, the line and the field, and the file
+//! is left untouched. Saving is atomic and the file readable only by the user.
 
 use std::path::{Path, PathBuf};
 
@@ -16,6 +16,14 @@ pub enum SettingsFileError {
     /// The file exists but could not be read.
     #[error("cannot read settings file {path}: {source}")]
     Read {
+        /// The file.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The file could not be written.
+    #[error("cannot save {path}: {source}")]
+    Write {
         /// The file.
         path: PathBuf,
         /// The OS error.
@@ -49,6 +57,26 @@ pub fn load(path: &Path) -> Result<Settings, SettingsFileError> {
     toml::from_str(&text).map_err(|e| SettingsFileError::Parse { path: path.into(), message: e.to_string() })
 }
 
+/// Writes `settings` to `path` atomically, readable only by the user. With `keep_old`, the file
+/// that was there (one that could not be read, say) is first copied to `settings.toml.unreadable`
+/// next to it, so nothing the user wrote is lost; its path is returned.
+pub fn save(path: &Path, settings: &Settings, keep_old: bool) -> Result<Option<PathBuf>, SettingsFileError> {
+    let fail = |source: std::io::Error| SettingsFileError::Write { path: path.into(), source };
+    let text = toml::to_string_pretty(settings).map_err(|e| fail(std::io::Error::other(e)))?;
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(fail)?;
+    }
+    let kept = if keep_old && path.exists() {
+        let keep = path.with_extension("toml.unreadable");
+        std::fs::copy(path, &keep).map_err(fail)?;
+        Some(keep)
+    } else {
+        None
+    };
+    crate::fsutil::write_private(path, text.as_bytes()).map_err(fail)?;
+    Ok(kept)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -63,6 +91,24 @@ mod tests {
         assert_eq!(s.topic, "metrics");
         assert_eq!(s.buffer_span_ms, 250);
         assert_eq!(s.interval_ms, 1000, "unset fields keep their defaults");
+    }
+
+    #[test]
+    fn saved_settings_load_back_and_an_unreadable_file_is_kept_beside() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("sub/settings.toml");
+        let s = Settings { topic: "saved".into(), tags: [("site".into(), "lab".into())].into(), ..Default::default() };
+        assert_eq!(save(&p, &s, false).unwrap(), None);
+        assert_eq!(load(&p).unwrap(), s);
+        std::fs::write(&p, "garbage = [").unwrap();
+        let kept = save(&p, &s, true).unwrap().unwrap();
+        assert_eq!(std::fs::read_to_string(&kept).unwrap(), "garbage = [");
+        assert_eq!(load(&p).unwrap(), s);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            assert_eq!(std::fs::metadata(&p).unwrap().permissions().mode() & 0o777, 0o600);
+        }
     }
 
     #[test]

@@ -15,19 +15,17 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use anyhow::{Context, Result};
+use anyhow::{Context as _, Result};
 use clap::{Args, Parser, Subcommand};
 use hostpulse_agent::agent::{self, AgentConfig, AgentHandle, Parts};
+use hostpulse_agent::assembly::{self, EnvOverrides, Launch, LaunchError, SwitchableConnector};
 use hostpulse_agent::outbox::Outbox;
-use hostpulse_agent::portal::PortalOptions;
-use hostpulse_agent::publisher::{Delivery, KafkaSettings, PublishError, Publisher};
-use hostpulse_agent::quix::{Connector, Credential, DirectConnector, QuixConnector};
+use hostpulse_agent::publisher::{Delivery, PublishError, Publisher};
+use hostpulse_agent::quix::{Connector, Credential};
 use hostpulse_agent::sampler::{HostSampler, Sampler, SyntheticSampler};
-use hostpulse_agent::token::{self, KeyringStore, SecretStore, TOKEN_ENV, TokenSource};
-use hostpulse_agent::{machine, paths, settings_file};
+use hostpulse_agent::token::{self, KeyringStore, SecretStore};
 use hostpulse_core::metrics::Metric;
 use hostpulse_core::sample::CPU_LOAD;
-use hostpulse_core::secret::Secret;
 use hostpulse_core::settings::{Checked, SaslMechanism, SecurityProtocol, Settings};
 use hostpulse_core::status::PublisherState;
 use hostpulse_core::wire::Record;
@@ -262,75 +260,28 @@ fn init_logging(verbose: u8) {
 }
 
 /// Settings from the file, then the Quix environment variables, then flags; checked.
-pub(crate) struct Loaded {
-    path: PathBuf,
-    checked: Checked,
-    hostname: String,
-}
-
-fn load(config: Option<PathBuf>, overrides: Overrides) -> Result<Loaded> {
-    let path = match config {
-        Some(p) => p,
-        None => settings_file::default_path()?,
-    };
-    let mut settings = settings_file::load(&path)?;
-    // The Quix SDKs' environment variables, for deployed services and scripts.
-    if let Some(url) = std::env::var("Quix__Portal__Api").ok().filter(|v| !v.trim().is_empty()) {
-        settings.portal_url = Some(url.trim().to_owned());
-    }
-    if let Some(ws) = std::env::var("Quix__Workspace__Id").ok().filter(|v| !v.trim().is_empty()) {
-        settings.workspace_id = Some(ws.trim().to_owned());
-    }
-    overrides.apply(&mut settings);
-    let facts = machine::facts();
-    let checked = settings.check(&facts).map_err(|e| {
-        anyhow::anyhow!(
-            "{e}\nfix the flag (e.g. --interval-ms for `interval_ms`) or the settings file {}",
+fn load(config: Option<PathBuf>, overrides: Overrides) -> Result<Launch> {
+    Launch::load(config, EnvOverrides::from_env(), |s| overrides.apply(s)).map_err(|e| match e {
+        LaunchError::Invalid { path, errors } => anyhow::anyhow!(
+            "{errors}\nfix the flag (e.g. --interval-ms for `interval_ms`) or the settings file {}",
             path.display()
-        )
-    })?;
-    Ok(Loaded { path, checked, hostname: facts.hostname })
+        ),
+        e => e.into(),
+    })
 }
 
 async fn dispatch(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Run { synthetic, overrides } => run(load(cli.config, overrides)?, synthetic).await,
-        Command::DryRun { samples, overrides } => {
-            let l = load(cli.config, overrides)?;
-            dry_run(AgentConfig::from_checked(&l.checked, &l.hostname), samples).await
-        }
+        Command::DryRun { samples, overrides } => dry_run(load(cli.config, overrides)?.agent_config(), samples).await,
         Command::Check(o) => check::run(load(cli.config, o)?).await,
         Command::Metrics(o) => list_metrics(&load(cli.config, o)?.checked),
         Command::Token { command } => token_cmd::run(command, &KeyringStore::new()),
     }
 }
 
-/// The Quix connector for checked settings.
-pub(crate) fn quix_connector(checked: &Checked) -> Result<QuixConnector> {
-    Ok(QuixConnector {
-        portal_url: checked.portal_url.clone(),
-        workspace_id: checked.workspace_id.clone(),
-        topic: checked.topic.clone(),
-        data_dir: paths::data_dir().context("no data directory for this user (is HOME set?)")?,
-        verify_hostname: checked.tls_verify_hostname,
-        options: PortalOptions::default(),
-    })
-}
-
-/// The token to use, or an error that says how to provide one.
-pub(crate) fn require_token(store: &dyn SecretStore) -> Result<(Secret, TokenSource)> {
-    token::resolve(store)?.with_context(|| {
-        format!(
-            "no Quix streaming token: run `hostpulse token set` (keeps it in {}) or set {TOKEN_ENV}; \
-             or set `broker` to publish to a Kafka broker directly",
-            store.describe()
-        )
-    })
-}
-
-async fn run(loaded: Loaded, synthetic: Option<u32>) -> Result<()> {
-    let Loaded { checked, hostname, path } = loaded;
-    let mut config = AgentConfig::from_checked(&checked, &hostname);
+async fn run(launch: Launch, synthetic: Option<u32>) -> Result<()> {
+    let mut config = launch.agent_config();
     config.history = std::time::Duration::ZERO; // nobody looks at it here
     let sampler: Box<dyn Sampler> = match synthetic {
         Some(hz) => {
@@ -346,17 +297,15 @@ async fn run(loaded: Loaded, synthetic: Option<u32>) -> Result<()> {
     tokio::pin!(stop);
     let mut reload = signals::Reload::install()?;
     let store = KeyringStore::new();
-    let (connector, credential): (Arc<dyn Connector>, Option<Credential>) = match &checked.broker {
-        Some(broker) => (Arc::new(DirectConnector(KafkaSettings::direct(&checked, broker))), None),
-        None => {
-            let (token, source) = require_token(&store)?;
-            (Arc::new(quix_connector(&checked)?), Some(Credential { token, source }))
-        }
+    let route = launch.route();
+    let quix = route.uses_token();
+    let credential = match quix {
+        true => Some(assembly::credential(&store)?.ok_or_else(|| anyhow::anyhow!(assembly::no_token_message(&store)))?),
+        false => None,
     };
-    let data_dir = paths::data_dir().context("no data directory for this user (is HOME set?)")?;
-    let outbox = Outbox::open(&Outbox::path_in(&data_dir, "cli"), checked.outbox)?;
+    let connector: Arc<dyn Connector> = Arc::new(SwitchableConnector::new(route));
+    let outbox = launch.open_outbox("cli")?;
     let outbox_path = outbox.path().to_owned();
-    let quix = credential.is_some();
     let parts = Parts { sampler, outbox, connector: Some(connector), credential, publisher: None };
     let (agent, _task) = agent::spawn(config.clone(), parts);
     // The first connection decides: an error only the user can fix ends the run; an outage
@@ -386,8 +335,8 @@ async fn run(loaded: Loaded, synthetic: Option<u32>) -> Result<()> {
         stream_id = %config.stream_id,
         "publishing every {:?}, buffer span {:?}; Ctrl-C to stop (settings: {})",
         config.interval,
-        checked.buffer.time_span.unwrap_or_default(),
-        path.display()
+        launch.checked.buffer.time_span.unwrap_or_default(),
+        launch.settings_path.display()
     );
     let _pid = quix.then(token_cmd::PidFile::create).transpose()?;
     let store: Arc<dyn SecretStore> = Arc::new(store);

@@ -7,11 +7,14 @@
 //! - [`metrics`]: the metric catalog (ids, definitions) and counter rates;
 //! - [`history`]: the last hour of rows for the window's chart;
 //! - [`notify`]: when the desktop app notifies;
+//! - [`form`]: the settings window's form and how it becomes settings;
 //! - [`secret`]: the redacted secret type;
 //! - [`settings`]: the settings model and its validation;
-//! - [`status`]: what the agent reports.
+//! - [`status`]: what the agent reports, in one vocabulary;
+//! - [`tray`]: what the tray shows for a status.
 
 pub mod buffer;
+pub mod form;
 pub mod history;
 pub mod json;
 pub mod metrics;
@@ -21,4 +24,5 @@ pub mod secret;
 pub mod settings;
 pub mod status;
 pub mod stream;
+pub mod tray;
 pub mod wire;

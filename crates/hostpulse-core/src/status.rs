@@ -1,5 +1,6 @@
 //! What the agent reports about itself: the publisher state, its transitions (a pure function
-//! with a table test; the actor performs the effects) and the delivery counters.
+//! with a table test; the actor performs the effects) and the delivery counters; and the one
+//! vocabulary in which the window, the tray and the CLI show them ([`StatusView`]).
 
 use serde::Serialize;
 
@@ -33,6 +34,69 @@ pub enum PublisherState {
         /// When the next (slow) try starts, ms since the Unix epoch; `None`: no more tries.
         next_try_ms: Option<i64>,
     },
+}
+
+impl PublisherState {
+    /// The state's one name, for the window's styles, logs and tests.
+    pub fn id(&self) -> &'static str {
+        match self {
+            PublisherState::Unconfigured => "unconfigured",
+            PublisherState::Connecting => "connecting",
+            PublisherState::Publishing => "publishing",
+            PublisherState::Paused => "paused",
+            PublisherState::Stopping => "stopping",
+            PublisherState::Backoff { .. } => "retrying",
+            PublisherState::Failed { .. } => "error",
+        }
+    }
+
+    /// The state for people.
+    pub fn label(&self) -> &'static str {
+        match self {
+            PublisherState::Unconfigured => "Not configured",
+            PublisherState::Connecting => "Connecting",
+            PublisherState::Publishing => "Publishing",
+            PublisherState::Paused => "Paused",
+            PublisherState::Stopping => "Stopping",
+            PublisherState::Backoff { .. } => "Retrying",
+            PublisherState::Failed { next_try_ms: None, .. } => "Stopped by an error",
+            PublisherState::Failed { next_try_ms: Some(_), .. } => "Error, trying again later",
+        }
+    }
+
+    /// Whether the user can switch publishing on or off now (not without a token or broker, not
+    /// after an error, not while stopping).
+    pub fn can_toggle(&self) -> bool {
+        matches!(
+            self,
+            PublisherState::Paused
+                | PublisherState::Publishing
+                | PublisherState::Connecting
+                | PublisherState::Backoff { .. }
+        )
+    }
+
+    /// What the toggle does from here.
+    pub fn toggle_label(&self) -> &'static str {
+        if matches!(self, PublisherState::Paused) { "Start publishing" } else { "Pause publishing" }
+    }
+
+    /// Why publishing is not going on, while retrying or stopped by an error.
+    pub fn reason(&self) -> Option<&str> {
+        match self {
+            PublisherState::Backoff { reason, .. } | PublisherState::Failed { reason, .. } => Some(reason),
+            _ => None,
+        }
+    }
+
+    /// When the next connection attempt starts (ms since the Unix epoch), if one is scheduled.
+    pub fn next_try_ms(&self) -> Option<i64> {
+        match self {
+            PublisherState::Backoff { next_try_ms, .. } => Some(*next_try_ms),
+            PublisherState::Failed { next_try_ms, .. } => *next_try_ms,
+            _ => None,
+        }
+    }
 }
 
 /// What happens to the publisher; [`PublisherState::next`] says where it leads.
@@ -76,7 +140,8 @@ pub enum Event {
 
 impl PublisherState {
     /// The state after `event`. Pausing wins over connection trouble (the stream is closed and
-    /// the user asked for quiet); only `Stopped` leaves `Stopping`.
+    /// the user asked for quiet): only `Resume`, `Unconfigure` and `Stop` leave `Paused`; only
+    /// `Stopped` leaves `Stopping`.
     pub fn next(&self, event: Event) -> PublisherState {
         use PublisherState as S;
         match (self, event) {
@@ -91,7 +156,9 @@ impl PublisherState {
             (S::Paused, Event::Resume { connected: true }) => S::Publishing,
             (S::Paused, Event::Resume { connected: false }) => S::Connecting,
             (s, Event::Resume { .. }) => s.clone(),
-            (S::Paused, Event::Connect | Event::Connected | Event::Retry { .. }) => S::Paused,
+            // While paused, connection news (even an error for the user) keeps the pause: the
+            // user's resume alone ends it, and tries again.
+            (S::Paused, Event::Connect | Event::Connected | Event::Retry { .. } | Event::Fatal { .. }) => S::Paused,
             (_, Event::Connect) => S::Connecting,
             (_, Event::Connected) => S::Publishing,
             (_, Event::Retry { reason, next_try_ms }) => S::Backoff { reason, next_try_ms },
@@ -150,7 +217,7 @@ impl Status {
     /// The one-line summary printed when the agent stops.
     pub fn summary(&self) -> String {
         format!(
-            "{} samples taken, {} records sent, {} acknowledged, {} pending, {} failed, {} dropped",
+            "{} samples taken, {} records sent, {} acknowledged, {} waiting, {} failed, {} dropped",
             self.samples,
             self.records_sent,
             self.records_acknowledged,
@@ -158,6 +225,56 @@ impl Status {
             self.records_failed,
             self.records_dropped
         )
+    }
+}
+
+/// The status as people see it, in one vocabulary for the window (serialized), the tray and the
+/// CLI: *acknowledged* records reached the broker, *waiting* ones are in the outbox, *failed* ones
+/// could never be sent, *dropped* ones went unsent when the outbox was full.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct StatusView {
+    /// [`PublisherState::id`].
+    pub state: &'static str,
+    /// [`PublisherState::label`].
+    pub label: &'static str,
+    /// [`PublisherState::can_toggle`].
+    pub can_toggle: bool,
+    /// [`PublisherState::toggle_label`].
+    pub toggle_label: &'static str,
+    /// The latest CPU load, percent.
+    pub last_value: Option<f64>,
+    /// Samples measured.
+    pub samples: u64,
+    /// Records the broker acknowledged.
+    pub acknowledged: u64,
+    /// Records in the outbox, not acknowledged yet.
+    pub waiting: u64,
+    /// Records that could never be sent (their own content).
+    pub failed: u64,
+    /// Records dropped unsent by the outbox bounds or a full disk.
+    pub dropped: u64,
+    /// When the next connection attempt starts, ms since the Unix epoch.
+    pub next_try_ms: Option<i64>,
+    /// Why it is not publishing (retrying, error), or the last error.
+    pub error: Option<String>,
+}
+
+impl From<&Status> for StatusView {
+    fn from(s: &Status) -> Self {
+        StatusView {
+            state: s.state.id(),
+            label: s.state.label(),
+            can_toggle: s.state.can_toggle(),
+            toggle_label: s.state.toggle_label(),
+            last_value: s.last_value,
+            samples: s.samples,
+            acknowledged: s.records_acknowledged,
+            waiting: s.records_pending(),
+            failed: s.records_failed,
+            dropped: s.records_dropped,
+            next_try_ms: s.state.next_try_ms(),
+            error: s.state.reason().map(str::to_owned).or_else(|| s.last_error.clone()),
+        }
     }
 }
 
@@ -176,7 +293,41 @@ mod tests {
             ..Status::new(PublisherState::Publishing)
         };
         assert_eq!(s.records_pending(), 2);
-        assert_eq!(s.summary(), "0 samples taken, 10 records sent, 7 acknowledged, 2 pending, 1 failed, 4 dropped");
+        assert_eq!(s.summary(), "0 samples taken, 10 records sent, 7 acknowledged, 2 waiting, 1 failed, 4 dropped");
+    }
+
+    #[test]
+    fn one_vocabulary_for_every_state() {
+        use PublisherState as S;
+        let cases = [
+            (S::Unconfigured, "unconfigured", "Not configured", false),
+            (S::Connecting, "connecting", "Connecting", true),
+            (S::Publishing, "publishing", "Publishing", true),
+            (S::Paused, "paused", "Paused", true),
+            (S::Stopping, "stopping", "Stopping", false),
+            (S::Backoff { reason: "down".into(), next_try_ms: 5 }, "retrying", "Retrying", true),
+            (S::Failed { reason: "bad token".into(), next_try_ms: None }, "error", "Stopped by an error", false),
+            (
+                S::Failed { reason: "bad token".into(), next_try_ms: Some(9) },
+                "error",
+                "Error, trying again later",
+                false,
+            ),
+        ];
+        for (state, id, label, toggle) in cases {
+            assert_eq!((state.id(), state.label(), state.can_toggle()), (id, label, toggle), "{state:?}");
+        }
+        assert_eq!(S::Paused.toggle_label(), "Start publishing");
+        assert_eq!(S::Publishing.toggle_label(), "Pause publishing");
+        let retrying = Status {
+            records_queued: 3,
+            last_error: Some("older".into()),
+            ..Status::new(S::Backoff { reason: "down".into(), next_try_ms: 5 })
+        };
+        let v = StatusView::from(&retrying);
+        assert_eq!((v.waiting, v.next_try_ms, v.error.as_deref()), (3, Some(5), Some("down")), "the reason wins");
+        let v = StatusView::from(&Status { last_error: Some("older".into()), ..Status::new(S::Publishing) });
+        assert_eq!((v.next_try_ms, v.error.as_deref()), (None, Some("older")));
     }
 
     #[test]
@@ -204,6 +355,7 @@ mod tests {
             (S::Unconfigured, Event::Pause, S::Unconfigured),
             (S::Paused, retry(), S::Paused),
             (S::Paused, Event::Connected, S::Paused),
+            (S::Paused, fatal(), S::Paused),
             (S::Paused, Event::Resume { connected: true }, S::Publishing),
             (S::Paused, Event::Resume { connected: false }, S::Connecting),
             (S::Publishing, Event::Resume { connected: true }, S::Publishing),

@@ -1,0 +1,147 @@
+//! What the settings window sends on Save, and how it becomes settings: numbers arrive as text so
+//! that bad text is reported per field, like every other problem, instead of failing the whole
+//! form. Merging keeps every setting the form does not show (broker, security, outbox bounds…).
+
+use serde::Deserialize;
+
+use crate::settings::{FieldError, Settings, parse_tags};
+
+/// The settings form as the page sends it.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct SettingsForm {
+    /// Stream name; empty: the default.
+    pub stream_name: String,
+    /// Buffer span, ms, as typed.
+    pub buffer_span_ms: String,
+    /// Topic name.
+    pub topic: String,
+    /// Sampling interval, ms, as typed.
+    pub interval_ms: String,
+    /// Portal URL; empty: the default.
+    pub portal_url: String,
+    /// Workspace id; empty: the token's only workspace.
+    pub workspace_id: String,
+    /// Stream id; empty: the machine's stable id.
+    pub stream_id: String,
+    /// Verify the broker's TLS host name.
+    pub tls_verify_hostname: bool,
+    /// Ids of the metrics switched on.
+    pub metrics: Vec<String>,
+    /// Interface names separated by commas or spaces.
+    pub network_interfaces: String,
+    /// `name=value` pairs separated by commas or new lines.
+    pub tags: String,
+    /// Notify when the CPU load stays high.
+    pub notify_high_cpu: bool,
+    /// The high-CPU threshold, percent, as typed.
+    pub high_cpu_percent: String,
+    /// How long the load must stay high, seconds, as typed.
+    pub high_cpu_seconds: String,
+    /// Notify when publishing stops because of an error.
+    pub notify_stopped: bool,
+    /// Notify when the streaming token is rejected.
+    pub notify_token_rejected: bool,
+}
+
+/// A whole number typed into `field`, or the problem naming it and its unit.
+fn number(field: &'static str, unit: &str, text: &str, problems: &mut Vec<FieldError>) -> Option<u64> {
+    let t = text.trim();
+    t.parse::<u64>()
+        .map_err(|_| {
+            problems
+                .push(FieldError { field, message: format!("`{field}` must be a whole number of {unit}, got {t:?}") })
+        })
+        .ok()
+}
+
+fn optional(text: &str) -> Option<String> {
+    let t = text.trim();
+    (!t.is_empty()).then(|| t.to_owned())
+}
+
+impl SettingsForm {
+    /// `current` with the form's fields put in. Text that is not a number, and tag text that is
+    /// not `name=value` pairs, come back as problems (the field keeps its current value); the
+    /// caller validates the result as a whole and reports both together.
+    pub fn merge(&self, current: &Settings) -> (Settings, Vec<FieldError>) {
+        let mut problems = Vec::new();
+        let mut s = current.clone();
+        s.stream_name = optional(&self.stream_name);
+        s.topic = self.topic.trim().to_owned();
+        s.portal_url = optional(&self.portal_url);
+        s.workspace_id = optional(&self.workspace_id);
+        s.stream_id = optional(&self.stream_id);
+        s.tls_verify_hostname = self.tls_verify_hostname;
+        s.metrics = self.metrics.clone();
+        s.network_interfaces = self
+            .network_interfaces
+            .split(|c: char| c == ',' || c.is_whitespace())
+            .filter(|n| !n.is_empty())
+            .map(str::to_owned)
+            .collect();
+        match parse_tags(&self.tags) {
+            Ok(tags) => s.tags = tags,
+            Err(message) => problems.push(FieldError { field: "tags", message }),
+        }
+        s.notify_high_cpu = self.notify_high_cpu;
+        s.notify_stopped = self.notify_stopped;
+        s.notify_token_rejected = self.notify_token_rejected;
+        for (field, unit, text, target) in [
+            ("buffer_span_ms", "milliseconds", &self.buffer_span_ms, &mut s.buffer_span_ms),
+            ("interval_ms", "milliseconds", &self.interval_ms, &mut s.interval_ms),
+            ("high_cpu_percent", "percent", &self.high_cpu_percent, &mut s.high_cpu_percent),
+            ("high_cpu_seconds", "seconds", &self.high_cpu_seconds, &mut s.high_cpu_seconds),
+        ] {
+            if let Some(v) = number(field, unit, text, &mut problems) {
+                *target = v;
+            }
+        }
+        (s, problems)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn form() -> SettingsForm {
+        SettingsForm {
+            stream_name: " Desk ".into(),
+            buffer_span_ms: "250".into(),
+            topic: " cpu ".into(),
+            interval_ms: "500".into(),
+            tags: "site=lab, rack=3".into(),
+            network_interfaces: "eth0, wlan0 lo".into(),
+            high_cpu_percent: "80".into(),
+            high_cpu_seconds: "30".into(),
+            metrics: vec!["memory".into()],
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn the_form_fills_its_fields_and_keeps_the_rest() {
+        let current = Settings { broker: Some("k:9092".into()), outbox_max_kb: 4096, ..Default::default() };
+        let (s, problems) = form().merge(&current);
+        assert!(problems.is_empty(), "{problems:?}");
+        assert_eq!((s.stream_name.as_deref(), s.topic.as_str()), (Some("Desk"), "cpu"));
+        assert_eq!((s.buffer_span_ms, s.interval_ms, s.high_cpu_percent, s.high_cpu_seconds), (250, 500, 80, 30));
+        assert_eq!(s.network_interfaces, ["eth0", "wlan0", "lo"]);
+        assert_eq!(s.tags.get("rack").map(String::as_str), Some("3"));
+        assert_eq!((s.portal_url, s.workspace_id, s.stream_id), (None, None, None), "empty means the default");
+        assert_eq!((s.broker.as_deref(), s.outbox_max_kb), (Some("k:9092"), 4096), "what the form lacks stays");
+    }
+
+    #[test]
+    fn text_that_is_no_number_is_a_problem_of_its_field_and_the_value_stays() {
+        let f =
+            SettingsForm { interval_ms: "fast".into(), high_cpu_percent: "-1".into(), tags: "site".into(), ..form() };
+        let (s, problems) = f.merge(&Settings::default());
+        let fields: Vec<&str> = problems.iter().map(|p| p.field).collect();
+        assert_eq!(fields, ["tags", "interval_ms", "high_cpu_percent"]);
+        assert_eq!(problems[1].message, "`interval_ms` must be a whole number of milliseconds, got \"fast\"");
+        assert_eq!((s.interval_ms, s.high_cpu_percent), (1000, 90), "unchanged");
+        assert_eq!(s.buffer_span_ms, 250, "the good fields still apply");
+    }
+}
