@@ -7,9 +7,9 @@ use std::sync::{Arc, Mutex};
 
 use hostpulse_agent::agent::AgentHandle;
 use hostpulse_agent::assembly::{Launch, Route, SwitchableConnector};
+use hostpulse_agent::connector::Credential;
 use hostpulse_agent::diagnose::{self, Step};
 use hostpulse_agent::portal::PortalOptions;
-use hostpulse_agent::quix::Credential;
 use hostpulse_agent::settings_file;
 use hostpulse_agent::token::{self, SecretStore, TokenSource};
 use hostpulse_core::form::SettingsForm;

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use hostpulse_agent::agent::{self, AgentConfig, Parts};
 use hostpulse_agent::outbox::Outbox;
-use hostpulse_agent::publisher::{Delivery, KafkaPublisher, KafkaSettings, PublishError, Publisher, Trouble};
+use hostpulse_agent::publisher::{DeliveryReport, KafkaPublisher, KafkaSettings, PublishError, Publisher, Trouble};
 use hostpulse_agent::sampler::WideSampler;
 use hostpulse_core::buffer::BufferConfig;
 use hostpulse_core::settings::{MAX_SHUTDOWN_TIMEOUT_MS, MachineFacts, Settings};
@@ -30,7 +30,7 @@ const VALUES_PER_ROW: usize = 1000;
 struct Shared(Arc<KafkaPublisher>);
 
 impl Publisher for Shared {
-    fn send(&self, record: &Record) -> Result<Delivery, PublishError> {
+    fn send(&self, record: &Record) -> Result<DeliveryReport, PublishError> {
         self.0.send(record)
     }
 

@@ -7,9 +7,9 @@ use std::time::Duration;
 
 use hostpulse_agent::agent::{self, AgentConfig, Parts};
 use hostpulse_agent::backoff::Backoff;
+use hostpulse_agent::connector::{Credential, QuixConnector};
 use hostpulse_agent::outbox::Outbox;
 use hostpulse_agent::portal::{Portal, PortalError, PortalOptions};
-use hostpulse_agent::quix::{Credential, QuixConnector};
 use hostpulse_agent::sampler::ScriptedSampler;
 use hostpulse_agent::token::TokenSource;
 use hostpulse_core::secret::Secret;

@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 
 use hostpulse_agent::agent::{self, AgentConfig, AgentHandle, Parts};
 use hostpulse_agent::outbox::Outbox;
-use hostpulse_agent::publisher::{Delivery, KafkaPublisher, KafkaSettings, PublishError, Publisher, Trouble};
+use hostpulse_agent::publisher::{DeliveryReport, KafkaPublisher, KafkaSettings, PublishError, Publisher, Trouble};
 use hostpulse_agent::sampler::{SampleError, Sampler, SyntheticSampler, WideSampler, now_ns};
 use hostpulse_core::buffer::BufferConfig;
 use hostpulse_core::sample::Row;
@@ -231,7 +231,7 @@ struct Acknowledged {
 }
 
 impl Publisher for Acknowledged {
-    fn send(&self, record: &Record) -> Result<Delivery, PublishError> {
+    fn send(&self, record: &Record) -> Result<DeliveryReport, PublishError> {
         let delivery = self.inner.send(record)?;
         let rows = (record.model == ModelKey::ParameterData).then(|| timestamps(&record.value));
         let acks = self.acks.clone();

@@ -30,7 +30,7 @@ use hostpulse_core::history::{self, History, Series};
 use hostpulse_core::metrics::{self, Metric};
 use hostpulse_core::sample::{CPU_LOAD, Row};
 use hostpulse_core::settings::{Checked, OutboxLimits};
-use hostpulse_core::status::{Event, PublisherState, Status};
+use hostpulse_core::status::{PublisherState, StateEvent, Status};
 use hostpulse_core::stream::{StreamId, StreamWriter};
 use hostpulse_core::wire::{ModelKey, ParameterDefinition, Record, StreamEndType, StreamProperties};
 use tokio::sync::{mpsc, oneshot, watch};
@@ -38,9 +38,9 @@ use tokio::task::JoinHandle;
 use tokio::time::{Instant, MissedTickBehavior};
 
 use crate::backoff::Backoff;
+use crate::connector::{ConnectError, Connecting, Connector, Credential};
 use crate::outbox::{InFlight, Outbox, Stored};
-use crate::publisher::{Delivery, DeliveryError, PublishError, Publisher};
-use crate::quix::{ConnectError, Connecting, Connector, Credential};
+use crate::publisher::{DeliveryError, DeliveryReport, PublishError, Publisher};
 use crate::sampler::{Sampler, now_ns};
 
 /// Records handed to the producer and not yet acknowledged, at most (also the most a restart
@@ -154,7 +154,7 @@ pub struct Parts {
 
 enum Command {
     Shutdown(oneshot::Sender<Status>),
-    ReplaceToken { credential: Credential, reply: Reply },
+    ReplaceToken { credential: Credential, reply: ReplaceReply },
     SetPublishing { on: bool, reply: oneshot::Sender<()> },
     Apply { config: Box<AgentConfig>, reply: oneshot::Sender<()> },
     Disconnect(oneshot::Sender<()>),
@@ -346,7 +346,7 @@ fn kept_history(outbox: &Outbox, window: Duration) -> History {
     history
 }
 
-type Reply = oneshot::Sender<Result<(), ReplaceError>>;
+type ReplaceReply = oneshot::Sender<Result<(), ReplaceError>>;
 
 /// A delivery report with the window generation and outbox position it belongs to.
 type Tracked = std::pin::Pin<Box<dyn std::future::Future<Output = (u64, i64, u64, Result<(), DeliveryError>)> + Send>>;
@@ -407,7 +407,7 @@ impl Window {
 /// A connection being made, who asked for it (a new token) and with which token.
 struct PendingConnect {
     future: Connecting,
-    reply: Option<Reply>,
+    reply: Option<ReplaceReply>,
     credential: Option<Credential>,
 }
 
@@ -415,7 +415,7 @@ struct PendingConnect {
 struct Switch {
     publisher: Box<dyn Publisher>,
     deadline: Instant,
-    reply: Reply,
+    reply: ReplaceReply,
 }
 
 struct Actor {
@@ -519,7 +519,7 @@ impl Actor {
                     self.retry_at = None;
                     if self.publisher.is_some() {
                         // No connector to build a new producer: send again through this one.
-                        self.transition(Event::Connected);
+                        self.transition(StateEvent::Connected);
                         self.pump();
                     } else {
                         self.connect(None, None);
@@ -527,7 +527,7 @@ impl Actor {
                 }
                 _ = sleep_until(stall) => {
                     let waited = self.config.stall_timeout;
-                    self.trouble(format!("no acknowledgement from the broker for {waited:?}"));
+                    self.recover(format!("no acknowledgement from the broker for {waited:?}"));
                 }
                 _ = sleep_until(self.drain_until) => self.drop_publisher(),
                 _ = sleep_until(deadline) => {
@@ -548,7 +548,7 @@ impl Actor {
     }
 
     /// Every state change goes through core's transition table.
-    fn transition(&mut self, event: Event) {
+    fn transition(&mut self, event: StateEvent) {
         self.status.state = self.status.state.next(event);
     }
 
@@ -716,7 +716,7 @@ impl Actor {
                         self.window.cursor = seq;
                     }
                     Err(e) => {
-                        self.trouble(format!("{e}; unsent records stay in the outbox"));
+                        self.recover(format!("{e}; unsent records stay in the outbox"));
                         return;
                     }
                 }
@@ -743,7 +743,7 @@ impl Actor {
                     self.attempt = 0;
                     if matches!(self.status.state, PublisherState::Backoff { .. }) && self.retry_at.is_none() {
                         tracing::info!("the broker answers again");
-                        self.transition(Event::Connected);
+                        self.transition(StateEvent::Connected);
                     }
                 }
             }
@@ -753,7 +753,7 @@ impl Actor {
                 tracing::error!("record refused by the broker, removed from the outbox: {e}");
                 self.status.last_error = Some(e.to_string());
             }
-            Err(e) if current => self.trouble(format!("{e}; unacknowledged records stay in the outbox")),
+            Err(e) if current => self.recover(format!("{e}; unacknowledged records stay in the outbox")),
             Err(_) => {} // from a producer already replaced: the outbox sends it again
         }
         if self.window.count == 0 && self.switching.is_some() {
@@ -770,7 +770,7 @@ impl Actor {
 
     /// The producer is in trouble: drop it (when a new one can be made) and try again after a
     /// backoff; everything unacknowledged is sent again from the outbox.
-    fn trouble(&mut self, reason: String) {
+    fn recover(&mut self, reason: String) {
         if self.retry_at.is_some() || self.connecting.is_some() {
             return;
         }
@@ -789,7 +789,7 @@ impl Actor {
         self.retry_at = Some(Instant::now() + delay);
         let next_try_ms = now_ns() / 1_000_000 + delay.as_millis() as i64;
         tracing::info!("next connection attempt in {delay:.1?}");
-        self.transition(Event::Retry { reason, next_try_ms });
+        self.transition(StateEvent::Retry { reason, next_try_ms });
     }
 
     /// Lets the producer go; librdkafka's purge and flush run off the actor.
@@ -827,7 +827,7 @@ impl Actor {
         }
         let Some(publisher) = self.publisher.as_deref() else { return };
         match publisher.trouble() {
-            Some(t) if t.fatal => self.trouble(t.reason),
+            Some(t) if t.fatal => self.recover(t.reason),
             Some(t) if matches!(self.status.state, PublisherState::Publishing) => {
                 // librdkafka reconnects by itself; the watchdog steps in at the stall timeout.
                 let next_try_ms = now_ns() / 1_000_000
@@ -836,7 +836,7 @@ impl Actor {
                         .as_millis() as i64;
                 tracing::warn!("{}", t.reason);
                 self.status.last_error = Some(t.reason.clone());
-                self.transition(Event::Retry { reason: t.reason, next_try_ms });
+                self.transition(StateEvent::Retry { reason: t.reason, next_try_ms });
             }
             _ => {}
         }
@@ -849,7 +849,7 @@ impl Actor {
         }
         if on {
             self.writer.reopen();
-            self.transition(Event::Resume { connected: self.publisher.is_some() });
+            self.transition(StateEvent::Resume { connected: self.publisher.is_some() });
             // An error kept quiet while paused comes back with the next attempt.
             if self.publisher.is_none() && self.connecting.is_none() && self.retry_at.is_none() {
                 self.connect(None, None);
@@ -857,7 +857,7 @@ impl Actor {
             tracing::info!("publishing resumed");
         } else {
             self.close_stream();
-            self.transition(Event::Pause);
+            self.transition(StateEvent::Pause);
             tracing::info!("publishing paused; the stream is closed");
         }
     }
@@ -889,7 +889,7 @@ impl Actor {
         }
         self.writer.reopen();
         self.buffer.flush();
-        self.transition(Event::Unconfigure);
+        self.transition(StateEvent::Unconfigure);
         tracing::info!("disconnected: no token");
     }
 
@@ -929,7 +929,7 @@ impl Actor {
     }
 
     /// Starts connecting: with `credential` (a new token, for `reply`) or the current token.
-    fn connect(&mut self, credential: Option<Credential>, reply: Option<Reply>) {
+    fn connect(&mut self, credential: Option<Credential>, reply: Option<ReplaceReply>) {
         let Some(connector) = &self.connector else {
             if let Some(reply) = reply {
                 let _ = reply.send(Err(ReplaceError::NoConnector));
@@ -946,7 +946,7 @@ impl Actor {
         // works; a new token (with a reply) shows that it is being tried.
         let quiet_retry = reply.is_none() && matches!(self.status.state, PublisherState::Failed { .. });
         if self.publisher.is_none() && !quiet_retry {
-            self.transition(Event::Connect);
+            self.transition(StateEvent::Connect);
         }
         if let Some(PendingConnect { reply: Some(superseded), .. }) =
             self.connecting.replace(PendingConnect { future, reply, credential })
@@ -955,7 +955,7 @@ impl Actor {
         }
     }
 
-    fn replace_token(&mut self, credential: Credential, reply: Reply) {
+    fn replace_token(&mut self, credential: Credential, reply: ReplaceReply) {
         if self.connector.as_ref().is_none_or(|c| !c.uses_token()) {
             let _ = reply.send(Err(ReplaceError::NoConnector));
             return;
@@ -968,7 +968,7 @@ impl Actor {
     fn on_connected(
         &mut self,
         connected: Result<Box<dyn Publisher>, ConnectError>,
-        reply: Option<Reply>,
+        reply: Option<ReplaceReply>,
         credential: Option<Credential>,
     ) {
         match connected {
@@ -997,7 +997,7 @@ impl Actor {
                         Some(_) => tracing::error!("cannot publish: {e}; trying again in {SLOW_RETRY:?}"),
                         None => tracing::error!("cannot publish: {e}"),
                     }
-                    self.transition(Event::Fatal { reason, next_try_ms });
+                    self.transition(StateEvent::Fatal { reason, next_try_ms });
                 } else {
                     tracing::warn!("cannot connect: {e}");
                     self.schedule_retry(reason);
@@ -1014,7 +1014,7 @@ impl Actor {
                 self.publisher = Some(new);
                 self.connected_once = true;
                 self.window.reset(true);
-                self.transition(Event::Connected);
+                self.transition(StateEvent::Connected);
                 self.status.last_error = None;
                 self.status.token_rejected = false;
                 tracing::info!(queued = self.outbox.len(), "connected");
@@ -1057,7 +1057,7 @@ impl Actor {
     async fn stop(&mut self) {
         let configured = !matches!(self.status.state, PublisherState::Unconfigured);
         self.close_stream();
-        self.transition(Event::Stop);
+        self.transition(StateEvent::Stop);
         self.publish_status();
         self.finish_switch();
         if self.publisher.is_some() && self.retry_at.is_none() {
@@ -1079,12 +1079,12 @@ impl Actor {
             }
         }
         self.drop_publisher();
-        self.transition(Event::Stopped { configured });
+        self.transition(StateEvent::Stopped { configured });
         self.publish_status();
     }
 }
 
-fn track(generation: u64, seq: i64, bytes: u64, delivery: Delivery) -> Tracked {
+fn track(generation: u64, seq: i64, bytes: u64, delivery: DeliveryReport) -> Tracked {
     Box::pin(async move {
         let result = delivery.await;
         (generation, seq, bytes, result)

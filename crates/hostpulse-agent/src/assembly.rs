@@ -15,10 +15,10 @@ use hostpulse_core::settings::{Checked, MachineFacts, Settings, SettingsErrors};
 use thiserror::Error;
 
 use crate::agent::AgentConfig;
+use crate::connector::{Connecting, Connector, Credential, DirectConnector, QuixConnector};
 use crate::outbox::{Outbox, OutboxError};
 use crate::portal::PortalOptions;
 use crate::publisher::KafkaSettings;
-use crate::quix::{Connecting, Connector, Credential, DirectConnector, QuixConnector};
 use crate::settings_file::{self, SettingsFileError};
 use crate::token::{self, SecretStore, SecretStoreError, TOKEN_ENV};
 use crate::{machine, paths};

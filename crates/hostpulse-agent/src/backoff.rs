@@ -1,4 +1,4 @@
-//! Capped exponential backoff with jitter, for retrying the Portal (and later the broker).
+//! Capped exponential backoff with jitter, for retrying Portal requests and connections.
 
 use std::hash::{BuildHasher, RandomState};
 use std::time::Duration;

@@ -2,27 +2,28 @@
 //!
 //! - [`agent`]: the actor that owns the pipeline, and its [`agent::AgentHandle`];
 //! - [`assembly`]: the one way both front ends build the agent from the settings;
-//! - [`sampler`]: CPU sampling (sysinfo) and a scripted source;
+//! - [`sampler`]: host sampling (sysinfo, `/proc`) and synthetic and scripted sources;
 //! - [`outbox`]: the durable queue of unacknowledged records (SQLite);
 //! - [`publisher`]: the Kafka publisher (rdkafka) behind the [`publisher::Publisher`] seam;
-//! - [`portal`] and [`quix`]: from a streaming token to broker settings and a ready topic;
+//! - [`connector`]: making producers: a configured broker, or the Quix Portal with a token;
+//! - [`portal`]: the Quix Portal API client, from a token to broker settings and a ready topic;
 //! - [`token`]: where the token comes from (environment, OS credential store);
 //! - [`settings_file`] and [`paths`]: where settings and data live;
 //! - [`machine`]: the stable default stream id and the host name;
 //! - [`diagnose`]: the step-by-step connection check;
-//! - [`backoff`], [`fsutil`]: retry timing, private atomic files;
+//! - [`backoff`], [`private_file`]: retry timing, private files written atomically.
 
 pub mod agent;
 pub mod assembly;
 pub mod backoff;
+pub mod connector;
 pub mod diagnose;
-pub mod fsutil;
 pub mod machine;
 pub mod outbox;
 pub mod paths;
 pub mod portal;
+pub mod private_file;
 pub mod publisher;
-pub mod quix;
 pub mod sampler;
 pub mod settings_file;
 pub mod token;

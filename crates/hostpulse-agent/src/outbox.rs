@@ -282,12 +282,8 @@ impl Outbox {
         }
     }
 
-    /// Drops records older than the age bound; returns how many.
-    pub fn expire(&mut self, now_ms: i64) -> Result<u64, OutboxError> {
-        self.expire_after(now_ms, 0)
-    }
-
-    /// [`expire`](Self::expire), sparing records up to `in_flight_upto` (with the producer).
+    /// Drops records older than the age bound, sparing those up to `in_flight_upto` (with the
+    /// producer); returns how many.
     pub fn expire_after(&mut self, now_ms: i64, in_flight_upto: i64) -> Result<u64, OutboxError> {
         let cutoff = now_ms.saturating_sub(self.limits.max_age.as_millis() as i64);
         let oldest: Option<i64> = self
@@ -557,7 +553,7 @@ mod tests {
         o.append(&record(1), 5_000).unwrap();
         assert_eq!(o.append(&record(2), 10_001).unwrap().dropped, 1);
         assert_eq!(values(&o), [1, 2]);
-        assert_eq!(o.expire(15_001).unwrap(), 1);
+        assert_eq!(o.expire_after(15_001, 0).unwrap(), 1);
         assert_eq!(values(&o), [2]);
     }
 

@@ -647,7 +647,7 @@ fn store_ca(data_dir: &Path, ws: &str, pem: &[u8]) -> Result<PathBuf, PortalErro
         });
     }
     std::fs::create_dir_all(&dir).map_err(fail)?;
-    crate::fsutil::write_private(&file, pem).map_err(fail)?;
+    crate::private_file::write(&file, pem).map_err(fail)?;
     Ok(file)
 }
 

@@ -25,7 +25,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 const POLL_WAIT: Duration = Duration::from_millis(500);
 
 /// Where a record's delivery report goes.
-type Reply = tokio::sync::oneshot::Sender<Result<(), DeliveryError>>;
+type ReportSender = tokio::sync::oneshot::Sender<Result<(), DeliveryError>>;
 use thiserror::Error;
 
 use crate::portal::QuixTarget;
@@ -34,7 +34,7 @@ use crate::portal::QuixTarget;
 const METADATA_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A delivery report to await: `Ok` once the broker acknowledged the record.
-pub type Delivery = Pin<Box<dyn Future<Output = Result<(), DeliveryError>> + Send>>;
+pub type DeliveryReport = Pin<Box<dyn Future<Output = Result<(), DeliveryError>> + Send>>;
 
 /// Why a record was not acknowledged.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
@@ -177,7 +177,7 @@ impl PublishError {
 /// Something that takes records and reports their delivery.
 pub trait Publisher: Send + Sync + 'static {
     /// Hands `record` over for sending and returns its delivery report to await.
-    fn send(&self, record: &Record) -> Result<Delivery, PublishError>;
+    fn send(&self, record: &Record) -> Result<DeliveryReport, PublishError>;
 
     /// Trouble the producer knows of (all brokers down, a fatal error), if any.
     fn trouble(&self) -> Option<Trouble> {
@@ -267,16 +267,17 @@ pub fn quix_client_config(target: &QuixTarget) -> ClientConfig {
     c
 }
 
-/// Remembers a refused login: librdkafka reports it as a client-level error, while the request
+/// librdkafka's callbacks (its log, client errors, delivery reports). Remembers a refused login:
+/// librdkafka reports it as a client-level error, while the request
 /// that needed the login only fails later as a transport error (or a timeout).
 #[derive(Default, Clone)]
-pub struct Context {
+pub struct ClientCallbacks {
     login_error: Arc<Mutex<Option<String>>>,
     /// librdkafka said all brokers are down; cleared by the next acknowledgement.
     brokers_down: Arc<AtomicBool>,
 }
 
-impl ClientContext for Context {
+impl ClientContext for ClientCallbacks {
     /// librdkafka's own log: connection failures repeat at every reconnect, and the agent reports
     /// them once, as its state; so they are debug output here.
     fn log(&self, level: rdkafka::config::RDKafkaLogLevel, fac: &str, message: &str) {
@@ -306,8 +307,8 @@ impl ClientContext for Context {
     }
 }
 
-impl ProducerContext for Context {
-    type DeliveryOpaque = Box<Reply>;
+impl ProducerContext for ClientCallbacks {
+    type DeliveryOpaque = Box<ReportSender>;
 
     fn delivery(&self, result: &DeliveryResult<'_>, reply: Self::DeliveryOpaque) {
         let outcome = match result {
@@ -321,7 +322,7 @@ impl ProducerContext for Context {
     }
 }
 
-impl Context {
+impl ClientCallbacks {
     fn login_refused(&self) -> Option<String> {
         self.login_error.lock().expect("not poisoned").clone()
     }
@@ -329,12 +330,12 @@ impl Context {
 
 /// Publishes to one Kafka topic. A thread of its own serves librdkafka's delivery reports.
 pub struct KafkaPublisher {
-    producer: Arc<BaseProducer<Context>>,
+    producer: Arc<BaseProducer<ClientCallbacks>>,
     stop: Arc<AtomicBool>,
     poller: Option<std::thread::JoinHandle<()>>,
     topic: String,
     broker: String,
-    context: Context,
+    callbacks: ClientCallbacks,
 }
 
 impl Drop for KafkaPublisher {
@@ -360,9 +361,9 @@ impl KafkaPublisher {
     }
 
     async fn open(config: ClientConfig, topic: &str, create_with: Option<i32>) -> Result<Self, PublishError> {
-        let context = Context::default();
-        let producer: Arc<BaseProducer<Context>> =
-            Arc::new(config.create_with_context(context.clone()).map_err(|e| PublishError::Client(e.to_string()))?);
+        let callbacks = ClientCallbacks::default();
+        let producer: Arc<BaseProducer<ClientCallbacks>> =
+            Arc::new(config.create_with_context(callbacks.clone()).map_err(|e| PublishError::Client(e.to_string()))?);
         let stop = Arc::new(AtomicBool::new(false));
         let poller = {
             let (producer, stop) = (producer.clone(), stop.clone());
@@ -382,9 +383,9 @@ impl KafkaPublisher {
             poller: Some(poller),
             topic: topic.into(),
             broker,
-            context: context.clone(),
+            callbacks: callbacks.clone(),
         };
-        match ensure_topic(&config, &publisher.producer, &context, topic, create_with).await {
+        match ensure_topic(&config, &publisher.producer, &callbacks, topic, create_with).await {
             Ok(()) => Ok(publisher),
             Err(e) => {
                 // Stopping the report thread and librdkafka takes a moment: not on this task.
@@ -400,20 +401,20 @@ impl KafkaPublisher {
     }
 }
 
-fn topic_partitions(producer: &BaseProducer<Context>, topic: &str) -> Result<Option<usize>, KafkaError> {
+fn topic_partitions(producer: &BaseProducer<ClientCallbacks>, topic: &str) -> Result<Option<usize>, KafkaError> {
     let md = producer.client().fetch_metadata(None, METADATA_TIMEOUT)?;
     Ok(md.topics().iter().find(|t| t.name() == topic && t.error().is_none()).map(|t| t.partitions().len()))
 }
 
 async fn ensure_topic(
     config: &ClientConfig,
-    producer: &Arc<BaseProducer<Context>>,
-    context: &Context,
+    producer: &Arc<BaseProducer<ClientCallbacks>>,
+    callbacks: &ClientCallbacks,
     topic: &str,
     create_with: Option<i32>,
 ) -> Result<(), PublishError> {
     let broker = config.get("bootstrap.servers").unwrap_or("(no bootstrap.servers)").to_owned();
-    let unreachable = |e: KafkaError| match context.login_refused() {
+    let unreachable = |e: KafkaError| match callbacks.login_refused() {
         Some(reason) => PublishError::LoginRefused { broker: broker.clone(), reason },
         None => PublishError::Unreachable { broker: broker.clone(), reason: e.to_string() },
     };
@@ -472,7 +473,7 @@ fn refuses_creation(code: RDKafkaErrorCode) -> bool {
 }
 
 impl Publisher for KafkaPublisher {
-    fn send(&self, record: &Record) -> Result<Delivery, PublishError> {
+    fn send(&self, record: &Record) -> Result<DeliveryReport, PublishError> {
         let (reply, report) = tokio::sync::oneshot::channel();
         let br = BaseRecord::with_opaque_to(&self.topic, Box::new(reply))
             .key(record.key.as_bytes())
@@ -495,7 +496,7 @@ impl Publisher for KafkaPublisher {
                 fatal: true,
             });
         }
-        if !self.context.brokers_down.load(Ordering::Relaxed) {
+        if !self.callbacks.brokers_down.load(Ordering::Relaxed) {
             return None;
         }
         Some(Trouble {

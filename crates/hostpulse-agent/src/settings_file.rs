@@ -73,7 +73,7 @@ pub fn save(path: &Path, settings: &Settings, keep_old: bool) -> Result<Option<P
     } else {
         None
     };
-    crate::fsutil::write_private(path, text.as_bytes()).map_err(fail)?;
+    crate::private_file::write(path, text.as_bytes()).map_err(fail)?;
     Ok(kept)
 }
 

@@ -19,9 +19,9 @@ use anyhow::{Context as _, Result};
 use clap::{Args, Parser, Subcommand};
 use hostpulse_agent::agent::{self, AgentConfig, AgentHandle, Parts};
 use hostpulse_agent::assembly::{self, EnvOverrides, Launch, LaunchError, SwitchableConnector};
+use hostpulse_agent::connector::{Connector, Credential};
 use hostpulse_agent::outbox::Outbox;
-use hostpulse_agent::publisher::{Delivery, PublishError, Publisher};
-use hostpulse_agent::quix::{Connector, Credential};
+use hostpulse_agent::publisher::{DeliveryReport, PublishError, Publisher};
 use hostpulse_agent::sampler::{HostSampler, Sampler, SyntheticSampler};
 use hostpulse_agent::token::{self, KeyringStore, SecretStore};
 use hostpulse_core::metrics::Metric;
@@ -394,7 +394,7 @@ async fn run(launch: Launch, synthetic: Option<u32>) -> Result<()> {
 struct PrintPublisher;
 
 impl Publisher for PrintPublisher {
-    fn send(&self, record: &Record) -> Result<Delivery, PublishError> {
+    fn send(&self, record: &Record) -> Result<DeliveryReport, PublishError> {
         let mut key = String::new();
         hostpulse_core::json::push_str(&mut key, &record.key);
         let line = format!(r#"{{"key":{key},"timestamp_ms":{},"value":{}}}"#, record.timestamp_ms, record.value);

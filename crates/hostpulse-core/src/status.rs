@@ -101,7 +101,7 @@ impl PublisherState {
 
 /// What happens to the publisher; [`PublisherState::next`] says where it leads.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Event {
+pub enum StateEvent {
     /// A token or broker is configured and a connection is being made.
     Connect,
     /// The connection is ready.
@@ -142,27 +142,30 @@ impl PublisherState {
     /// The state after `event`. Pausing wins over connection trouble (the stream is closed and
     /// the user asked for quiet): only `Resume`, `Unconfigure` and `Stop` leave `Paused`; only
     /// `Stopped` leaves `Stopping`.
-    pub fn next(&self, event: Event) -> PublisherState {
+    pub fn next(&self, event: StateEvent) -> PublisherState {
         use PublisherState as S;
         match (self, event) {
-            (S::Stopping, Event::Stopped { configured: true }) => S::Paused,
-            (S::Stopping, Event::Stopped { configured: false }) => S::Unconfigured,
+            (S::Stopping, StateEvent::Stopped { configured: true }) => S::Paused,
+            (S::Stopping, StateEvent::Stopped { configured: false }) => S::Unconfigured,
             (S::Stopping, _) => S::Stopping,
-            (s, Event::Stopped { .. }) => s.clone(),
-            (_, Event::Stop) => S::Stopping,
-            (_, Event::Unconfigure) => S::Unconfigured,
-            (S::Unconfigured, Event::Pause) => S::Unconfigured,
-            (_, Event::Pause) => S::Paused,
-            (S::Paused, Event::Resume { connected: true }) => S::Publishing,
-            (S::Paused, Event::Resume { connected: false }) => S::Connecting,
-            (s, Event::Resume { .. }) => s.clone(),
+            (s, StateEvent::Stopped { .. }) => s.clone(),
+            (_, StateEvent::Stop) => S::Stopping,
+            (_, StateEvent::Unconfigure) => S::Unconfigured,
+            (S::Unconfigured, StateEvent::Pause) => S::Unconfigured,
+            (_, StateEvent::Pause) => S::Paused,
+            (S::Paused, StateEvent::Resume { connected: true }) => S::Publishing,
+            (S::Paused, StateEvent::Resume { connected: false }) => S::Connecting,
+            (s, StateEvent::Resume { .. }) => s.clone(),
             // While paused, connection news (even an error for the user) keeps the pause: the
             // user's resume alone ends it, and tries again.
-            (S::Paused, Event::Connect | Event::Connected | Event::Retry { .. } | Event::Fatal { .. }) => S::Paused,
-            (_, Event::Connect) => S::Connecting,
-            (_, Event::Connected) => S::Publishing,
-            (_, Event::Retry { reason, next_try_ms }) => S::Backoff { reason, next_try_ms },
-            (_, Event::Fatal { reason, next_try_ms }) => S::Failed { reason, next_try_ms },
+            (
+                S::Paused,
+                StateEvent::Connect | StateEvent::Connected | StateEvent::Retry { .. } | StateEvent::Fatal { .. },
+            ) => S::Paused,
+            (_, StateEvent::Connect) => S::Connecting,
+            (_, StateEvent::Connected) => S::Publishing,
+            (_, StateEvent::Retry { reason, next_try_ms }) => S::Backoff { reason, next_try_ms },
+            (_, StateEvent::Fatal { reason, next_try_ms }) => S::Failed { reason, next_try_ms },
         }
     }
 }
@@ -334,42 +337,42 @@ mod tests {
     fn transitions_follow_the_table() {
         use PublisherState as S;
         let backoff = || S::Backoff { reason: "down".into(), next_try_ms: 5 };
-        let retry = || Event::Retry { reason: "down".into(), next_try_ms: 5 };
+        let retry = || StateEvent::Retry { reason: "down".into(), next_try_ms: 5 };
         let failed = || S::Failed { reason: "bad token".into(), next_try_ms: None };
-        let fatal = || Event::Fatal { reason: "bad token".into(), next_try_ms: None };
+        let fatal = || StateEvent::Fatal { reason: "bad token".into(), next_try_ms: None };
         let failing = || S::Failed { reason: "bad token".into(), next_try_ms: Some(9) };
-        let table: Vec<(S, Event, S)> = vec![
-            (S::Unconfigured, Event::Connect, S::Connecting),
-            (S::Connecting, Event::Connected, S::Publishing),
+        let table: Vec<(S, StateEvent, S)> = vec![
+            (S::Unconfigured, StateEvent::Connect, S::Connecting),
+            (S::Connecting, StateEvent::Connected, S::Publishing),
             (S::Connecting, retry(), backoff()),
             (S::Connecting, fatal(), failed()),
             (S::Publishing, retry(), backoff()),
-            (backoff(), Event::Connect, S::Connecting),
-            (backoff(), Event::Connected, S::Publishing),
-            (failed(), Event::Connect, S::Connecting),
-            (S::Publishing, Event::Fatal { reason: "bad token".into(), next_try_ms: Some(9) }, failing()),
+            (backoff(), StateEvent::Connect, S::Connecting),
+            (backoff(), StateEvent::Connected, S::Publishing),
+            (failed(), StateEvent::Connect, S::Connecting),
+            (S::Publishing, StateEvent::Fatal { reason: "bad token".into(), next_try_ms: Some(9) }, failing()),
             (failing(), retry(), backoff()),
-            (failing(), Event::Connected, S::Publishing),
-            (S::Publishing, Event::Pause, S::Paused),
-            (backoff(), Event::Pause, S::Paused),
-            (S::Unconfigured, Event::Pause, S::Unconfigured),
+            (failing(), StateEvent::Connected, S::Publishing),
+            (S::Publishing, StateEvent::Pause, S::Paused),
+            (backoff(), StateEvent::Pause, S::Paused),
+            (S::Unconfigured, StateEvent::Pause, S::Unconfigured),
             (S::Paused, retry(), S::Paused),
-            (S::Paused, Event::Connected, S::Paused),
+            (S::Paused, StateEvent::Connected, S::Paused),
             (S::Paused, fatal(), S::Paused),
-            (S::Paused, Event::Resume { connected: true }, S::Publishing),
-            (S::Paused, Event::Resume { connected: false }, S::Connecting),
-            (S::Publishing, Event::Resume { connected: true }, S::Publishing),
-            (backoff(), Event::Resume { connected: false }, backoff()),
-            (S::Publishing, Event::Unconfigure, S::Unconfigured),
-            (S::Paused, Event::Unconfigure, S::Unconfigured),
-            (S::Publishing, Event::Stop, S::Stopping),
-            (backoff(), Event::Stop, S::Stopping),
-            (S::Stopping, Event::Connected, S::Stopping),
+            (S::Paused, StateEvent::Resume { connected: true }, S::Publishing),
+            (S::Paused, StateEvent::Resume { connected: false }, S::Connecting),
+            (S::Publishing, StateEvent::Resume { connected: true }, S::Publishing),
+            (backoff(), StateEvent::Resume { connected: false }, backoff()),
+            (S::Publishing, StateEvent::Unconfigure, S::Unconfigured),
+            (S::Paused, StateEvent::Unconfigure, S::Unconfigured),
+            (S::Publishing, StateEvent::Stop, S::Stopping),
+            (backoff(), StateEvent::Stop, S::Stopping),
+            (S::Stopping, StateEvent::Connected, S::Stopping),
             (S::Stopping, retry(), S::Stopping),
-            (S::Stopping, Event::Resume { connected: true }, S::Stopping),
-            (S::Stopping, Event::Stopped { configured: true }, S::Paused),
-            (S::Stopping, Event::Stopped { configured: false }, S::Unconfigured),
-            (S::Publishing, Event::Stopped { configured: true }, S::Publishing),
+            (S::Stopping, StateEvent::Resume { connected: true }, S::Stopping),
+            (S::Stopping, StateEvent::Stopped { configured: true }, S::Paused),
+            (S::Stopping, StateEvent::Stopped { configured: false }, S::Unconfigured),
+            (S::Publishing, StateEvent::Stopped { configured: true }, S::Publishing),
         ];
         for (from, event, to) in table {
             assert_eq!(from.next(event.clone()), to, "{from:?} --{event:?}-->");

@@ -34,7 +34,7 @@ struct Memory {
 }
 
 impl Publisher for Memory {
-    fn send(&self, record: &Record) -> Result<Delivery, PublishError> {
+    fn send(&self, record: &Record) -> Result<DeliveryReport, PublishError> {
         if let Some(error) = *self.refuse.lock().unwrap() {
             return Err(error());
         }

@@ -1,11 +1,11 @@
-//! Writing files that hold something private (the workspace CA; later the settings file):
-//! atomically (temp file, fsync, rename) and, on Unix, readable only by the user.
+//! Files that hold something private (the settings file, the workspace CA, the pid file):
+//! written atomically (temp file, fsync, rename) and, on Unix, readable only by the user.
 
 use std::io::Write as _;
 use std::path::Path;
 
 /// Replaces `path` with `contents` atomically, mode 0600 on Unix.
-pub fn write_private(path: &Path, contents: &[u8]) -> std::io::Result<()> {
+pub fn write(path: &Path, contents: &[u8]) -> std::io::Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
     let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
     #[cfg(unix)]
@@ -27,8 +27,8 @@ mod tests {
     fn private_files_replace_atomically_and_only_the_user_reads_them() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("ca.pem");
-        write_private(&p, b"one").unwrap();
-        write_private(&p, b"two").unwrap();
+        write(&p, b"one").unwrap();
+        write(&p, b"two").unwrap();
         assert_eq!(std::fs::read(&p).unwrap(), b"two");
         #[cfg(unix)]
         {
