@@ -16,7 +16,8 @@ type MakeError = fn() -> PublishError;
 
 /// Records what was sent, with the (paused) time it was sent at, and what was acknowledged;
 /// acknowledges after `ack_after`. `down`: deliveries time out (retriable); `black_hole`:
-/// records sent meanwhile are never answered.
+/// records sent meanwhile are never answered, and neither is anything sent later over the same
+/// connection (`broken`), as over a TCP connection whose packets vanished.
 #[derive(Clone, Default)]
 struct Memory {
     sent: Arc<Mutex<Vec<(Duration, Record)>>>,
@@ -25,6 +26,8 @@ struct Memory {
     fail: bool,
     down: Arc<AtomicBool>,
     black_hole: Arc<AtomicBool>,
+    /// This connection lost a record in the black hole: it answers nothing more.
+    broken: Arc<AtomicBool>,
     origin: Arc<Mutex<Option<Instant>>>,
     /// While set, `send` refuses every record with this error (as librdkafka does after a
     /// fatal error, or for a topic it knows is gone).
@@ -44,7 +47,10 @@ impl Publisher for Memory {
         let origin = self.origin.lock().unwrap().get_or_insert_with(Instant::now).to_owned();
         self.sent.lock().unwrap().push((origin.elapsed(), record.clone()));
         let (ack_after, fail, down, acked) = (self.ack_after, self.fail, self.down.clone(), self.acked.clone());
-        let lost = self.black_hole.load(Ordering::SeqCst);
+        let lost = self.black_hole.load(Ordering::SeqCst) || self.broken.load(Ordering::SeqCst);
+        if lost {
+            self.broken.store(true, Ordering::SeqCst);
+        }
         let record = record.clone();
         Ok(Box::pin(async move {
             match ack_after {
@@ -404,7 +410,9 @@ impl Connector for Reconnecting {
         } else if let Some(error) = *self.error.lock().unwrap() {
             Err(error())
         } else {
-            Ok(Box::new(self.memory.clone()) as Box<dyn Publisher>)
+            // A new connection: whatever the old one lost does not hold this one up.
+            let connection = Memory { broken: Arc::new(AtomicBool::new(false)), ..self.memory.clone() };
+            Ok(Box::new(connection) as Box<dyn Publisher>)
         };
         Box::pin(async move {
             tokio::time::sleep(Duration::from_millis(10)).await;
