@@ -56,6 +56,30 @@ const HOUSEKEEPING: Duration = Duration::from_secs(1);
 /// A wall-clock step this much larger than the monotonic one means the machine slept.
 const SLEEP_DETECTION: Duration = Duration::from_secs(5);
 
+/// The wall clock the agent reads, ns since the Unix epoch: for the outbox's age bound, the next
+/// try shown to people, the stream's properties heartbeat and the chart's window. (Samples carry
+/// their sampler's time; scheduling uses tokio's monotonic clock.) Injected so that tests run
+/// it on paused tokio time.
+pub trait Clock: Send + Sync + 'static {
+    /// Now, ns since the Unix epoch.
+    fn now_ns(&self) -> i64;
+
+    /// Now, ms since the Unix epoch.
+    fn now_ms(&self) -> i64 {
+        self.now_ns().div_euclid(1_000_000)
+    }
+}
+
+/// The system's wall clock.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now_ns(&self) -> i64 {
+        now_ns()
+    }
+}
+
 /// What the actor runs with.
 #[derive(Debug, Clone)]
 pub struct AgentConfig {
@@ -263,7 +287,12 @@ impl AgentHandle {
 /// Starts the agent on the current tokio runtime. With a connector (and, if it needs one, a
 /// token) and no publisher it connects at once; with neither it only samples (`Unconfigured`)
 /// until a token arrives through [`AgentHandle::replace_token`].
-pub fn spawn(mut config: AgentConfig, parts: Parts) -> (AgentHandle, JoinHandle<()>) {
+pub fn spawn(config: AgentConfig, parts: Parts) -> (AgentHandle, JoinHandle<()>) {
+    spawn_with_clock(config, parts, Arc::new(SystemClock))
+}
+
+/// [`spawn`] with the wall clock the agent reads (tests run it on paused tokio time).
+pub fn spawn_with_clock(mut config: AgentConfig, parts: Parts, clock: Arc<dyn Clock>) -> (AgentHandle, JoinHandle<()>) {
     let Parts { mut sampler, mut outbox, connector, credential, publisher } = parts;
     let selected = sampler.select(&config.metrics, &config.network_interfaces);
     let sampler_defines = selected.is_some();
@@ -271,7 +300,7 @@ pub fn spawn(mut config: AgentConfig, parts: Parts) -> (AgentHandle, JoinHandle<
         config.definitions = definitions;
     }
     let shared = Arc::new(Mutex::new(Shared {
-        history: kept_history(&outbox, config.history),
+        history: kept_history(&outbox, config.history, clock.now_ns()),
         definitions: config.definitions.clone(),
     }));
     outbox.set_limits(config.outbox);
@@ -304,6 +333,7 @@ pub fn spawn(mut config: AgentConfig, parts: Parts) -> (AgentHandle, JoinHandle<
         switching: None,
         drain_until: None,
         connected_once,
+        clock,
         last_sample: None,
         drop_logged: None,
         oldest_unsent_ms: None,
@@ -327,12 +357,12 @@ pub fn spawn(mut config: AgentConfig, parts: Parts) -> (AgentHandle, JoinHandle<
 }
 
 /// The history window filled with the rows an earlier run kept in the outbox file.
-fn kept_history(outbox: &Outbox, window: Duration) -> History {
+fn kept_history(outbox: &Outbox, window: Duration, now_ns: i64) -> History {
     let mut history = History::new(window);
     if window.is_zero() {
         return history;
     }
-    let since = now_ns().saturating_sub(i64::try_from(window.as_nanos()).unwrap_or(i64::MAX));
+    let since = now_ns.saturating_sub(i64::try_from(window.as_nanos()).unwrap_or(i64::MAX));
     match outbox.history_since(since) {
         Ok(rows) => {
             for (ts, published, json) in rows {
@@ -440,6 +470,8 @@ struct Actor {
     drain_until: Option<Instant>,
     /// A producer was connected once: from then on no error stops the agent for good.
     connected_once: bool,
+    /// The wall clock (the outbox's age bound, next tries, the properties heartbeat, the chart).
+    clock: Arc<dyn Clock>,
     /// Monotonic and wall-clock time of the last sample, to notice a system sleep.
     last_sample: Option<(Instant, i64)>,
     /// When dropped records were last logged.
@@ -618,7 +650,7 @@ impl Actor {
     }
 
     fn publish(&mut self, rows: &[Row]) {
-        for record in self.writer.data(rows, now_ns()) {
+        for record in self.writer.data(rows, self.clock.now_ns()) {
             if self.store(&record).is_some() && record.model == ModelKey::ParameterData {
                 self.oldest_unsent_ms.get_or_insert(record.timestamp_ms);
             }
@@ -653,7 +685,7 @@ impl Actor {
 
     /// Puts a record into the outbox (dropping the oldest beyond its bounds); its position.
     fn store(&mut self, record: &Record) -> Option<i64> {
-        match self.outbox.append_after(record, now_ns() / 1_000_000, &self.window.in_flight()) {
+        match self.outbox.append_after(record, self.clock.now_ms(), &self.window.in_flight()) {
             Ok(appended) => {
                 if appended.dropped > 0 {
                     self.status.records_dropped += appended.dropped;
@@ -787,7 +819,7 @@ impl Actor {
         let delay = RECONNECT.delay(self.attempt);
         self.attempt = self.attempt.saturating_add(1);
         self.retry_at = Some(Instant::now() + delay);
-        let next_try_ms = now_ns() / 1_000_000 + delay.as_millis() as i64;
+        let next_try_ms = self.clock.now_ms() + delay.as_millis() as i64;
         tracing::info!("next connection attempt in {delay:.1?}");
         self.transition(StateEvent::Retry { reason, next_try_ms });
     }
@@ -813,11 +845,11 @@ impl Actor {
         if self.history_pruned >= 60 && !self.config.history.is_zero() {
             self.history_pruned = 0;
             let window = i64::try_from(self.config.history.as_nanos()).unwrap_or(i64::MAX);
-            if let Err(e) = self.outbox.prune_history(now_ns().saturating_sub(window)) {
+            if let Err(e) = self.outbox.prune_history(self.clock.now_ns().saturating_sub(window)) {
                 tracing::debug!("{e}");
             }
         }
-        match self.outbox.expire_after(now_ns() / 1_000_000, self.window.cursor) {
+        match self.outbox.expire_after(self.clock.now_ms(), self.window.cursor) {
             Ok(0) => {}
             Ok(n) => {
                 self.status.records_dropped += n;
@@ -830,7 +862,7 @@ impl Actor {
             Some(t) if t.fatal => self.recover(t.reason),
             Some(t) if matches!(self.status.state, PublisherState::Publishing) => {
                 // librdkafka reconnects by itself; the watchdog steps in at the stall timeout.
-                let next_try_ms = now_ns() / 1_000_000
+                let next_try_ms = self.clock.now_ms()
                     + (self.window.last_progress + self.config.stall_timeout)
                         .saturating_duration_since(Instant::now())
                         .as_millis() as i64;
@@ -868,7 +900,7 @@ impl Actor {
             return;
         }
         let rest = self.buffer.flush().unwrap_or_default();
-        for record in self.writer.close(&rest, StreamEndType::Closed, now_ns()) {
+        for record in self.writer.close(&rest, StreamEndType::Closed, self.clock.now_ns()) {
             self.store(&record);
         }
         self.pump();
@@ -991,7 +1023,7 @@ impl Actor {
                     self.status.token_rejected = e.is_token_rejected();
                     let next_try_ms = self.connected_once.then(|| {
                         self.retry_at = Some(Instant::now() + SLOW_RETRY);
-                        now_ns() / 1_000_000 + SLOW_RETRY.as_millis() as i64
+                        self.clock.now_ms() + SLOW_RETRY.as_millis() as i64
                     });
                     match next_try_ms {
                         Some(_) => tracing::error!("cannot publish: {e}; trying again in {SLOW_RETRY:?}"),

@@ -921,3 +921,82 @@ async fn an_error_while_paused_keeps_the_pause_and_resuming_tries_again() {
     assert!(status.records_acknowledged > 3, "{status:?}");
     assert_eq!(status.records_queued, 0);
 }
+
+/// A wall clock that moves with tokio's (paused) time, from a fixed start.
+struct TokioClock {
+    start_ns: i64,
+    origin: Instant,
+}
+
+impl TokioClock {
+    fn new() -> Arc<Self> {
+        Arc::new(TokioClock { start_ns: 1_800_000_000_000_000_000, origin: Instant::now() })
+    }
+}
+
+impl Clock for TokioClock {
+    fn now_ns(&self) -> i64 {
+        self.start_ns + self.origin.elapsed().as_nanos() as i64
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn records_older_than_the_age_bound_are_dropped_and_counted_on_the_injected_clock() {
+    let memory = Memory { ack_after: Some(Duration::from_millis(1)), ..Default::default() };
+    let connector = Reconnecting::new(&memory);
+    connector.refuse.store(true, Ordering::SeqCst);
+    let mut cfg = config(60_000, 100); // a sample a minute
+    cfg.outbox.max_age = Duration::from_secs(3600);
+    let clock = TokioClock::new();
+    let sampler = ScriptedSampler::new(rows(150, cfg.interval));
+    let (agent, _) = spawn_with_clock(cfg.clone(), parts(sampler, None, Some(connector.clone())), clock.clone());
+    // Two hours without a broker: what waited longer than an hour goes, oldest first. (At a
+    // sample a minute, each data record follows its stream's properties: two records a minute.)
+    tokio::time::sleep(Duration::from_secs(2 * 3600 + 30)).await;
+    let during = agent.status();
+    assert!(during.records_dropped >= 2 * 58, "about an hour of records dropped: {during:?}");
+    assert!(during.records_queued <= 2 * 62, "about an hour of records kept: {during:?}");
+    connector.refuse.store(false, Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_secs(180)).await;
+    let status = agent.shutdown().await;
+    let values = data_values(&memory.acked.lock().unwrap());
+    let first: usize = (0..150).find(|i| values[0].contains(&format!("[{i}.0]"))).unwrap();
+    assert!((58..=62).contains(&first), "the rows of the last hour arrive, from row {first}");
+    for (k, v) in values.iter().enumerate() {
+        assert!(v.contains(&format!("[{}.0]", first + k)), "in order, none missing after the cut: {v}");
+    }
+    assert_eq!(first + values.len(), status.samples as usize, "every row since the cut, to the last");
+    assert_eq!(status.records_queued, 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_next_try_doubles_from_one_second_to_a_minute_on_the_injected_clock() {
+    let memory = Memory { ack_after: Some(Duration::from_millis(1)), ..Default::default() };
+    let connector = Reconnecting::new(&memory);
+    connector.refuse.store(true, Ordering::SeqCst);
+    let clock = TokioClock::new();
+    let cfg = config(1000, 100);
+    let sampler = ScriptedSampler::new(rows(1000, cfg.interval));
+    let (agent, _) = spawn_with_clock(cfg, parts(sampler, None, Some(connector.clone())), clock.clone());
+    // Each time the agent schedules a try, how far ahead of the (injected) now it is.
+    let delays = Arc::new(Mutex::new(Vec::new()));
+    let (mut watch, out, c) = (agent.watch(), delays.clone(), clock.clone());
+    tokio::spawn(async move {
+        let mut last = None;
+        while watch.changed().await.is_ok() {
+            let next = watch.borrow_and_update().state.next_try_ms();
+            if next.is_some() && next != last {
+                out.lock().unwrap().push(next.unwrap() - c.now_ms());
+            }
+            last = next;
+        }
+    });
+    tokio::time::sleep(Duration::from_secs(600)).await;
+    agent.shutdown().await;
+    let delays = delays.lock().unwrap().clone();
+    assert!(delays.len() >= 9, "{delays:?}");
+    for (attempt, d) in delays.iter().enumerate() {
+        let full = (1000_i64 << attempt.min(20)).min(60_000);
+        assert!((full / 2..=full).contains(d), "attempt {attempt}: {d} ms, expected {}..={full}", full / 2);
+    }
+}
