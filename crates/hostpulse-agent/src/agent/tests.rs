@@ -985,8 +985,10 @@ async fn the_next_try_doubles_from_one_second_to_a_minute_on_the_injected_clock(
         let mut last = None;
         while watch.changed().await.is_ok() {
             let next = watch.borrow_and_update().state.next_try_ms();
-            if next.is_some() && next != last {
-                out.lock().unwrap().push(next.unwrap() - c.now_ms());
+            if let Some(at) = next
+                && next != last
+            {
+                out.lock().unwrap().push(at - c.now_ms());
             }
             last = next;
         }
