@@ -6,7 +6,7 @@ const { listen } = window.__TAURI__.event;
 
 const $ = (id) => document.getElementById(id);
 const FIELDS = [
-  "stream_name", "buffer_span_ms", "topic", "interval_ms", "portal_url", "workspace_id", "stream_id",
+  "stream_name", "buffer_span_ms", "topic", "format", "interval_ms", "portal_url", "workspace_id", "stream_id",
   "network_interfaces", "tags", "high_cpu_percent", "high_cpu_seconds",
 ];
 const CHECKS = ["tls_verify_hostname", "notify_high_cpu", "notify_stopped", "notify_token_rejected"];
@@ -215,6 +215,9 @@ function render(state) {
   $("stream_name").placeholder = s.default_stream_name;
   $("buffer_span_ms").value = s.buffer_span_ms;
   $("topic").value = s.topic;
+  renderChoices(s);
+  $("format").value = s.format;
+  showFormatHelp();
   $("interval_ms").value = s.interval_ms;
   $("portal_url").value = s.portal_url;
   $("workspace_id").value = s.workspace_id;
@@ -228,6 +231,28 @@ function render(state) {
   renderToken(state.token);
   renderPortalConfirm(state.portal_pending);
   renderStatus(state.status);
+}
+
+// The record formats and the known Portal APIs come from the backend, with what each is for.
+function renderChoices(s) {
+  const select = $("format");
+  if (!select.options.length) {
+    select.replaceChildren(...s.formats.map((f) => {
+      const o = new Option(f.value === "quix" ? "Quix Streams envelope" : "JSON rows", f.value);
+      o.dataset.help = f.text;
+      return o;
+    }));
+  }
+  const list = $("portals");
+  if (!list.options.length) {
+    list.replaceChildren(...s.portals.map((p) => Object.assign(document.createElement("option"), { value: p.value, label: p.text })));
+    $("portal_url-help").textContent =
+      `Known: ${s.portals.map((p) => `${p.text} ${p.value}`).join("; ")}. BYOC and on-premise installations have their own.`;
+  }
+}
+
+function showFormatHelp() {
+  $("format-help").textContent = $("format").selectedOptions[0]?.dataset.help ?? "";
 }
 
 // A new Portal URL is saved, but the stored token goes there only when the user says so.
@@ -351,6 +376,7 @@ async function main() {
     catch (err) { e.target.checked = !e.target.checked; show($("autostart-error"), err?.message); }
   });
   for (const f of FIELDS) $(f).addEventListener("input", () => fieldError(f, ""));
+  $("format").addEventListener("change", showFormatHelp);
   window.addEventListener("resize", drawChart);
   $("metric").addEventListener("change", () => { chartAsked = 0; refreshHistory(); });
   await listen("status", (e) => renderStatus(e.payload));

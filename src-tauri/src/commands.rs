@@ -18,7 +18,7 @@ use hostpulse_core::metrics::{self, Metric};
 use hostpulse_core::notify::Notifier;
 use hostpulse_core::sample::CPU_LOAD;
 use hostpulse_core::secret::Secret;
-use hostpulse_core::settings::{FieldError, Settings};
+use hostpulse_core::settings::{FieldError, KNOWN_PORTALS, RecordFormat, Settings};
 use hostpulse_core::status::{PublisherState, StatusView};
 use serde::Serialize;
 use tauri::{AppHandle, State};
@@ -126,6 +126,11 @@ struct SettingsView {
     stream_name: String,
     buffer_span_ms: u64,
     topic: String,
+    format: &'static str,
+    /// Each record format with what it is for.
+    formats: Vec<Choice>,
+    /// The Quix Portal APIs HostPulse knows, offered beside the free URL field.
+    portals: Vec<Choice>,
     interval_ms: u64,
     portal_url: String,
     workspace_id: String,
@@ -150,6 +155,11 @@ impl SettingsView {
             stream_name: s.stream_name.clone().unwrap_or_default(),
             buffer_span_ms: s.buffer_span_ms,
             topic: s.topic.clone(),
+            format: s.format.id(),
+            formats: [RecordFormat::Quix, RecordFormat::Json]
+                .map(|f| Choice { value: f.id(), text: f.describe() })
+                .into(),
+            portals: KNOWN_PORTALS.map(|(url, name)| Choice { value: url, text: name }).into(),
             interval_ms: s.interval_ms,
             portal_url: s.portal_url.clone().unwrap_or_default(),
             workspace_id: s.workspace_id.clone().unwrap_or_default(),
@@ -170,6 +180,13 @@ impl SettingsView {
             notify_token_rejected: s.notify_token_rejected,
         }
     }
+}
+
+/// One choice offered to the user: the value and what it means.
+#[derive(Debug, Serialize)]
+struct Choice {
+    value: &'static str,
+    text: &'static str,
 }
 
 #[derive(Debug, Serialize)]

@@ -29,7 +29,7 @@ use hostpulse_core::buffer::{BufferConfig, TimespanBuffer};
 use hostpulse_core::history::{self, History, Series};
 use hostpulse_core::metrics::{self, Metric};
 use hostpulse_core::sample::{CPU_LOAD, Row};
-use hostpulse_core::settings::{Checked, OutboxLimits};
+use hostpulse_core::settings::{Checked, OutboxLimits, RecordFormat};
 use hostpulse_core::status::{PublisherState, StateEvent, Status};
 use hostpulse_core::stream::{StreamId, StreamWriter};
 use hostpulse_core::wire::{ModelKey, ParameterDefinition, Record, StreamEndType, StreamProperties};
@@ -101,6 +101,10 @@ pub struct AgentConfig {
     pub stall_timeout: Duration,
     /// Most bytes (key and value) of one data record; larger batches are split.
     pub record_max_bytes: usize,
+    /// The Quix Streams envelope, or one JSON row per sample.
+    pub format: RecordFormat,
+    /// This machine's name, as JSON rows give it.
+    pub host: String,
     /// Metrics to publish; a sampler that reads the host turns them into `definitions`.
     pub metrics: Vec<Metric>,
     /// Network interfaces to publish; empty: all but loopback.
@@ -132,6 +136,8 @@ impl AgentConfig {
             outbox: c.outbox,
             stall_timeout: c.stall_timeout,
             record_max_bytes: c.record_max_bytes,
+            format: c.format,
+            host: hostname.to_owned(),
             metrics: c.metrics.clone(),
             network_interfaces: c.network_interfaces.clone(),
             tags: c.tags.clone(),
@@ -314,6 +320,7 @@ pub fn spawn_with_clock(mut config: AgentConfig, parts: Parts, clock: Arc<dyn Cl
     let (cmd_tx, cmd_rx) = mpsc::channel(16);
     let mut writer = StreamWriter::new(config.stream_id.clone(), config.properties.clone(), config.definitions.clone());
     writer.set_record_limit(config.record_max_bytes);
+    writer.set_format(config.format, &config.host);
     let connected_once = publisher.is_some();
     let mut actor = Actor {
         writer,
@@ -651,7 +658,7 @@ impl Actor {
 
     fn publish(&mut self, rows: &[Row]) {
         for record in self.writer.data(rows, self.clock.now_ns()) {
-            if self.store(&record).is_some() && record.model == ModelKey::ParameterData {
+            if self.store(&record).is_some() && matches!(record.model, ModelKey::ParameterData | ModelKey::JsonRow) {
                 self.oldest_unsent_ms.get_or_insert(record.timestamp_ms);
             }
         }
@@ -951,6 +958,15 @@ impl Actor {
             self.writer.set_definitions(config.definitions.clone());
         }
         self.writer.set_record_limit(config.record_max_bytes);
+        if config.format != self.writer.format() || config.host != self.config.host {
+            // From the next sample on: what is buffered goes out as it was, an envelope stream
+            // ends (StreamEnd), and coming back to the envelope starts a new stream life.
+            let from = self.writer.format();
+            self.close_stream();
+            self.writer.set_format(config.format, &config.host);
+            self.writer.reopen();
+            tracing::info!(from = from.id(), to = config.format.id(), "record format changed");
+        }
         self.buffer.set_config(config.buffer);
         self.outbox.set_limits(config.outbox);
         if config.interval != self.config.interval {

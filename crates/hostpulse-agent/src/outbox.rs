@@ -119,12 +119,13 @@ CREATE INDEX IF NOT EXISTS history_by_time ON history(ts_ns);
 ";
 
 /// Every kind of record this version writes and sends.
-const KINDS: [ModelKey; 5] = [
+const KINDS: [ModelKey; 6] = [
     ModelKey::StreamProperties,
     ModelKey::ParameterDefinitions,
     ModelKey::ParameterData,
     ModelKey::EventData,
     ModelKey::StreamEnd,
+    ModelKey::JsonRow,
 ];
 
 fn model_from(name: &str) -> Option<ModelKey> {
@@ -365,11 +366,14 @@ impl Outbox {
         Ok(out)
     }
 
-    /// The Kafka timestamp (ms: the time of its first row) of the oldest `ParameterData` record
-    /// kept, that is, from when on rows are not yet acknowledged.
+    /// The Kafka timestamp (ms: the time of its first row) of the oldest data record (a
+    /// `ParameterData` envelope or a JSON row) kept, that is, from when on rows are not yet
+    /// acknowledged.
     pub fn oldest_data_ms(&self) -> Result<Option<i64>, OutboxError> {
         self.conn
-            .prepare_cached("SELECT timestamp_ms FROM records WHERE model = 'ParameterData' ORDER BY seq LIMIT 1")
+            .prepare_cached(
+                "SELECT timestamp_ms FROM records WHERE model IN ('ParameterData', 'JsonRow') ORDER BY seq LIMIT 1",
+            )
             .and_then(|mut s| s.query_row([], |r| r.get(0)).optional())
             .map_err(|e| self.storage(e))
     }

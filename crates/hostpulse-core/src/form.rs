@@ -4,7 +4,7 @@
 
 use serde::Deserialize;
 
-use crate::settings::{FieldError, Settings, parse_tags};
+use crate::settings::{FieldError, RecordFormat, Settings, parse_tags};
 
 /// The settings form as the page sends it.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -16,6 +16,8 @@ pub struct SettingsForm {
     pub buffer_span_ms: String,
     /// Topic name.
     pub topic: String,
+    /// `quix` or `json`.
+    pub format: String,
     /// Sampling interval, ms, as typed.
     pub interval_ms: String,
     /// Portal URL; empty: the default.
@@ -69,6 +71,14 @@ impl SettingsForm {
         let mut s = current.clone();
         s.stream_name = optional(&self.stream_name);
         s.topic = self.topic.trim().to_owned();
+        match self.format.trim() {
+            "quix" => s.format = RecordFormat::Quix,
+            "json" => s.format = RecordFormat::Json,
+            other => problems.push(FieldError {
+                field: "format",
+                message: format!("`format` must be `quix` or `json`, got {other:?}"),
+            }),
+        }
         s.portal_url = optional(&self.portal_url);
         s.workspace_id = optional(&self.workspace_id);
         s.stream_id = optional(&self.stream_id);
@@ -110,6 +120,7 @@ mod tests {
             stream_name: " Desk ".into(),
             buffer_span_ms: "250".into(),
             topic: " cpu ".into(),
+            format: "json".into(),
             interval_ms: "500".into(),
             tags: "site=lab, rack=3".into(),
             network_interfaces: "eth0, wlan0 lo".into(),
@@ -126,6 +137,7 @@ mod tests {
         let (s, problems) = form().merge(&current);
         assert!(problems.is_empty(), "{problems:?}");
         assert_eq!((s.stream_name.as_deref(), s.topic.as_str()), (Some("Desk"), "cpu"));
+        assert_eq!(s.format, RecordFormat::Json);
         assert_eq!((s.buffer_span_ms, s.interval_ms, s.high_cpu_percent, s.high_cpu_seconds), (250, 500, 80, 30));
         assert_eq!(s.network_interfaces, ["eth0", "wlan0", "lo"]);
         assert_eq!(s.tags.get("rack").map(String::as_str), Some("3"));

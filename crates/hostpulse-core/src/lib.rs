@@ -3,6 +3,7 @@
 //! - [`sample`]: measured rows and the CPU value rule;
 //! - [`buffer`]: the time-span buffer that groups rows into records;
 //! - [`wire`] and [`json`]: Quix Streams records, byte-identical to quixstreams 0.5.7;
+//! - [`json_rows`]: the other record format, one JSON object per sample;
 //! - [`stream`]: stream identity and the order of a stream's records;
 //! - [`metrics`]: the metric catalog (ids, definitions) and counter rates;
 //! - [`history`]: the last hour of rows for the window's chart;
@@ -17,6 +18,7 @@ pub mod buffer;
 pub mod form;
 pub mod history;
 pub mod json;
+pub mod json_rows;
 pub mod metrics;
 pub mod notify;
 pub mod sample;

@@ -161,6 +161,25 @@ pub fn sensor_id(label: &str) -> String {
     format!("Temp_{}", id_part(label))
 }
 
+/// Whether `name` is, or could be on some machine, the id of a catalog parameter: `CPU_Load`,
+/// the fixed ids, and the per-core, per-interface and per-sensor patterns. (A JSON row's tags sit
+/// beside its parameters, so a tag must not take such a name.)
+pub fn is_parameter_id(name: &str) -> bool {
+    let fixed = [crate::sample::CPU_LOAD, SWAP_ID]
+        .into_iter()
+        .chain(CPU_TIMES_IDS)
+        .chain(MEMORY_IDS)
+        .chain(LOAD_IDS)
+        .chain(DISK_IDS)
+        .chain(BATTERY_IDS);
+    let core = name
+        .strip_prefix("CPU_Core_")
+        .and_then(|r| r.strip_suffix("_Load"))
+        .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()));
+    let interface = name.starts_with("Net_") && (name.ends_with("_RxBytesPerSec") || name.ends_with("_TxBytesPerSec"));
+    fixed.into_iter().any(|id| id == name) || core || interface || name.starts_with("Temp_")
+}
+
 /// `CPU_User`, `CPU_System`, `CPU_IOWait`.
 pub const CPU_TIMES_IDS: [&str; 3] = ["CPU_User", "CPU_System", "CPU_IOWait"];
 /// `Memory_Used`, `Memory_Available`.
@@ -398,6 +417,16 @@ pub fn interface_included(name: &str, include: &[String]) -> bool {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn parameter_ids_and_their_patterns_are_known() {
+        for id in ["CPU_Load", "Memory_Used", "Load_15", "CPU_Core_12_Load", "Net_eth0_TxBytesPerSec", "Temp_k10temp"] {
+            assert!(super::is_parameter_id(id), "{id}");
+        }
+        for other in ["site", "CPU_Core_x_Load", "Net_eth0", "memory_used", "host", "CPU_Core__Load"] {
+            assert!(!super::is_parameter_id(other), "{other}");
+        }
+    }
+
     use super::*;
 
     const S: i64 = 1_000_000_000;

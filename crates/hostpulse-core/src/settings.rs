@@ -60,6 +60,43 @@ impl Default for OutboxLimits {
     }
 }
 
+/// What the records on the topic look like.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RecordFormat {
+    /// The Quix Streams envelope of quixstreams 0.5: read by quixstreams 0.5 and by 3.x with
+    /// `value_deserializer="quix"`; it carries the stream name, units and ranges, host facts and
+    /// the stream's end.
+    #[default]
+    Quix,
+    /// One JSON object per sample (`timestamp` in ns, `host`, each parameter, each tag): what a
+    /// default quixstreams 3 app reads.
+    Json,
+}
+
+impl RecordFormat {
+    /// The setting's value (`quix`, `json`).
+    pub const fn id(self) -> &'static str {
+        match self {
+            RecordFormat::Quix => "quix",
+            RecordFormat::Json => "json",
+        }
+    }
+
+    /// What it is for, in one line (the window and `hostpulse check` show it).
+    pub const fn describe(self) -> &'static str {
+        match self {
+            RecordFormat::Quix => {
+                "Quix Streams envelope: quixstreams 0.5 and 3 with value_deserializer='quix', stream name, units, stream end"
+            }
+            RecordFormat::Json => "JSON rows: what quixstreams 3 reads by default",
+        }
+    }
+}
+
+/// The field names of a JSON row besides its parameters and tags.
+pub const JSON_ROW_FIELDS: [&str; 2] = ["timestamp", "host"];
+
 /// How the Kafka connection is secured.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -121,6 +158,11 @@ impl SaslMechanism {
 /// stopped having a default; customers with their own portal set theirs).
 pub const DEFAULT_PORTAL_URL: &str = "https://portal-api.platform.quix.io/";
 
+/// The Quix Portal APIs HostPulse knows, with what they serve (from Quix's documentation,
+/// checked 2026-11-29). BYOC and on-premise installations have their own URL.
+pub const KNOWN_PORTALS: [(&str, &str); 2] =
+    [("https://portal-api.cloud.quix.io/", "Quix Cloud"), (DEFAULT_PORTAL_URL, "Quix legacy platform")];
+
 /// The settings file (TOML). Every field may be left out; unknown fields are refused so that a
 /// misspelt setting is reported instead of silently ignored.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -138,6 +180,9 @@ pub struct Settings {
     pub tls_verify_hostname: bool,
     /// Topic name to publish to; created when missing.
     pub topic: String,
+    /// What the records look like: `quix` (the Quix Streams envelope) or `json` (one JSON row
+    /// per sample).
+    pub format: RecordFormat,
     /// Partitions for a topic HostPulse creates.
     pub topic_partitions: i32,
     /// Stream id (the Kafka key). Default: derived from the machine id, stable across restarts.
@@ -199,6 +244,7 @@ impl Default for Settings {
             workspace_id: None,
             tls_verify_hostname: true,
             topic: "cpu-load".into(),
+            format: RecordFormat::Quix,
             topic_partitions: 1,
             stream_id: None,
             stream_name: None,
@@ -275,6 +321,8 @@ pub struct Checked {
     pub tls_verify_hostname: bool,
     /// Topic name.
     pub topic: String,
+    /// What the records look like.
+    pub format: RecordFormat,
     /// Partitions for topic creation.
     pub topic_partitions: i32,
     /// Stream id.
@@ -543,6 +591,18 @@ impl Settings {
                 errors.push(FieldError { field: "tags", message });
             }
         }
+        if self.format == RecordFormat::Json {
+            for name in self.tags.keys() {
+                if JSON_ROW_FIELDS.contains(&name.as_str()) || crate::metrics::is_parameter_id(name) {
+                    errors.push(FieldError {
+                        field: "tags",
+                        message: format!(
+                            "`tags`: the tag {name:?} would collide with a field of the JSON rows (`timestamp`, `host` and the parameter ids such as `CPU_Load`): rename the tag"
+                        ),
+                    });
+                }
+            }
+        }
         let row_bytes = one_row_bytes(&self.tags);
         if row_bytes as u64 > self.record_max_kb * 1024 {
             errors.push(FieldError {
@@ -564,6 +624,7 @@ impl Settings {
                 workspace_id: self.workspace_id.clone(),
                 tls_verify_hostname: self.tls_verify_hostname,
                 topic: self.topic.clone(),
+                format: self.format,
                 topic_partitions: self.topic_partitions,
                 stream_id,
                 stream_name,
@@ -847,6 +908,27 @@ mod tests {
         assert_eq!(c.metrics, Metric::ALL);
         assert_eq!(c.tags, [(Arc::from("site"), Arc::from("lab"))]);
         assert_eq!(c.notify.high_cpu_percent, 50.0);
+    }
+
+    #[test]
+    fn json_rows_refuse_tags_named_like_their_own_fields() {
+        let tags = |names: &[&str]| names.iter().map(|n| (n.to_string(), "x".to_owned())).collect();
+        let s = Settings {
+            format: RecordFormat::Json,
+            tags: tags(&["host", "timestamp", "CPU_Load", "Temp_x", "site"]),
+            ..Default::default()
+        };
+        let e = errors(&s);
+        assert_eq!(e.len(), 4, "{e:#?}");
+        for name in ["\"host\"", "\"timestamp\"", "\"CPU_Load\"", "\"Temp_x\""] {
+            assert!(e.iter().any(|m| m.contains(name) && m.contains("collide")), "{name}: {e:#?}");
+        }
+        // The envelope keeps tags apart from parameters: no collision there.
+        assert!(Settings { tags: tags(&["host", "CPU_Load"]), ..Default::default() }.check(&machine()).is_ok());
+        let c = Settings { format: RecordFormat::Json, ..Default::default() }.check(&machine()).unwrap();
+        assert_eq!(c.format, RecordFormat::Json);
+        assert_eq!(toml::from_str::<Settings>("format = \"json\"").unwrap().format, RecordFormat::Json);
+        assert!(toml::from_str::<Settings>("format = \"xml\"").is_err());
     }
 
     #[test]

@@ -12,7 +12,9 @@ use std::sync::Arc;
 
 use thiserror::Error;
 
+use crate::json_rows;
 use crate::sample::Row;
+use crate::settings::RecordFormat;
 use crate::wire::{
     ModelKey, ParameterDefinition, Record, StreamEndType, StreamProperties, envelope, write_parameter_data,
     write_parameter_definitions, write_stream_end,
@@ -142,6 +144,10 @@ pub struct StreamWriter {
     closed: bool,
     /// Most bytes (key and value) of one data record.
     record_limit: usize,
+    /// The Quix Streams envelope, or one JSON row per sample.
+    format: RecordFormat,
+    /// The host a JSON row names.
+    host: Arc<str>,
 }
 
 impl StreamWriter {
@@ -155,7 +161,23 @@ impl StreamWriter {
             definitions_sent: false,
             closed: false,
             record_limit: usize::MAX,
+            format: RecordFormat::Quix,
+            host: Arc::from(""),
         }
+    }
+
+    /// Switches the record format from the next rows on; `host` is what JSON rows name. JSON
+    /// rows have no properties, definitions or stream end: a stream's life is the envelope's.
+    pub fn set_format(&mut self, format: RecordFormat, host: &str) {
+        self.format = format;
+        if *self.host != *host {
+            self.host = Arc::from(host);
+        }
+    }
+
+    /// The record format in force.
+    pub fn format(&self) -> RecordFormat {
+        self.format
     }
 
     /// Bounds data records to `bytes` (key and value): the rows of a batch that would pass it go
@@ -201,6 +223,14 @@ impl StreamWriter {
         if rows.is_empty() {
             return out;
         }
+        if self.format == RecordFormat::Json {
+            let ids: Vec<&str> = self.definitions.iter().map(|d| d.id.as_str()).collect();
+            for row in rows {
+                let value = json_rows::encode(row, &self.host, ids.iter().copied());
+                out.push(self.record(ModelKey::JsonRow, value, row.timestamp_ns));
+            }
+            return out;
+        }
         self.preamble(now_ns, &mut out);
         self.push_data(rows, &mut out);
         out
@@ -225,6 +255,10 @@ impl StreamWriter {
     /// never sent (only when data was sent), the remaining rows, then `StreamEnd`.
     pub fn close(&mut self, remaining: &[Row], end: StreamEndType, now_ns: i64) -> Vec<Record> {
         let mut out = self.data(remaining, now_ns);
+        if self.format == RecordFormat::Json {
+            self.closed = true;
+            return out;
+        }
         if self.properties_sent.as_ref().is_none_or(|(_, sent)| *sent != self.properties) {
             self.push_properties(now_ns, &mut out);
         }
@@ -290,6 +324,24 @@ mod tests {
     }
 
     use ModelKey::{ParameterData, ParameterDefinitions, StreamEnd};
+
+    #[test]
+    fn json_rows_are_one_record_per_row_keyed_and_stamped_with_no_envelope_records() {
+        let mut w = writer();
+        w.set_format(RecordFormat::Json, "web-1");
+        let batch = [Row::new(S).with_value("CPU_Load", 1.5), Row::new(2 * S + 7_000_000).with_tag("site", "lab")];
+        let records = w.data(&batch, 0);
+        assert_eq!(models(&records), [ModelKey::JsonRow, ModelKey::JsonRow], "no properties, no definitions");
+        assert_eq!(&*records[0].key, "host-1");
+        assert_eq!(records[1].timestamp_ms, 2007, "the sample time in ms");
+        assert_eq!(records[0].value, r#"{"timestamp":1000000000,"host":"web-1","CPU_Load":1.5}"#);
+        assert_eq!(records[1].value, r#"{"timestamp":2007000000,"host":"web-1","CPU_Load":null,"site":"lab"}"#);
+        assert!(w.close(&[], StreamEndType::Closed, 0).is_empty(), "no StreamEnd");
+        // Back to the envelope: a new stream life, properties and definitions first.
+        w.set_format(RecordFormat::Quix, "web-1");
+        w.reopen();
+        assert_eq!(models(&w.data(&rows(3 * S), 0)), [ModelKey::StreamProperties, ParameterDefinitions, ParameterData]);
+    }
 
     #[test]
     fn a_batch_past_the_record_limit_goes_out_in_records_within_it_each_row_once_in_order() {

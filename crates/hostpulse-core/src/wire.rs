@@ -28,6 +28,8 @@ pub enum ModelKey {
     EventData,
     /// The end of a stream.
     StreamEnd,
+    /// Not a Quix Streams model: one JSON row (the `json` record format), no envelope.
+    JsonRow,
 }
 
 impl ModelKey {
@@ -39,6 +41,7 @@ impl ModelKey {
             ModelKey::ParameterData => "ParameterData",
             ModelKey::EventData => "EventData[]",
             ModelKey::StreamEnd => "StreamEnd",
+            ModelKey::JsonRow => "JsonRow",
         }
     }
 }

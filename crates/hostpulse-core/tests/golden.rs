@@ -165,3 +165,46 @@ fn a_multi_parameter_record_with_nulls_and_tags_is_encoded_as_specified() {
         )
     );
 }
+
+/// The `json` record format: a sample with several parameters, a failed reading and tags, as
+/// the writer sends it. The bytes are pinned here; the order of the fields, the integer
+/// nanosecond timestamp and the number spelling are part of the format (docs/reading.md).
+#[test]
+fn a_json_row_is_encoded_byte_for_byte() {
+    use hostpulse_core::settings::RecordFormat;
+    let defs = |ids: &[&str]| -> Vec<ParameterDefinition> {
+        ids.iter()
+            .map(|id| ParameterDefinition {
+                id: (*id).into(),
+                name: None,
+                description: None,
+                minimum: None,
+                maximum: None,
+                unit: None,
+                location: "/".into(),
+            })
+            .collect()
+    };
+    let mut w = StreamWriter::new(
+        StreamId::parse("6f1c2b0e-4d3a-5b7c-9e8f-0a1b2c3d4e5f").unwrap(),
+        StreamProperties::default(),
+        defs(&[CPU_LOAD, "Memory_Used", "Temp_cpu", "Load_1"]),
+    );
+    w.set_format(RecordFormat::Json, "web-1.example");
+    let row = Row::new(1_795_804_632_942_947_123)
+        .with_value(CPU_LOAD, 9.999999999999998)
+        .with_value("Memory_Used", 8_123_456_789.0)
+        .with_value("Load_1", 0.00001)
+        .with_tag("rack", "3")
+        .with_tag("site", "lab/β \"east\"");
+    let records = w.data(&[row], 0);
+    assert_eq!(records.len(), 1);
+    let r = &records[0];
+    assert_eq!(r.model, ModelKey::JsonRow);
+    assert_eq!(&*r.key, "6f1c2b0e-4d3a-5b7c-9e8f-0a1b2c3d4e5f");
+    assert_eq!(r.timestamp_ms, 1_795_804_632_942);
+    assert_eq!(
+        r.value,
+        r#"{"timestamp":1795804632942947123,"host":"web-1.example","CPU_Load":9.999999999999998,"Memory_Used":8123456789.0,"Temp_cpu":null,"Load_1":1E-05,"rack":"3","site":"lab/β \"east\""}"#
+    );
+}

@@ -90,6 +90,8 @@ fn config(interval_ms: u64, span_ms: u64) -> AgentConfig {
         outbox: OutboxLimits::default(),
         stall_timeout: Duration::from_secs(60),
         record_max_bytes: 900 * 1024,
+        format: RecordFormat::Quix,
+        host: "test-host".into(),
         metrics: vec![Metric::Cpu],
         network_interfaces: Vec::new(),
         tags: Vec::new(),
@@ -1001,4 +1003,45 @@ async fn the_next_try_doubles_from_one_second_to_a_minute_on_the_injected_clock(
         let full = (1000_i64 << attempt.min(20)).min(60_000);
         assert!((full / 2..=full).contains(d), "attempt {attempt}: {d} ms, expected {}..={full}", full / 2);
     }
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_record_format_changes_from_the_next_sample_and_no_sample_is_lost() {
+    let memory = Memory { ack_after: Some(Duration::from_millis(1)), ..Default::default() };
+    let cfg = config(200, 100);
+    let agent = start(cfg.clone(), 15, &memory);
+    tokio::time::sleep(Duration::from_millis(1050)).await; // 5 samples in the envelope
+    agent.apply(AgentConfig { format: RecordFormat::Json, ..cfg.clone() }).await;
+    tokio::time::sleep(Duration::from_millis(1000)).await; // 5 as JSON rows
+    agent.apply(cfg).await;
+    tokio::time::sleep(Duration::from_millis(1000)).await; // 5 in a new envelope stream
+    let status = agent.shutdown().await;
+    let acked = memory.acked.lock().unwrap().clone();
+    let kinds: Vec<ModelKey> = acked.iter().map(|r| r.model).collect();
+    let first_row = kinds.iter().position(|m| *m == ModelKey::JsonRow).unwrap();
+    assert_eq!(kinds[first_row - 1], ModelKey::StreamEnd, "the envelope stream ends before the rows: {kinds:?}");
+    let last_row = kinds.iter().rposition(|m| *m == ModelKey::JsonRow).unwrap();
+    assert_eq!(
+        &kinds[last_row + 1..last_row + 4],
+        [ModelKey::StreamProperties, ModelKey::ParameterDefinitions, ModelKey::ParameterData],
+        "back to the envelope: a new stream life"
+    );
+    // Every sample once, in order, whatever its format.
+    let mut loads = Vec::new();
+    for r in &acked {
+        let v: serde_json::Value = serde_json::from_str(&r.value).unwrap();
+        match r.model {
+            ModelKey::JsonRow => {
+                assert_eq!(v["host"], "test-host");
+                assert_eq!(r.timestamp_ms, v["timestamp"].as_i64().unwrap() / 1_000_000);
+                loads.push(v[CPU_LOAD].as_f64().unwrap());
+            }
+            ModelKey::ParameterData => {
+                loads.extend(v["V"]["NumericValues"][CPU_LOAD].as_array().unwrap().iter().map(|x| x.as_f64().unwrap()))
+            }
+            _ => {}
+        }
+    }
+    assert_eq!(loads, (0..15).map(f64::from).collect::<Vec<_>>());
+    assert_eq!(status.records_queued, 0);
 }
