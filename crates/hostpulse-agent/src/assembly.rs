@@ -20,7 +20,7 @@ use crate::outbox::{Outbox, OutboxError};
 use crate::portal::PortalOptions;
 use crate::publisher::KafkaSettings;
 use crate::settings_file::{self, SettingsFileError};
-use crate::token::{self, SecretStore, SecretStoreError, TOKEN_ENV};
+use crate::token::{self, SecretStore, SecretStoreError, TOKEN_CREDENTIAL, TOKEN_ENV};
 use crate::{machine, paths};
 
 /// The environment variable with the Portal API URL (both Quix SDKs read it).
@@ -250,8 +250,8 @@ pub fn credential(store: &dyn SecretStore) -> Result<Option<Credential>, SecretS
 /// What to tell a user who has no token.
 pub fn no_token_message(store: &dyn SecretStore) -> String {
     format!(
-        "no Quix streaming token: run `hostpulse token set` (keeps it in {}) or set {TOKEN_ENV}; \
-         or set `broker` to publish to a Kafka broker directly",
+        "no Quix streaming token: run `hostpulse token set` (keeps it in {}), set {TOKEN_ENV}, or pass the \
+         systemd credential {TOKEN_CREDENTIAL}; or set `broker` to publish to a Kafka broker directly",
         store.describe()
     )
 }

@@ -106,7 +106,9 @@ pub enum PublishError {
     #[error("cannot create the Kafka client: {0}")]
     Client(String),
     /// The SASL password is missing.
-    #[error("`security_protocol` {0} needs a SASL password: set the environment variable HOSTPULSE_SASL_PASSWORD")]
+    #[error(
+        "`security_protocol` {0} needs a SASL password: set the environment variable HOSTPULSE_SASL_PASSWORD, or pass the systemd credential kafka-sasl-password"
+    )]
     MissingPassword(&'static str),
     /// The broker did not answer.
     #[error("cannot reach the Kafka broker at {broker}: {reason}; check `broker` and that the broker runs")]
@@ -206,16 +208,27 @@ pub struct KafkaSettings {
 /// shows in `ps`, nor a file).
 pub const SASL_PASSWORD_ENV: &str = "HOSTPULSE_SASL_PASSWORD";
 
+/// The systemd credential that holds the SASL password (`LoadCredential=kafka-sasl-password:…`).
+pub const SASL_PASSWORD_CREDENTIAL: &str = "kafka-sasl-password";
+
 impl KafkaSettings {
     /// Direct mode: publish to `broker` with the checked settings' topic and security, the SASL
-    /// password from [`SASL_PASSWORD_ENV`].
+    /// password from [`SASL_PASSWORD_ENV`] or else the systemd credential
+    /// [`SASL_PASSWORD_CREDENTIAL`].
     pub fn direct(c: &hostpulse_core::settings::Checked, broker: &str) -> Self {
+        let from_systemd = || match crate::token::systemd_credential(SASL_PASSWORD_CREDENTIAL) {
+            Ok(password) => password,
+            Err(e) => {
+                tracing::error!("{e}");
+                None
+            }
+        };
         KafkaSettings {
             broker: broker.to_owned(),
             topic: c.topic.clone(),
             partitions: c.topic_partitions,
             security: c.security.clone(),
-            sasl_password: std::env::var(SASL_PASSWORD_ENV).ok().and_then(Secret::new),
+            sasl_password: std::env::var(SASL_PASSWORD_ENV).ok().and_then(Secret::new).or_else(from_systemd),
             verify_hostname: c.tls_verify_hostname,
         }
     }

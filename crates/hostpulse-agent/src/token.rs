@@ -1,8 +1,10 @@
 //! The streaming token: where it comes from and where it is kept.
 //!
-//! `Quix__Sdk__Token` in the environment overrides (headless servers, rotation scripts);
-//! otherwise the OS credential store through `keyring` (Secret Service on Linux — never the
-//! kernel keyring, which forgets at reboot — Keychain on macOS, Credential Manager on Windows).
+//! In this order: `Quix__Sdk__Token` in the environment (scripts, rotation); a systemd credential
+//! `quix-streaming-token` (`LoadCredential=` in the service unit: the file in
+//! `$CREDENTIALS_DIRECTORY`); the OS credential store through `keyring` (Secret Service on Linux —
+//! never the kernel keyring, which forgets at reboot — Keychain on macOS, Credential Manager on
+//! Windows).
 //! The token is a [`Secret`]: never logged, printed or written to a file by HostPulse.
 
 use hostpulse_core::secret::{Secret, TokenError};
@@ -12,12 +14,38 @@ use thiserror::Error;
 /// The environment variable both Quix SDKs read the token from.
 pub const TOKEN_ENV: &str = "Quix__Sdk__Token";
 
+/// The systemd credential holding the token (`LoadCredential=quix-streaming-token:…`).
+pub const TOKEN_CREDENTIAL: &str = "quix-streaming-token";
+
+/// Where systemd puts a service's credentials.
+pub const CREDENTIALS_DIRECTORY_ENV: &str = "CREDENTIALS_DIRECTORY";
+
+/// The systemd credential `name` of this process, if systemd passed one: `Ok(None)` when there
+/// is no credentials directory or no such credential; an error naming the file when it exists
+/// but cannot be read. Surrounding white space is trimmed.
+pub fn systemd_credential(name: &str) -> Result<Option<Secret>, SecretStoreError> {
+    credential_in(std::env::var_os(CREDENTIALS_DIRECTORY_ENV).map(std::path::PathBuf::from), name)
+}
+
+fn credential_in(dir: Option<std::path::PathBuf>, name: &str) -> Result<Option<Secret>, SecretStoreError> {
+    let Some(path) = dir.map(|d| d.join(name)) else { return Ok(None) };
+    match std::fs::read_to_string(&path) {
+        Ok(text) => Ok(Secret::new(text)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(SecretStoreError::Failed {
+            detail: format!("cannot read the systemd credential {}: {e}", path.display()),
+        }),
+    }
+}
+
 /// Where the token in use came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum TokenSource {
     /// `Quix__Sdk__Token`.
     Environment,
+    /// The systemd credential `quix-streaming-token`.
+    SystemdCredential,
     /// The OS credential store.
     CredentialStore,
 }
@@ -26,6 +54,7 @@ impl std::fmt::Display for TokenSource {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
             TokenSource::Environment => "the environment variable Quix__Sdk__Token",
+            TokenSource::SystemdCredential => "the systemd credential quix-streaming-token",
             TokenSource::CredentialStore => "the OS credential store",
         })
     }
@@ -147,15 +176,18 @@ impl SecretStore for KeyringStore {
     }
 }
 
-/// The token to use: the environment first, then the store. `Ok(None)`: there is none. A token
-/// that is not one line without spaces ([`Secret::token`]) is an error naming where it is.
+/// The token to use: the environment first, then a systemd credential, then the store.
+/// `Ok(None)`: there is none. A token that is not one line without spaces ([`Secret::token`]) is
+/// an error naming where it is. The store is asked only when the others have none.
 pub fn resolve(store: &dyn SecretStore) -> Result<Option<(Secret, TokenSource)>, SecretStoreError> {
-    resolve_from(std::env::var(TOKEN_ENV).ok(), store)
+    let systemd = systemd_credential(TOKEN_CREDENTIAL)?;
+    resolve_from(std::env::var(TOKEN_ENV).ok(), systemd, store)
 }
 
-/// [`resolve`] with the environment variable's value passed in.
+/// [`resolve`] with the environment variable's value and the systemd credential passed in.
 fn resolve_from(
     env: Option<String>,
+    systemd: Option<Secret>,
     store: &dyn SecretStore,
 ) -> Result<Option<(Secret, TokenSource)>, SecretStoreError> {
     let checked = |text: &str, token_source| match Secret::token(text) {
@@ -165,6 +197,11 @@ fn resolve_from(
     };
     if let Some(text) = env
         && let Some(found) = checked(&text, TokenSource::Environment)?
+    {
+        return Ok(Some(found));
+    }
+    if let Some(t) = systemd
+        && let Some(found) = checked(t.expose(), TokenSource::SystemdCredential)?
     {
         return Ok(Some(found));
     }
@@ -219,19 +256,58 @@ mod tests {
 
     #[test]
     fn a_stored_token_with_inner_spaces_is_refused_naming_where_it_is_not_what_it_is() {
-        let e = resolve_from(None, &Fixed("sdk-secret part2")).unwrap_err();
+        let e = resolve_from(None, None, &Fixed("sdk-secret part2")).unwrap_err();
         assert!(matches!(e, SecretStoreError::Malformed { token_source: TokenSource::CredentialStore, .. }));
         let text = e.to_string();
         assert!(text.starts_with("the streaming token in the OS credential store is not usable"), "{text}");
         assert!(!text.contains("sdk-secret"), "{text}");
-        let (ok, source) = resolve_from(None, &Fixed(" sdk-ok\n")).unwrap().unwrap();
+        let (ok, source) = resolve_from(None, None, &Fixed(" sdk-ok\n")).unwrap().unwrap();
         assert_eq!((ok.expose(), source), ("sdk-ok", TokenSource::CredentialStore));
         // The environment goes first, with the same check; blank means "not set".
-        let e = resolve_from(Some("sdk-env\tx".into()), &Fixed("sdk-ok")).unwrap_err().to_string();
+        let e = resolve_from(Some("sdk-env\tx".into()), None, &Fixed("sdk-ok")).unwrap_err().to_string();
         assert!(e.starts_with("the streaming token in the environment variable Quix__Sdk__Token is not usable"), "{e}");
-        let (env, source) = resolve_from(Some("sdk-env".into()), &Fixed("sdk-ok")).unwrap().unwrap();
+        let (env, source) = resolve_from(Some("sdk-env".into()), None, &Fixed("sdk-ok")).unwrap().unwrap();
         assert_eq!((env.expose(), source), ("sdk-env", TokenSource::Environment));
-        let (_, source) = resolve_from(Some("  ".into()), &Fixed("sdk-ok")).unwrap().unwrap();
+        let (_, source) = resolve_from(Some("  ".into()), None, &Fixed("sdk-ok")).unwrap().unwrap();
         assert_eq!(source, TokenSource::CredentialStore);
+    }
+
+    /// A store that must not be asked.
+    struct Untouchable;
+
+    impl SecretStore for Untouchable {
+        fn get(&self) -> Result<Option<Secret>, SecretStoreError> {
+            panic!("the credential store was asked although a systemd credential was there")
+        }
+        fn set(&self, _: &Secret) -> Result<(), SecretStoreError> {
+            unreachable!()
+        }
+        fn clear(&self) -> Result<bool, SecretStoreError> {
+            unreachable!()
+        }
+        fn describe(&self) -> String {
+            "nothing".into()
+        }
+    }
+
+    #[test]
+    fn a_systemd_credential_comes_after_the_environment_and_before_the_store() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join(TOKEN_CREDENTIAL), "sdk-from-systemd\n").unwrap();
+        let systemd = credential_in(Some(dir.path().into()), TOKEN_CREDENTIAL).unwrap();
+        let (t, source) = resolve_from(None, systemd.clone(), &Untouchable).unwrap().unwrap();
+        assert_eq!((t.expose(), source), ("sdk-from-systemd", TokenSource::SystemdCredential));
+        let (t, source) = resolve_from(Some("sdk-env".into()), systemd, &Untouchable).unwrap().unwrap();
+        assert_eq!((t.expose(), source), ("sdk-env", TokenSource::Environment));
+        assert_eq!(credential_in(Some(dir.path().into()), "other").unwrap(), None, "no such credential");
+        assert_eq!(credential_in(None, TOKEN_CREDENTIAL).unwrap(), None, "not under systemd");
+        std::fs::write(dir.path().join("bad"), "two words").unwrap();
+        let bad = credential_in(Some(dir.path().into()), "bad").unwrap();
+        let e = resolve_from(None, bad, &Untouchable).unwrap_err().to_string();
+        assert!(
+            e.starts_with("the streaming token in the systemd credential quix-streaming-token is not usable"),
+            "{e}"
+        );
+        assert_eq!(TokenSource::SystemdCredential.to_string(), "the systemd credential quix-streaming-token");
     }
 }

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
 use hostpulse_agent::paths;
-use hostpulse_agent::token::{SecretStore, TOKEN_ENV};
+use hostpulse_agent::token::{self, SecretStore, TOKEN_CREDENTIAL, TOKEN_ENV, TokenSource};
 use hostpulse_core::secret::{Secret, TokenError};
 
 use crate::TokenCommand;
@@ -59,14 +59,19 @@ fn set(store: &dyn SecretStore) -> Result<()> {
     Ok(())
 }
 
+/// Says which token `hostpulse run` would use and where it comes from, never the token.
 fn status(store: &dyn SecretStore) -> Result<()> {
-    if std::env::var(TOKEN_ENV).ok().and_then(Secret::new).is_some() {
-        println!("token: from the environment variable {TOKEN_ENV} (it overrides the credential store)");
-        return Ok(());
-    }
-    match store.get() {
-        Ok(Some(_)) => println!("token: stored in {}", store.describe()),
-        Ok(None) => println!("token: none — run `hostpulse token set`, or set {TOKEN_ENV}"),
+    match token::resolve(store) {
+        Ok(Some((_, TokenSource::Environment))) => println!(
+            "token: from the environment variable {TOKEN_ENV} (it overrides the systemd credential and the credential store)"
+        ),
+        Ok(Some((_, TokenSource::SystemdCredential))) => {
+            println!("token: from the systemd credential {TOKEN_CREDENTIAL} (it overrides the credential store)")
+        }
+        Ok(Some((_, TokenSource::CredentialStore))) => println!("token: stored in {}", store.describe()),
+        Ok(None) => println!(
+            "token: none — run `hostpulse token set`, set {TOKEN_ENV}, or pass the systemd credential {TOKEN_CREDENTIAL}"
+        ),
         Err(e) => bail!("token: unknown — {e}"),
     }
     Ok(())
