@@ -12,6 +12,7 @@ fn main() {
         "set_autostart",
         "get_history",
         "confirm_portal",
+        "open_log_folder",
     ]);
     tauri_build::try_build(tauri_build::Attributes::new().app_manifest(manifest)).expect("tauri build step");
 }

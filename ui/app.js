@@ -8,11 +8,14 @@ const $ = (id) => document.getElementById(id);
 const FIELDS = [
   "stream_name", "buffer_span_ms", "topic", "format", "interval_ms", "portal_url", "workspace_id", "stream_id",
   "network_interfaces", "tags", "high_cpu_percent", "high_cpu_seconds",
+  "outbox_max_kb", "outbox_max_age_hours", "stall_timeout_ms", "log_level",
 ];
 const CHECKS = ["tls_verify_hostname", "notify_high_cpu", "notify_stopped", "notify_token_rejected"];
 const RANGES = {
   interval_ms: [200, 3600000, "ms"], buffer_span_ms: [1, 60000, "ms"],
   high_cpu_percent: [1, 100, "%"], high_cpu_seconds: [1, 86400, "s"],
+  outbox_max_kb: [10, 16777216, "KiB"], outbox_max_age_hours: [1, 8784, "hours"],
+  stall_timeout_ms: [1000, 3600000, "ms"],
 };
 const HOUR_MS = 3600 * 1000;
 let chart = null; // the last get_history answer
@@ -29,6 +32,8 @@ function fieldError(field, message) {
   if (!el) return;
   show(el, message);
   if (input) input.setAttribute("aria-invalid", message ? "true" : "false");
+  // An error in the closed Advanced section opens it, so the message is seen.
+  if (message && input?.closest("details")) input.closest("details").open = true;
 }
 
 function clearErrors() {
@@ -224,7 +229,10 @@ function render(state) {
   $("stream_id").value = s.stream_id;
   $("stream_id").placeholder = s.default_stream_id;
   for (const c of CHECKS) $(c).checked = s[c];
-  for (const f of ["network_interfaces", "tags", "high_cpu_percent", "high_cpu_seconds"]) $(f).value = s[f];
+  for (const f of ["network_interfaces", "tags", "high_cpu_percent", "high_cpu_seconds",
+    "outbox_max_kb", "outbox_max_age_hours", "stall_timeout_ms", "log_level"]) $(f).value = s[f];
+  $("log-where").textContent = state.log_dir ? `Log files: ${state.log_dir}` : "Logs go to standard error.";
+  $("open-logs").hidden = !state.log_dir;
   renderMetrics(s.metrics);
   $("autostart").checked = state.autostart;
   show($("settings-problem"), state.settings_problem ?? "");
@@ -367,6 +375,10 @@ async function main() {
     try { render(await invoke("set_publishing", { on })); } catch (err) { show($("last-error"), err?.message); }
   });
   $("test").addEventListener("click", testConnection);
+  $("open-logs").addEventListener("click", async () => {
+    show($("logs-error"), "");
+    try { await invoke("open_log_folder"); } catch (err) { show($("logs-error"), err?.message ?? String(err)); }
+  });
   $("portal-confirm-button").addEventListener("click", async () => {
     try { render(await invoke("confirm_portal")); } catch (err) { showCommandError(err, $("settings-error")); }
   });

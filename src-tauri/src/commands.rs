@@ -41,6 +41,8 @@ pub struct App {
     /// A Portal URL saved while a token was stored: the token is not sent there until the user
     /// confirms (or enters a token). Kept only in memory; the file keeps the confirmed URL.
     pub pending_portal: Mutex<Option<PendingPortal>>,
+    /// The log files and their level.
+    pub logs: crate::logs::Logs,
 }
 
 /// A new Portal URL waiting for the user's word before the stored token goes there.
@@ -68,6 +70,8 @@ pub enum ErrorKind {
     SettingsFile,
     /// Auto-start on login cannot be changed.
     Autostart,
+    /// The log folder cannot be opened.
+    Logs,
 }
 
 /// An error the page can act on.
@@ -119,6 +123,8 @@ pub struct StateView {
     portal_pending: Option<String>,
     autostart: bool,
     settings_problem: Option<String>,
+    /// The folder of the log files.
+    log_dir: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -146,6 +152,10 @@ struct SettingsView {
     high_cpu_seconds: u64,
     notify_stopped: bool,
     notify_token_rejected: bool,
+    outbox_max_kb: u64,
+    outbox_max_age_hours: u64,
+    stall_timeout_ms: u64,
+    log_level: &'static str,
 }
 
 impl SettingsView {
@@ -178,6 +188,10 @@ impl SettingsView {
             high_cpu_seconds: s.high_cpu_seconds,
             notify_stopped: s.notify_stopped,
             notify_token_rejected: s.notify_token_rejected,
+            outbox_max_kb: s.outbox_max_kb,
+            outbox_max_age_hours: s.outbox_max_age_hours,
+            stall_timeout_ms: s.stall_timeout_ms,
+            log_level: s.log_level.id(),
         }
     }
 }
@@ -228,6 +242,7 @@ impl App {
             portal_pending: self.pending_portal.lock().expect("not poisoned").as_ref().map(|p| p.url.clone()),
             autostart: app.autolaunch().is_enabled().unwrap_or(false),
             settings_problem: self.settings_problem.lock().expect("not poisoned").clone(),
+            log_dir: self.logs.dir.as_ref().map(|d| d.display().to_string()),
         }
     }
 
@@ -270,6 +285,7 @@ impl App {
         };
         self.agent.apply(config).await;
         self.notifier.lock().expect("not poisoned").set_config(checked.notify);
+        self.logs.set_level(checked.log_level);
         if changed {
             let data_dir = self.launch.lock().expect("not poisoned").data_dir.clone();
             self.connector.set(Route::for_settings(&checked, &data_dir));
@@ -429,6 +445,21 @@ pub async fn get_history(state: State<'_, App>, id: Option<String>) -> Result<Hi
     let id = id.filter(|id| parameters.iter().any(|p| &p.id == id)).unwrap_or_else(|| CPU_LOAD.to_owned());
     let interval_ms = state.launch.lock().expect("not poisoned").settings.interval_ms;
     Ok(HistoryView { series: state.agent.history(&id), parameters, interval_ms })
+}
+
+/// Opens the folder of the log files in the file manager.
+pub fn open_logs(state: &App) -> Result<()> {
+    let dir =
+        state.logs.dir.as_ref().ok_or_else(|| {
+            CommandError::new(ErrorKind::Logs, "there is no log folder: the app logs to standard error")
+        })?;
+    tauri_plugin_opener::open_path(dir, None::<&str>)
+        .map_err(|e| CommandError::new(ErrorKind::Logs, format!("cannot open {}: {e}", dir.display())))
+}
+
+#[tauri::command]
+pub async fn open_log_folder(state: State<'_, App>) -> Result<()> {
+    open_logs(&state)
 }
 
 #[tauri::command]

@@ -6,6 +6,7 @@
 #![cfg_attr(not(debug_assertions), windows_subsystem = "windows")]
 
 mod commands;
+mod logs;
 mod tray;
 
 use std::sync::{Arc, Mutex};
@@ -80,6 +81,11 @@ fn on_menu(app: &AppHandle, id: &str) {
             });
         }
         tray::ids::SETTINGS => show_settings(app),
+        tray::ids::LOGS => {
+            if let Err(e) = commands::open_logs(&app.state::<App>()) {
+                tracing::warn!("{}", e.message);
+            }
+        }
         tray::ids::QUIT => quit(app.clone(), agent),
         _ => {}
     }
@@ -103,11 +109,15 @@ fn notify(app: &AppHandle, notice: &Notice) {
     }
 }
 
-fn setup(app: &mut tauri::App) -> Result<(), Box<dyn std::error::Error>> {
-    // The same assembly as `hostpulse run`: settings file, Quix environment overrides, route,
-    // outbox. A file that cannot be used gives the defaults and a problem the window shows; an
-    // outbox that cannot be opened, one in memory and another.
-    let (launch, problem) = Launch::load_or_defaults(None, EnvOverrides::from_env())?;
+fn setup(
+    app: &mut tauri::App,
+    launch: Launch,
+    problem: Option<String>,
+    logs: logs::Logs,
+) -> Result<(), Box<dyn std::error::Error>> {
+    // The same assembly as `hostpulse run` (settings file, Quix environment overrides, route,
+    // outbox), done in `main`. A file that cannot be used gave the defaults and a problem the
+    // window shows; an outbox that cannot be opened gives one in memory and another.
     let (outbox, outbox_problem) = launch.open_outbox_or_memory("app");
     let problem = match (problem, outbox_problem) {
         (Some(a), Some(b)) => Some(format!("{a}\n{b}")),
@@ -141,6 +151,7 @@ fn setup(app: &mut tauri::App) -> Result<(), Box<dyn std::error::Error>> {
         settings_problem: Mutex::new(problem),
         connector,
         pending_portal: Mutex::new(None),
+        logs,
     });
 
     let handle = app.handle().clone();
@@ -184,9 +195,11 @@ fn setup(app: &mut tauri::App) -> Result<(), Box<dyn std::error::Error>> {
 }
 
 fn main() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("HOSTPULSE_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,hostpulse_app=info,hostpulse_agent=info"));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    // The settings come first: they say how much to log. (What goes wrong meanwhile is kept in
+    // the launch's problem and shown in the window.)
+    let launch = Launch::load_or_defaults(None, EnvOverrides::from_env());
+    let level = launch.as_ref().map(|(l, _)| l.checked.log_level).unwrap_or_default();
+    let logs = logs::Logs::init(level, logs::verbosity(std::env::args().skip(1)));
     let app = tauri::Builder::default()
         .plugin(tauri_plugin_single_instance::init(|app, _args, _cwd| show_settings(app)))
         .plugin(tauri_plugin_autostart::init(tauri_plugin_autostart::MacosLauncher::LaunchAgent, None))
@@ -201,8 +214,12 @@ fn main() {
             commands::set_autostart,
             commands::get_history,
             commands::confirm_portal,
+            commands::open_log_folder,
         ])
-        .setup(setup)
+        .setup(move |app| {
+            let (launch, problem) = launch?;
+            setup(app, launch, problem, logs)
+        })
         .on_window_event(|window, event| {
             if let WindowEvent::Destroyed = event {
                 // Closing the window destroys it (WebKit's memory goes with it); the app keeps

@@ -18,6 +18,8 @@ pub mod ids {
     pub const TOGGLE: &str = "toggle";
     /// Opens the settings window.
     pub const SETTINGS: &str = "settings";
+    /// Opens the folder of the log files.
+    pub const LOGS: &str = "logs";
     /// Flushes, closes the stream and exits.
     pub const QUIT: &str = "quit";
 }
@@ -48,9 +50,10 @@ impl Tray {
         let error = MenuItem::with_id(app, ids::ERROR, "No errors", false, None::<&str>)?;
         let toggle = MenuItem::with_id(app, ids::TOGGLE, "Pause publishing", false, None::<&str>)?;
         let settings = MenuItem::with_id(app, ids::SETTINGS, "Settings…", true, None::<&str>)?;
+        let logs = MenuItem::with_id(app, ids::LOGS, "Open log folder", true, None::<&str>)?;
         let quit = MenuItem::with_id(app, ids::QUIT, "Quit", true, None::<&str>)?;
         let separator = PredefinedMenuItem::separator(app)?;
-        let menu = Menu::with_items(app, &[&status, &error, &separator, &toggle, &settings, &quit])?;
+        let menu = Menu::with_items(app, &[&status, &error, &separator, &toggle, &settings, &logs, &quit])?;
         let icon = TrayIconBuilder::with_id("hostpulse")
             .icon(Image::from_bytes(png(Look::Unconfigured))?)
             .tooltip("HostPulse")

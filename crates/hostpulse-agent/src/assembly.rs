@@ -11,7 +11,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 
-use hostpulse_core::settings::{Checked, MachineFacts, Settings, SettingsErrors};
+use hostpulse_core::settings::{Checked, LogLevel, MachineFacts, Settings, SettingsErrors};
 use thiserror::Error;
 
 use crate::agent::AgentConfig;
@@ -241,6 +241,19 @@ impl Connector for SwitchableConnector {
     }
 }
 
+/// The environment variable whose filter replaces the log level (`tracing` filter syntax, such
+/// as `debug` or `warn,hostpulse_agent=trace`).
+pub const LOG_ENV: &str = "HOSTPULSE_LOG";
+
+/// The log filter for `level` raised by `verbose` (`-v` flags): HostPulse's own crates at that
+/// level, everything else (librdkafka's messages, Tauri, WebKit) at most at `warn`.
+pub fn log_filter(level: LogLevel, verbose: u8) -> String {
+    let ours = level.raised(verbose);
+    let others = ours.min(LogLevel::Warn);
+    let o = ours.id();
+    format!("{},hostpulse={o},hostpulse_agent={o},hostpulse_core={o},hostpulse_app={o}", others.id())
+}
+
 /// The streaming token to use (environment first, then the OS credential store), with where it
 /// came from.
 pub fn credential(store: &dyn SecretStore) -> Result<Option<Credential>, SecretStoreError> {
@@ -293,6 +306,16 @@ mod tests {
         let problem = problem.unwrap();
         assert!(problem.contains("interval_ms") && problem.contains("is kept as it is until you save"), "{problem}");
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "interval_ms = \"fast\"");
+    }
+
+    #[test]
+    fn the_log_filter_raises_ours_and_keeps_the_others_quiet() {
+        assert_eq!(
+            log_filter(LogLevel::Info, 0),
+            "warn,hostpulse=info,hostpulse_agent=info,hostpulse_core=info,hostpulse_app=info"
+        );
+        assert!(log_filter(LogLevel::Info, 2).starts_with("warn,hostpulse=trace,"));
+        assert!(log_filter(LogLevel::Error, 0).starts_with("error,hostpulse=error,"));
     }
 
     #[test]

@@ -4,7 +4,7 @@
 
 use serde::Deserialize;
 
-use crate::settings::{FieldError, RecordFormat, Settings, parse_tags};
+use crate::settings::{FieldError, LogLevel, RecordFormat, Settings, parse_tags};
 
 /// The settings form as the page sends it.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -44,6 +44,14 @@ pub struct SettingsForm {
     pub notify_stopped: bool,
     /// Notify when the streaming token is rejected.
     pub notify_token_rejected: bool,
+    /// The outbox's size bound, KiB, as typed.
+    pub outbox_max_kb: String,
+    /// The outbox's age bound, hours, as typed.
+    pub outbox_max_age_hours: String,
+    /// The stall timeout, ms, as typed.
+    pub stall_timeout_ms: String,
+    /// `error` … `trace`.
+    pub log_level: String,
 }
 
 /// A whole number typed into `field`, or the problem naming it and its unit.
@@ -94,6 +102,16 @@ impl SettingsForm {
             Ok(tags) => s.tags = tags,
             Err(message) => problems.push(FieldError { field: "tags", message }),
         }
+        match LogLevel::parse(self.log_level.trim()) {
+            Some(level) => s.log_level = level,
+            None => problems.push(FieldError {
+                field: "log_level",
+                message: format!(
+                    "`log_level` must be error, warn, info, debug or trace, got {:?}",
+                    self.log_level.trim()
+                ),
+            }),
+        }
         s.notify_high_cpu = self.notify_high_cpu;
         s.notify_stopped = self.notify_stopped;
         s.notify_token_rejected = self.notify_token_rejected;
@@ -102,6 +120,9 @@ impl SettingsForm {
             ("interval_ms", "milliseconds", &self.interval_ms, &mut s.interval_ms),
             ("high_cpu_percent", "percent", &self.high_cpu_percent, &mut s.high_cpu_percent),
             ("high_cpu_seconds", "seconds", &self.high_cpu_seconds, &mut s.high_cpu_seconds),
+            ("outbox_max_kb", "KiB", &self.outbox_max_kb, &mut s.outbox_max_kb),
+            ("outbox_max_age_hours", "hours", &self.outbox_max_age_hours, &mut s.outbox_max_age_hours),
+            ("stall_timeout_ms", "milliseconds", &self.stall_timeout_ms, &mut s.stall_timeout_ms),
         ] {
             if let Some(v) = number(field, unit, text, &mut problems) {
                 *target = v;
@@ -126,6 +147,10 @@ mod tests {
             network_interfaces: "eth0, wlan0 lo".into(),
             high_cpu_percent: "80".into(),
             high_cpu_seconds: "30".into(),
+            outbox_max_kb: "2048".into(),
+            outbox_max_age_hours: "48".into(),
+            stall_timeout_ms: "30000".into(),
+            log_level: "debug".into(),
             metrics: vec!["memory".into()],
             ..Default::default()
         }
@@ -133,16 +158,18 @@ mod tests {
 
     #[test]
     fn the_form_fills_its_fields_and_keeps_the_rest() {
-        let current = Settings { broker: Some("k:9092".into()), outbox_max_kb: 4096, ..Default::default() };
+        let current = Settings { broker: Some("k:9092".into()), record_max_kb: 512, ..Default::default() };
         let (s, problems) = form().merge(&current);
         assert!(problems.is_empty(), "{problems:?}");
         assert_eq!((s.stream_name.as_deref(), s.topic.as_str()), (Some("Desk"), "cpu"));
         assert_eq!(s.format, RecordFormat::Json);
+        assert_eq!((s.outbox_max_kb, s.outbox_max_age_hours, s.stall_timeout_ms), (2048, 48, 30_000));
+        assert_eq!(s.log_level, LogLevel::Debug);
         assert_eq!((s.buffer_span_ms, s.interval_ms, s.high_cpu_percent, s.high_cpu_seconds), (250, 500, 80, 30));
         assert_eq!(s.network_interfaces, ["eth0", "wlan0", "lo"]);
         assert_eq!(s.tags.get("rack").map(String::as_str), Some("3"));
         assert_eq!((s.portal_url, s.workspace_id, s.stream_id), (None, None, None), "empty means the default");
-        assert_eq!((s.broker.as_deref(), s.outbox_max_kb), (Some("k:9092"), 4096), "what the form lacks stays");
+        assert_eq!((s.broker.as_deref(), s.record_max_kb), (Some("k:9092"), 512), "what the form lacks stays");
     }
 
     #[test]

@@ -94,6 +94,50 @@ impl RecordFormat {
     }
 }
 
+/// How much HostPulse logs (`log_level`); `-v` flags raise it, `HOSTPULSE_LOG` replaces it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogLevel {
+    /// Errors only.
+    Error,
+    /// Errors and warnings.
+    Warn,
+    /// What happens: connections, outages, settings applied (the default).
+    #[default]
+    Info,
+    /// Every sample and record.
+    Debug,
+    /// Everything.
+    Trace,
+}
+
+impl LogLevel {
+    /// Every level, quietest first.
+    pub const ALL: [LogLevel; 5] = [LogLevel::Error, LogLevel::Warn, LogLevel::Info, LogLevel::Debug, LogLevel::Trace];
+
+    /// The setting's value (`error` … `trace`).
+    pub const fn id(self) -> &'static str {
+        match self {
+            LogLevel::Error => "error",
+            LogLevel::Warn => "warn",
+            LogLevel::Info => "info",
+            LogLevel::Debug => "debug",
+            LogLevel::Trace => "trace",
+        }
+    }
+
+    /// The level named `id`.
+    pub fn parse(id: &str) -> Option<LogLevel> {
+        LogLevel::ALL.into_iter().find(|l| l.id() == id)
+    }
+
+    /// `steps` levels louder (each `-v`), at most `Trace`.
+    pub fn raised(self, steps: u8) -> LogLevel {
+        let at = LogLevel::ALL.iter().position(|l| *l == self).unwrap_or(2);
+        LogLevel::ALL[(at + usize::from(steps)).min(LogLevel::ALL.len() - 1)]
+    }
+}
+
 /// The field names of a JSON row besides its parameters and tags.
 pub const JSON_ROW_FIELDS: [&str; 2] = ["timestamp", "host"];
 
@@ -209,6 +253,8 @@ pub struct Settings {
     /// A data record holds at most this many KiB (key and value): rows buffered beyond it go out
     /// in further records, so no record is ever too large for the broker.
     pub record_max_kb: u64,
+    /// How much HostPulse logs: `error`, `warn`, `info`, `debug` or `trace`.
+    pub log_level: LogLevel,
     /// Kafka `security.protocol`.
     pub security_protocol: SecurityProtocol,
     /// Kafka `sasl.mechanism` (required with a SASL protocol).
@@ -257,6 +303,7 @@ impl Default for Settings {
             outbox_max_age_hours: 24 * 7,
             stall_timeout_ms: 60_000,
             record_max_kb: 900,
+            log_level: LogLevel::Info,
             security_protocol: SecurityProtocol::Plaintext,
             sasl_mechanism: None,
             sasl_username: None,
@@ -341,6 +388,8 @@ pub struct Checked {
     pub stall_timeout: Duration,
     /// Most bytes (key and value) of one data record.
     pub record_max_bytes: usize,
+    /// How much to log.
+    pub log_level: LogLevel,
     /// Connection security.
     pub security: Security,
     /// Metrics to publish (always with [`Metric::Cpu`]).
@@ -641,6 +690,7 @@ impl Settings {
                 },
                 stall_timeout: Duration::from_millis(self.stall_timeout_ms),
                 record_max_bytes: (self.record_max_kb * 1024) as usize,
+                log_level: self.log_level,
                 security: Security {
                     protocol: self.security_protocol,
                     sasl,
@@ -908,6 +958,17 @@ mod tests {
         assert_eq!(c.metrics, Metric::ALL);
         assert_eq!(c.tags, [(Arc::from("site"), Arc::from("lab"))]);
         assert_eq!(c.notify.high_cpu_percent, 50.0);
+    }
+
+    #[test]
+    fn log_levels_read_and_rise() {
+        assert_eq!(toml::from_str::<Settings>("log_level = \"debug\"").unwrap().log_level, LogLevel::Debug);
+        let e = toml::from_str::<Settings>("log_level = \"loud\"").unwrap_err().to_string();
+        assert!(e.contains("log_level") || e.contains("unknown variant"), "{e}");
+        assert_eq!(LogLevel::Info.raised(1), LogLevel::Debug);
+        assert_eq!(LogLevel::Warn.raised(9), LogLevel::Trace);
+        assert_eq!(LogLevel::parse("warn"), Some(LogLevel::Warn));
+        assert_eq!(Settings::default().check(&machine()).unwrap().log_level, LogLevel::Info);
     }
 
     #[test]
