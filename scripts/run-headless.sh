@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
-# Sets up (scripts/setup.sh), builds HostPulse and shows the data flow on this machine: a local
+# Sets up what this needs (the agent's build dependencies, the tansu broker, the quixstreams 3
+# venv: `scripts/setup.sh tansu venv-qs3`), builds HostPulse and shows the data flow: a local
 # tansu broker on a free loopback port, `hostpulse run` publishing this machine's CPU load, and
 # the quixstreams 3 reader printing each row as Quix sees it. Ctrl-C stops all three; HostPulse
 # flushes, closes the stream and prints its summary. (The broker and the reader run in their own
-# sessions, so the Ctrl-C meant for HostPulse does not stop the broker before HostPulse is done.)
+# sessions, so the Ctrl-C meant for HostPulse does not stop the broker before HostPulse is done;
+# both are stopped when the script ends, however it ends.)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-source scripts/setup.sh
+source scripts/setup.sh tansu venv-qs3
 
 say "building hostpulse (release)"
 cargo build --release -p hostpulse-cli
@@ -25,8 +27,10 @@ cleanup() {
 trap cleanup EXIT
 for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null && break; sleep 0.1; done
 
+# The reader is the background job itself (setsid execs it in place), so READER_PID is the
+# reader's own pid and `kill` reaches it; its output goes through sed, which ends with it.
 (sleep 4; exec setsid "$HOSTPULSE_QS3_PYTHON" tests/python/read_qs3.py --broker "127.0.0.1:$PORT" --topic cpu-load \
-  --rows 1000000 --timeout 86400 2>"$LOG_DIR/reader.log" | sed -u 's/^/quixstreams 3 read: /') &
+  --rows 1000000 --timeout 86400 2>"$LOG_DIR/reader.log" > >(sed -u 's/^/quixstreams 3 read: /')) &
 READER_PID=$!
 say "publishing; Ctrl-C to stop"
 trap 'true' INT

@@ -65,7 +65,7 @@ impl std::fmt::Display for TokenSource {
 pub enum SecretStoreError {
     /// No credential store answers (no D-Bus session, no Secret Service).
     #[error(
-        "no OS credential store is available ({detail}): install and start a Secret Service such as gnome-keyring or KWallet (Linux), or set the token in the environment variable Quix__Sdk__Token"
+        "no OS credential store is available ({detail}): install and start a Secret Service such as gnome-keyring or KWallet (Linux), set the token in the environment variable Quix__Sdk__Token, or (a systemd service) pass it as the credential quix-streaming-token"
     )]
     Unavailable {
         /// The platform's message.
