@@ -8,29 +8,9 @@ use std::time::Duration;
 
 use hostpulse_agent::outbox::Outbox;
 use hostpulse_core::settings::OutboxLimits;
-use hostpulse_tests::{CliRun, Mode, RawRecord, Tansu, parse_summary, raw_records, read_qs3};
-
-/// One row of a synthetic run as stored on the broker.
-#[derive(Debug, Clone, PartialEq)]
-struct Row {
-    timestamp_ns: i64,
-    sequence: u64,
-}
-
-fn rows_of(record: &RawRecord) -> Vec<Row> {
-    let v = record.envelope()["V"].clone();
-    let stamps = v["Timestamps"].as_array().unwrap();
-    let seqs = v["NumericValues"]["Sequence"].as_array().unwrap();
-    stamps
-        .iter()
-        .zip(seqs)
-        .map(|(t, s)| Row { timestamp_ns: t.as_i64().unwrap(), sequence: s.as_f64().unwrap() as u64 })
-        .collect()
-}
-
-fn data(raw: &[RawRecord]) -> Vec<&RawRecord> {
-    raw.iter().filter(|r| r.model() == "ParameterData").collect()
-}
+use hostpulse_tests::{
+    DataRow, Hostpulse, Mode, RawRecord, Tansu, parse_summary, qs3_rows, raw_records, read_qs3, sent_rows,
+};
 
 fn args<'a>(relay: &'a str, topic: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
     let mut a = vec!["--synthetic", "10", "--broker", relay, "--topic", topic, "--stream-id", topic];
@@ -39,10 +19,11 @@ fn args<'a>(relay: &'a str, topic: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
 }
 
 #[test]
+#[ignore = "end-to-end: needs tansu, the Quix SDK venvs, a Secret Service or a display; run `bash scripts/test.sh` (or `source scripts/setup.sh` and add `-- --include-ignored`)"]
 fn outages_refused_and_black_holed_lose_nothing_and_repeat_nothing() {
     let (_tansu, relay) = Tansu::start_behind_relay();
     let topic = "fault-outage";
-    let run = CliRun::start(&args(&relay.addr(), topic, &[]), &[]);
+    let run = Hostpulse::run(args(&relay.addr(), topic, &[])).start();
     std::thread::sleep(Duration::from_secs(5));
     relay.set(Mode::Refuse);
     std::thread::sleep(Duration::from_secs(60));
@@ -62,19 +43,19 @@ fn outages_refused_and_black_holed_lose_nothing_and_repeat_nothing() {
 
     // The broker holds every sample exactly once, in order, with the time it was measured.
     let raw = raw_records(&relay.addr(), topic);
-    let rows: Vec<Row> = data(&raw).into_iter().flat_map(rows_of).collect();
-    let seqs: Vec<u64> = rows.iter().map(|r| r.sequence).collect();
+    let rows = sent_rows(&raw);
+    let seqs: Vec<u64> = rows.iter().map(DataRow::sequence).collect();
     assert_eq!(seqs, (0..samples).collect::<Vec<_>>(), "every sample exactly once, in order");
     for w in rows.windows(2) {
         let gap = w[1].timestamp_ns - w[0].timestamp_ns;
         assert!((0..1_000_000_000).contains(&gap), "original timestamps, 100 ms apart, not bunched: {w:?}");
     }
     // And quixstreams 3.28.1 reads them all.
-    let read = read_qs3(&relay.addr(), topic, samples as usize, "faults-outage-qs3");
-    let read_seqs: Vec<u64> = read.iter().map(|l| l["row"]["Sequence"].as_f64().unwrap() as u64).collect();
-    assert_eq!(read_seqs, seqs);
-    let read_ts: Vec<i64> = read.iter().map(|l| l["row"]["Timestamp"].as_i64().unwrap()).collect();
+    let read = qs3_rows(&read_qs3(&relay.addr(), topic, samples as usize, "faults-outage-qs3"));
+    assert_eq!(read.iter().map(DataRow::sequence).collect::<Vec<_>>(), seqs);
+    let read_ts: Vec<i64> = read.iter().map(|r| r.timestamp_ns).collect();
     assert_eq!(read_ts, rows.iter().map(|r| r.timestamp_ns).collect::<Vec<_>>());
+    assert_eq!(read, rows, "and every value, with the stream id");
 }
 
 /// A small deterministic generator (the seed is printed, so a failure can be replayed).
@@ -90,6 +71,7 @@ impl XorShift {
 }
 
 #[test]
+#[ignore = "end-to-end: needs tansu, the Quix SDK venvs, a Secret Service or a display; run `bash scripts/test.sh` (or `source scripts/setup.sh` and add `-- --include-ignored`)"]
 fn kill_9_at_random_moments_loses_nothing_written_and_repeats_only_what_was_unacknowledged() {
     let (_tansu, relay) = Tansu::start_behind_relay();
     let topic = "fault-crash";
@@ -109,7 +91,7 @@ fn kill_9_at_random_moments_loses_nothing_written_and_repeats_only_what_was_unac
             _ => Mode::Pass,
         };
         relay.set(mode);
-        let run = CliRun::start(&args(&relay.addr(), topic, &[]), &[("XDG_DATA_HOME", home)]);
+        let run = Hostpulse::run(args(&relay.addr(), topic, &[])).env("XDG_DATA_HOME", home).start();
         assert!(run.started, "round {round}: did not start");
         std::thread::sleep(Duration::from_millis(200 + rng.below(2300)));
         let err = run.kill_9();
@@ -122,7 +104,7 @@ fn kill_9_at_random_moments_loses_nothing_written_and_repeats_only_what_was_unac
         unacknowledged.extend(kept.into_iter().map(|s| s.record.value));
     }
     relay.set(Mode::Pass);
-    let run = CliRun::start(&args(&relay.addr(), topic, &[]), &[("XDG_DATA_HOME", home)]);
+    let run = Hostpulse::run(args(&relay.addr(), topic, &[])).env("XDG_DATA_HOME", home).start();
     std::thread::sleep(Duration::from_secs(4));
     let (status, out, err) = run.stop();
     assert!(status.success(), "{err}");
@@ -150,30 +132,33 @@ fn kill_9_at_random_moments_loses_nothing_written_and_repeats_only_what_was_unac
     println!("{} records, {repeats} repeated after kills", raw.len());
     // Each run's samples arrive without a hole: only the tail not yet written when it was killed
     // may be missing. Runs restart `Sequence` at 0.
-    let mut rows: Vec<Row> = data(&raw).into_iter().flat_map(rows_of).collect();
+    let mut rows = sent_rows(&raw);
     rows.sort_by_key(|r| r.timestamp_ns);
     rows.dedup();
     let mut runs = 0;
     for w in rows.windows(2) {
-        if w[1].sequence == 0 {
+        if w[1].sequence() == 0 {
             runs += 1;
         } else {
-            assert_eq!(w[1].sequence, w[0].sequence + 1, "a hole inside a run: {w:?}");
+            assert_eq!(w[1].sequence(), w[0].sequence() + 1, "a hole inside a run: {w:?}");
         }
     }
     assert!(runs >= 15, "most runs wrote samples before they were killed ({runs})");
 }
 
 #[test]
+#[ignore = "end-to-end: needs tansu, the Quix SDK venvs, a Secret Service or a display; run `bash scripts/test.sh` (or `source scripts/setup.sh` and add `-- --include-ignored`)"]
 fn a_tiny_outbox_with_the_broker_down_keeps_the_newest_and_counts_what_it_dropped() {
     let (_tansu, relay) = Tansu::start_behind_relay();
     let topic = "fault-bound";
     relay.set(Mode::Refuse);
     // One row per record, so records and samples can be counted against each other.
-    let run = CliRun::start(
-        &args(&relay.addr(), topic, &["--outbox-max-kb", "10", "--buffer-packet-size", "1", "--buffer-span-ms", "1"]),
-        &[],
-    );
+    let run = Hostpulse::run(args(
+        &relay.addr(),
+        topic,
+        &["--outbox-max-kb", "10", "--buffer-packet-size", "1", "--buffer-span-ms", "1"],
+    ))
+    .start();
     std::thread::sleep(Duration::from_secs(8));
     relay.set(Mode::Pass);
     std::thread::sleep(Duration::from_secs(25));
@@ -188,7 +173,7 @@ fn a_tiny_outbox_with_the_broker_down_keeps_the_newest_and_counts_what_it_droppe
     let models: Vec<String> = raw.iter().map(|r| r.model()).collect();
     std::fs::write(hostpulse_tests::output_dir("faults").join("bound.stderr.log"), format!("{models:?}\n{out}\n{err}"))
         .unwrap();
-    let seqs: Vec<u64> = data(&raw).into_iter().flat_map(rows_of).map(|r| r.sequence).collect();
+    let seqs = sequences(&raw);
     let first = seqs[0];
     assert_eq!(seqs, (first..samples).collect::<Vec<_>>(), "the newest are kept, each once, in order");
     // The oldest records went: properties, definitions and the first `first` samples.
@@ -197,14 +182,14 @@ fn a_tiny_outbox_with_the_broker_down_keeps_the_newest_and_counts_what_it_droppe
 
 /// Every `Sequence` of a synthetic run found on the broker, in the order stored.
 fn sequences(raw: &[RawRecord]) -> Vec<u64> {
-    data(raw).into_iter().flat_map(rows_of).map(|r| r.sequence).collect()
+    sent_rows(raw).iter().map(DataRow::sequence).collect()
 }
 
 /// librdkafka's mock cluster answers produce requests with errors that are not about the
 /// records: a producer epoch the idempotent producer cannot continue after (it fails for good:
-/// `__FATAL`, and every later `send` is refused), write access revoked, and a partition the
-/// broker no longer knows. (tansu cannot do this: it acknowledges produce requests to a deleted
-/// topic without keeping them.) Nothing may be lost; the agent rebuilds its producer.
+/// `__FATAL`, and every later `send` is refused) and write access revoked. (tansu cannot do
+/// this: it acknowledges produce requests to a deleted topic without keeping them.) Nothing may
+/// be lost; the agent rebuilds its producer.
 #[test]
 fn broker_errors_that_are_not_about_the_records_lose_nothing() {
     use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr as E};
@@ -212,12 +197,16 @@ fn broker_errors_that_are_not_about_the_records_lose_nothing() {
     let mock = rdkafka::mocking::MockCluster::new(1).unwrap();
     mock.create_topic(topic, 1, 1).unwrap();
     let broker = mock.bootstrap_servers();
-    let run = CliRun::start(&args(&broker, topic, &[]), &[]);
+    let run = Hostpulse::run(args(&broker, topic, &[])).start();
     std::thread::sleep(Duration::from_secs(3));
     for errors in [
         &[E::RD_KAFKA_RESP_ERR_INVALID_PRODUCER_EPOCH][..],
         &[E::RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED; 3],
-        &[E::RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART; 3],
+        // Not UNKNOWN_TOPIC_OR_PART: librdkafka retries it itself, and the mock cluster, which
+        // does not check idempotent sequence numbers as a broker does, then takes a retried batch
+        // for a duplicate of a later one and acknowledges it without keeping it (seen with a bare
+        // KafkaPublisher too: a record acknowledged, absent from the mock). The agent's side of
+        // that case, `send` refusing for an unknown topic, is covered in agent/tests.rs.
     ] {
         mock.request_errors(RDKafkaApiKey::Produce, errors);
         std::thread::sleep(Duration::from_secs(12));
@@ -239,6 +228,7 @@ fn broker_errors_that_are_not_about_the_records_lose_nothing() {
 /// page for 30 s: the agent keeps retrying (never stops for good) and delivers every sample once
 /// the Portal and broker are back.
 #[test]
+#[ignore = "end-to-end: needs tansu, the Quix SDK venvs, a Secret Service or a display; run `bash scripts/test.sh` (or `source scripts/setup.sh` and add `-- --include-ignored`)"]
 fn a_portal_maintenance_page_while_reconnecting_is_retried_and_nothing_is_lost() {
     use hostpulse_tests::portal::{PortalServer, PortalState};
     const TOKEN: &str = "sdk-maintenance-token";
@@ -247,7 +237,7 @@ fn a_portal_maintenance_page_while_reconnecting_is_retried_and_nothing_is_lost()
     let topic = "fault-maintenance";
     let args = ["--synthetic", "10", "--portal-url", &portal.url, "--topic", topic, "--stream-id", topic];
     let args: Vec<&str> = args.into_iter().chain(["--stall-timeout-ms", "5000"]).collect();
-    let run = CliRun::start(&args, &[("Quix__Sdk__Token", TOKEN)]);
+    let run = Hostpulse::run(args).env("Quix__Sdk__Token", TOKEN).start();
     std::thread::sleep(Duration::from_secs(4));
     relay.set(Mode::Refuse);
     portal.with(|s| s.maintenance = true);
@@ -275,6 +265,7 @@ fn a_portal_maintenance_page_while_reconnecting_is_retried_and_nothing_is_lost()
 /// A buffer of several MB (500 rows a second, 32 tags of 256 characters each, a 1 s span) goes
 /// out in records within `record_max_kb`, and every row arrives.
 #[test]
+#[ignore = "end-to-end: needs tansu, the Quix SDK venvs, a Secret Service or a display; run `bash scripts/test.sh` (or `source scripts/setup.sh` and add `-- --include-ignored`)"]
 fn batches_of_several_megabytes_arrive_complete_in_records_the_broker_takes() {
     let broker = Tansu::start();
     let topic = "fault-large";
@@ -284,7 +275,7 @@ fn batches_of_several_megabytes_arrive_complete_in_records_the_broker_takes() {
     for t in &tags {
         a.extend(["--tag", t.as_str()]);
     }
-    let run = CliRun::start(&a, &[]);
+    let run = Hostpulse::run(a).start();
     std::thread::sleep(Duration::from_secs(3));
     let (status, out, err) = run.stop();
     assert!(status.success(), "{err}");
@@ -293,7 +284,7 @@ fn batches_of_several_megabytes_arrive_complete_in_records_the_broker_takes() {
     let raw = raw_records(&broker.addr, topic);
     let biggest = raw.iter().map(|r| r.key.len() + r.value.len()).max().unwrap();
     assert!(biggest <= 900 * 1024, "every record within record_max_kb: {biggest} bytes");
-    let data = data(&raw);
+    let data: Vec<&RawRecord> = raw.iter().filter(|r| r.model() == "ParameterData").collect();
     let per_second = data.iter().map(|r| r.value.len()).sum::<usize>() as f64 / 3.0;
     assert!(per_second > 2e6, "several MB of rows per span: {per_second:.0} bytes/s");
     assert_eq!(sequences(&raw), (0..samples).collect::<Vec<_>>(), "every row once, in order");

@@ -14,7 +14,7 @@ mod leaks;
 mod metrics;
 mod quix;
 mod secure;
-mod support_rows;
+mod status_file;
 
 use std::time::Duration;
 
@@ -26,12 +26,11 @@ use hostpulse_core::sample::{CPU_LOAD, Row};
 use hostpulse_core::settings::{MachineFacts, Settings};
 use hostpulse_core::status::Status;
 use hostpulse_tests::{
-    RawRecord, SentRow, Tansu, parse_summary, raw_records, read_qs3, read_qs057, run_cli_for, sent_rows,
+    DataRow, Hostpulse, RawRecord, Tansu, parse_summary, qs3_rows, qs057_rows, raw_records, read_qs3, read_qs057,
+    sent_rows,
 };
 use rdkafka::mocking::MockCluster;
 use serde_json::Value;
-
-use support_rows::{qs3_rows, qs057_rows};
 
 const STREAM_NAME: &str = "CPU Load - e2e host";
 
@@ -67,7 +66,7 @@ fn cli_args<'a>(broker: &'a str, topic: &'a str, stream_id: Option<&'a str>) -> 
 
 /// Runs the binary ~3 s, checks its exit and summary, and returns (samples, records on broker).
 fn cli_run(broker: &str, topic: &str, stream_id: Option<&str>) -> (u64, Vec<RawRecord>) {
-    let (status, out, err) = run_cli_for(&cli_args(broker, topic, stream_id), Duration::from_secs(3));
+    let (status, out, err) = Hostpulse::run(cli_args(broker, topic, stream_id)).run_for(Duration::from_secs(3));
     assert!(status.success(), "hostpulse run failed: {status}\n{err}");
     let [samples, sent, acked, pending, failed, _] = parse_summary(&out);
     assert!(samples >= 8, "200 ms interval for 3 s of publishing: {out}");
@@ -87,11 +86,8 @@ fn scripted_rows() -> Vec<Row> {
         .collect()
 }
 
-fn expected_rows(stream_id: &str) -> Vec<SentRow> {
-    scripted_rows()
-        .into_iter()
-        .map(|r| SentRow { stream_id: stream_id.into(), timestamp_ns: r.timestamp_ns, cpu_load: r.value(CPU_LOAD) })
-        .collect()
+fn expected_rows(stream_id: &str) -> Vec<DataRow> {
+    scripted_rows().iter().map(|r| DataRow::from_sample(stream_id, r)).collect()
 }
 
 /// Runs the library agent with the scripted sampler until every row was taken, then shuts down.
@@ -138,6 +134,7 @@ fn library_run(broker: &str, topic: &str, stream_id: &str) -> Status {
 }
 
 #[test]
+#[ignore = "end-to-end: needs tansu, the Quix SDK venvs, a Secret Service or a display; run `bash scripts/test.sh` (or `source scripts/setup.sh` and add `-- --include-ignored`)"]
 fn cli_stream_is_read_by_quixstreams_3_from_tansu() {
     let broker = Tansu::start();
     let (samples, raw) = cli_run(&broker.addr, "cpu-load-cli", None);
@@ -154,6 +151,7 @@ fn cli_stream_is_read_by_quixstreams_3_from_tansu() {
 }
 
 #[test]
+#[ignore = "end-to-end: needs tansu, the Quix SDK venvs, a Secret Service or a display; run `bash scripts/test.sh` (or `source scripts/setup.sh` and add `-- --include-ignored`)"]
 fn scripted_values_are_read_exactly_by_quixstreams_3_from_tansu() {
     let broker = Tansu::start();
     library_run(&broker.addr, "cpu-load-lib", "lib-stream-3x");
@@ -164,7 +162,7 @@ fn scripted_values_are_read_exactly_by_quixstreams_3_from_tansu() {
 }
 
 /// Checks what 0.5.7 reported: the stream, its name, the CPU_Load definition, `rows`, Closed.
-fn assert_qs057_saw(events: &[Value], stream_id: &str, rows: &[SentRow]) {
+fn assert_qs057_saw(events: &[Value], stream_id: &str, rows: &[DataRow]) {
     let of = |kind: &str| events.iter().filter(|e| e["event"] == kind).cloned().collect::<Vec<_>>();
     let streams = of("stream");
     assert_eq!(streams.len(), 1, "{events:?}");
@@ -189,6 +187,7 @@ fn mock_cluster(topic: &str) -> MockCluster<'static, rdkafka::producer::DefaultP
 }
 
 #[test]
+#[ignore = "end-to-end: needs tansu, the Quix SDK venvs, a Secret Service or a display; run `bash scripts/test.sh` (or `source scripts/setup.sh` and add `-- --include-ignored`)"]
 fn cli_stream_is_read_by_quixstreams_0_5_7_from_the_mock_cluster() {
     let mock = mock_cluster("cpu-load-cli-057");
     let broker = mock.bootstrap_servers();
@@ -201,6 +200,7 @@ fn cli_stream_is_read_by_quixstreams_0_5_7_from_the_mock_cluster() {
 }
 
 #[test]
+#[ignore = "end-to-end: needs tansu, the Quix SDK venvs, a Secret Service or a display; run `bash scripts/test.sh` (or `source scripts/setup.sh` and add `-- --include-ignored`)"]
 fn scripted_values_are_read_exactly_by_quixstreams_0_5_7_from_the_mock_cluster() {
     let mock = mock_cluster("cpu-load-lib-057");
     let broker = mock.bootstrap_servers();
@@ -210,29 +210,18 @@ fn scripted_values_are_read_exactly_by_quixstreams_0_5_7_from_the_mock_cluster()
 }
 
 #[test]
-fn refused_topic_creation_fails_with_an_error_naming_the_topic() {
-    let mock = MockCluster::new(1).unwrap();
-    mock.request_errors(
-        rdkafka::types::RDKafkaApiKey::CreateTopics,
-        &[rdkafka::types::RDKafkaRespErr::RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED; 4],
-    );
-    let out = std::process::Command::new(hostpulse_tests::hostpulse_bin())
-        .args(["run", "--broker", &mock.bootstrap_servers(), "--topic", "not-allowed"])
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success());
-    assert!(err.contains("topic `not-allowed` does not exist and could not be created"), "{err}");
-}
-
-#[test]
 fn an_unreachable_broker_is_reported_and_samples_wait_in_the_outbox() {
     let port = hostpulse_tests::free_port();
     let broker = format!("127.0.0.1:{port}");
-    let (status, out, err) = hostpulse_tests::run_cli_for(
-        &["--broker", &broker, "--interval-ms", "200", "--shutdown-timeout-ms", "500"],
-        Duration::from_secs(2),
-    );
+    let run = Hostpulse::run(["--broker", &broker, "--interval-ms", "200", "--shutdown-timeout-ms", "500"]).start();
+    // The status file says so too: retrying, why, and when the next try is.
+    let retrying = run.status().expect("a status");
+    assert_eq!(retrying["state"], "retrying", "{retrying}");
+    let why = retrying["error"].as_str().unwrap_or_default();
+    assert!(why.contains(&format!("cannot reach the Kafka broker at {broker}")), "{retrying}");
+    assert!(retrying["next_try_ms"].as_i64().is_some(), "{retrying}");
+    std::thread::sleep(Duration::from_secs(2));
+    let (status, out, err) = run.stop();
     assert!(status.success(), "an outage does not end the agent: {err}");
     assert!(err.contains(&format!("cannot reach the Kafka broker at {broker}")), "{err}");
     assert!(err.contains("samples wait in the outbox"), "{err}");

@@ -67,7 +67,7 @@ impl SniHost {
     /// Starts it on the session bus.
     pub fn start() -> SniHost {
         let python = std::env::var("HOSTPULSE_DESKTOP_PYTHON").expect(
-            "HOSTPULSE_DESKTOP_PYTHON is not set: run the test command in README.md, which makes the desktop venv",
+            "HOSTPULSE_DESKTOP_PYTHON is not set: run `bash scripts/test.sh` (or `source scripts/setup.sh` first), which makes the desktop venv",
         );
         let mut child = Command::new(python)
             .arg(workspace().join("tests/python/sni_host.py"))
@@ -127,7 +127,9 @@ impl Driver {
             .stdout(log.try_clone().unwrap())
             .stderr(log)
             .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {bin} ({e}): run the test command in README.md"));
+            .unwrap_or_else(|e| {
+                panic!("cannot start {bin} ({e}): run `bash scripts/test.sh` (or `source scripts/setup.sh` first)")
+            });
         let deadline = Instant::now() + Duration::from_secs(20);
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
             assert!(child.try_wait().unwrap().is_none(), "tauri-driver exited");

@@ -1,9 +1,12 @@
 //! Support for the end-to-end suites: the real broker (tansu) and librdkafka's mock cluster on
 //! loopback, the real Quix SDK readers (pinned Python venvs), a raw reader of what is on the
-//! broker, and the `hostpulse` binary.
+//! broker, the one way to run the `hostpulse` binary ([`cli`]) and the one decoder of data rows
+//! ([`rows`]).
 //!
-//! The test command (`scripts/test.sh`) installs tansu and the venvs and exports
-//! `HOSTPULSE_QS057_PYTHON` and `HOSTPULSE_QS3_PYTHON`; a suite run without them fails saying so.
+//! The test command (`scripts/test.sh`) installs tansu and the venvs, exports `HOSTPULSE_TANSU`,
+//! `HOSTPULSE_QS057_PYTHON` and `HOSTPULSE_QS3_PYTHON`, and runs the tests that need them (they
+//! are `#[ignore]`d, so a plain `cargo test` leaves them out); run without them, they fail
+//! saying so.
 
 use std::io::{BufRead, BufReader, Read};
 use std::net::{TcpListener, TcpStream};
@@ -27,14 +30,6 @@ pub fn output_dir(suite: &str) -> PathBuf {
     let dir = workspace().join("test-output").join(suite);
     std::fs::create_dir_all(&dir).unwrap();
     dir
-}
-
-/// The `hostpulse` binary built next to this test binary (`cargo test --workspace` builds it).
-pub fn hostpulse_bin() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let bin = exe.parent().unwrap().parent().unwrap().join(format!("hostpulse{}", std::env::consts::EXE_SUFFIX));
-    assert!(bin.exists(), "{} is missing: build it with `cargo build -p hostpulse-cli`", bin.display());
-    bin
 }
 
 /// A free loopback port (bound and released; the broker binds it right after).
@@ -88,7 +83,7 @@ impl Tansu {
             .stderr(log)
             .spawn()
             .unwrap_or_else(|e| {
-                panic!("cannot start `{bin}` ({e}): run the test command in README.md, which installs tansu")
+                panic!("cannot start `{bin}` ({e}): run `bash scripts/test.sh` (or `source scripts/setup.sh` first), which installs tansu")
             });
         wait_for_port(port, &mut child, "tansu");
         (Tansu { child, addr: advertised.trim_start_matches("tcp://").to_owned() }, port)
@@ -183,38 +178,10 @@ pub fn raw_records_with(broker: &str, topic: &str, extra: &[(&str, &str)]) -> Ve
     out
 }
 
-/// A data row as sent: stream id, ns timestamp, CPU_Load.
-#[derive(Debug, Clone, PartialEq)]
-pub struct SentRow {
-    /// The stream id (Kafka key).
-    pub stream_id: String,
-    /// ns since the epoch.
-    pub timestamp_ns: i64,
-    /// The value.
-    pub cpu_load: Option<f64>,
-}
-
-/// The rows of every `ParameterData` record, in order.
-pub fn sent_rows(records: &[RawRecord]) -> Vec<SentRow> {
-    let mut rows = Vec::new();
-    for r in records.iter().filter(|r| r.model() == "ParameterData") {
-        let v = r.envelope()["V"].clone();
-        let stamps = v["Timestamps"].as_array().unwrap();
-        for (i, ts) in stamps.iter().enumerate() {
-            rows.push(SentRow {
-                stream_id: r.key.clone(),
-                timestamp_ns: ts.as_i64().unwrap(),
-                cpu_load: v["NumericValues"]["CPU_Load"][i].as_f64(),
-            });
-        }
-    }
-    rows
-}
-
 /// The Python interpreter of a pinned Quix SDK venv, from the environment variable `var`.
 fn python(var: &str) -> PathBuf {
     let p = std::env::var(var).unwrap_or_else(|_| {
-        panic!("{var} is not set: run the test command in README.md, which makes the pinned Quix SDK venvs")
+        panic!("{var} is not set: run `bash scripts/test.sh` (or `source scripts/setup.sh` first), which makes the pinned Quix SDK venvs")
     });
     PathBuf::from(p)
 }
@@ -285,110 +252,15 @@ pub fn read_qs3_via_portal(portal_url: &str, token: &str, topic: &str, rows: usi
     )
 }
 
-/// Runs `hostpulse run` with `args` until it says it is publishing, then `duration` more, stops
-/// it with SIGTERM and returns its exit status, stdout and stderr. (Waiting for "publishing"
-/// rather than a fixed time keeps a slow, busy machine from failing the test.)
-pub fn run_cli_for(args: &[&str], duration: Duration) -> (std::process::ExitStatus, String, String) {
-    run_cli_with(args, &[], duration)
-}
-
-/// [`run_cli_for`] with extra environment variables.
-pub fn run_cli_with(
-    args: &[&str],
-    envs: &[(&str, &str)],
-    duration: Duration,
-) -> (std::process::ExitStatus, String, String) {
-    let run = CliRun::start(args, envs);
-    if run.started {
-        std::thread::sleep(duration);
-    }
-    run.stop()
-}
-
-/// A running `hostpulse run`.
-pub struct CliRun {
-    child: Child,
-    stderr: std::thread::JoinHandle<String>,
-    /// It said it is publishing (within 90 s).
-    pub started: bool,
-    _data: tempfile::TempDir,
-}
-
-impl CliRun {
-    /// Starts `hostpulse run <args>` and waits until it says it publishes (samples flow, to the
-    /// broker or, during an outage, into the outbox). Each run keeps its outbox in a data dir of
-    /// its own unless `envs` sets `XDG_DATA_HOME`.
-    pub fn start(args: &[&str], envs: &[(&str, &str)]) -> CliRun {
-        let data = tempfile::tempdir().unwrap();
-        let mut child = Command::new(hostpulse_bin())
-            .arg("run")
-            .args(args)
-            .env("HOSTPULSE_LOG", "info,hostpulse_agent=debug")
-            .env("XDG_DATA_HOME", data.path())
-            .envs(envs.iter().copied())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let stderr = child.stderr.take().unwrap();
-        let (started_tx, started_rx) = std::sync::mpsc::channel();
-        let stderr = std::thread::spawn(move || {
-            let mut all = String::new();
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if line.contains("publishing every") {
-                    let _ = started_tx.send(());
-                }
-                all.push_str(&line);
-                all.push('\n');
-            }
-            all
-        });
-        let started = started_rx.recv_timeout(Duration::from_secs(90)).is_ok();
-        CliRun { child, stderr, started, _data: data }
-    }
-
-    /// Stops it with SIGTERM; returns its exit status, stdout and stderr (fails the test when it
-    /// never started).
-    pub fn stop(mut self) -> (std::process::ExitStatus, String, String) {
-        if self.child.try_wait().unwrap().is_none() {
-            let ok = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status().unwrap();
-            assert!(ok.success());
-        }
-        let mut stdout = String::new();
-        self.child.stdout.take().unwrap().read_to_string(&mut stdout).unwrap();
-        let status = self.child.wait().unwrap();
-        let stderr = self.stderr.join().unwrap();
-        assert!(self.started, "hostpulse never started publishing ({status}):\n{stderr}");
-        (status, stdout, stderr)
-    }
-
-    /// The process id.
-    pub fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    /// Kills it with SIGKILL (no cleanup at all); returns its stderr.
-    pub fn kill_9(mut self) -> String {
-        self.child.kill().unwrap();
-        self.child.wait().unwrap();
-        self.stderr.join().unwrap()
-    }
-}
-
-/// Parses the summary line `hostpulse: N samples taken, N records sent, N acknowledged, N pending,
-/// N failed, N dropped`.
-pub fn parse_summary(stdout: &str) -> [u64; 6] {
-    let line =
-        stdout.lines().find(|l| l.contains("samples taken")).unwrap_or_else(|| panic!("no summary in {stdout:?}"));
-    let nums: Vec<u64> =
-        line.split(|c: char| !c.is_ascii_digit()).filter(|s| !s.is_empty()).map(|s| s.parse().unwrap()).collect();
-    nums.try_into().unwrap_or_else(|_| panic!("summary has not six numbers: {line}"))
-}
+pub mod cli;
 pub mod desktop;
 pub mod portal;
 pub mod relay;
+pub mod rows;
 
+pub use cli::{CliRun, Hostpulse, parse_summary};
 pub use relay::{Mode, Relay};
+pub use rows::{DataRow, qs3_rows, qs057_rows, sent_rows};
 
 /// tansu behind TLS with SCRAM-SHA-512 logins: a test CA and a server certificate for
 /// 127.0.0.1/localhost (openssl), tansu on sqlite storage with a user created before

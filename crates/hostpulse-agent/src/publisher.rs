@@ -588,6 +588,24 @@ mod tests {
     }
 
     #[test]
+    fn a_topic_the_broker_refuses_to_create_needs_the_user_and_a_slow_broker_does_not() {
+        use RDKafkaErrorCode as C;
+        let creation = |code| PublishError::TopicCreation {
+            topic: "t".into(),
+            reason: format!("{code:?}"),
+            refused: refuses_creation(code),
+        };
+        for code in [C::TopicAuthorizationFailed, C::ClusterAuthorizationFailed, C::PolicyViolation, C::InvalidTopic] {
+            let e = creation(code);
+            assert!(e.needs_user(), "{code:?}: stops at start with the message");
+            assert!(e.to_string().starts_with("topic `t` does not exist and could not be created"), "{e}");
+        }
+        for code in [C::RequestTimedOut, C::OperationTimedOut, C::NotController, C::BrokerNotAvailable] {
+            assert!(!creation(code).needs_user(), "{code:?}: retried");
+        }
+    }
+
+    #[test]
     fn sasl_without_a_password_is_a_clear_error() {
         let e = client_config(&settings(SecurityProtocol::SaslPlaintext, Some((SaslMechanism::Plain, "u")), None))
             .err()

@@ -14,6 +14,7 @@ use std::io::Write as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::{Context as _, Result};
 use clap::{Args, Parser, Subcommand};
@@ -21,13 +22,14 @@ use hostpulse_agent::agent::{self, AgentConfig, AgentHandle, Parts};
 use hostpulse_agent::assembly::{self, EnvOverrides, Launch, LaunchError, SwitchableConnector};
 use hostpulse_agent::connector::{Connector, Credential};
 use hostpulse_agent::outbox::Outbox;
+use hostpulse_agent::private_file;
 use hostpulse_agent::publisher::{DeliveryReport, PublishError, Publisher};
 use hostpulse_agent::sampler::{HostSampler, Sampler, SyntheticSampler};
 use hostpulse_agent::token::{self, KeyringStore, SecretStore};
 use hostpulse_core::metrics::Metric;
 use hostpulse_core::sample::CPU_LOAD;
 use hostpulse_core::settings::{Checked, SaslMechanism, SecurityProtocol, Settings};
-use hostpulse_core::status::PublisherState;
+use hostpulse_core::status::{PublisherState, Status, StatusView};
 use hostpulse_core::wire::Record;
 
 #[derive(Parser)]
@@ -51,6 +53,12 @@ enum Command {
         /// (`Sequence` counts samples, `CPU_Load` cycles 0–99.9): for soak runs and benchmarks.
         #[arg(long, value_name = "HZ", value_parser = clap::value_parser!(u32).range(1..=1000))]
         synthetic: Option<u32>,
+        /// Keep PATH holding the current status as one JSON object (`state` such as
+        /// `connecting`, `publishing` or `retrying`, the counters, the error, `stream_id`),
+        /// replaced atomically when the status changes (at most every 100 ms) and once more at
+        /// exit: for scripts and health checks that wait for publishing to start.
+        #[arg(long, value_name = "PATH")]
+        status_file: Option<PathBuf>,
         #[command(flatten)]
         overrides: Overrides,
     },
@@ -272,7 +280,9 @@ fn load(config: Option<PathBuf>, overrides: Overrides) -> Result<Launch> {
 
 async fn dispatch(cli: Cli) -> Result<()> {
     match cli.command {
-        Command::Run { synthetic, overrides } => run(load(cli.config, overrides)?, synthetic).await,
+        Command::Run { synthetic, status_file, overrides } => {
+            run(load(cli.config, overrides)?, synthetic, status_file).await
+        }
         Command::DryRun { samples, overrides } => dry_run(load(cli.config, overrides)?.agent_config(), samples).await,
         Command::Check(o) => check::run(load(cli.config, o)?).await,
         Command::Metrics(o) => list_metrics(&load(cli.config, o)?.checked),
@@ -280,7 +290,7 @@ async fn dispatch(cli: Cli) -> Result<()> {
     }
 }
 
-async fn run(launch: Launch, synthetic: Option<u32>) -> Result<()> {
+async fn run(launch: Launch, synthetic: Option<u32>, status_file: Option<PathBuf>) -> Result<()> {
     let mut config = launch.agent_config();
     config.history = std::time::Duration::ZERO; // nobody looks at it here
     let sampler: Box<dyn Sampler> = match synthetic {
@@ -308,6 +318,16 @@ async fn run(launch: Launch, synthetic: Option<u32>) -> Result<()> {
     let outbox_path = outbox.path().to_owned();
     let parts = Parts { sampler, outbox, connector: Some(connector), credential, publisher: None };
     let (agent, _task) = agent::spawn(config.clone(), parts);
+    let status_file = match status_file {
+        Some(path) => match StatusFile::start(path, config.stream_id.to_string(), &agent).await {
+            Ok(file) => Some(file),
+            Err(e) => {
+                agent.shutdown().await;
+                return Err(e);
+            }
+        },
+        None => None,
+    };
     // The first connection decides: an error only the user can fix ends the run; an outage
     // does not (samples wait in the outbox while the agent retries).
     let mut watch = agent.watch();
@@ -317,12 +337,12 @@ async fn run(launch: Launch, synthetic: Option<u32>) -> Result<()> {
     };
     match first {
         None => {
-            let status = agent.shutdown().await;
+            let status = shut_down(&agent, status_file).await;
             println!("hostpulse: stopped while connecting: {}", status.summary());
             return Ok(());
         }
         Some(PublisherState::Failed { reason, next_try_ms: None }) => {
-            agent.shutdown().await;
+            shut_down(&agent, status_file).await;
             anyhow::bail!("{reason}");
         }
         Some(PublisherState::Backoff { reason, .. }) => tracing::warn!(
@@ -373,11 +393,11 @@ async fn run(launch: Launch, synthetic: Option<u32>) -> Result<()> {
         }
     }
     if let Some(reason) = ended_for_good {
-        agent.shutdown().await;
+        shut_down(&agent, status_file).await;
         anyhow::bail!("{reason}");
     }
     tracing::info!("stopping: flushing and closing the stream");
-    let status = agent.shutdown().await;
+    let status = shut_down(&agent, status_file).await;
     if status.records_pending() > 0 {
         tracing::warn!(
             pending = status.records_pending(),
@@ -387,6 +407,90 @@ async fn run(launch: Launch, synthetic: Option<u32>) -> Result<()> {
     }
     println!("hostpulse: {}", status.summary());
     Ok(())
+}
+
+/// Stops the agent and writes its final status to the status file, if there is one.
+async fn shut_down(agent: &AgentHandle, status_file: Option<StatusFile>) -> Status {
+    let status = agent.shutdown().await;
+    if let Some(file) = status_file {
+        file.finish(&status).await;
+    }
+    status
+}
+
+/// `--status-file`: a file that holds the agent's current status as one JSON object, replaced
+/// atomically (`private_file::write`) when the status changes, at most every
+/// [`StatusFile::EVERY`] (the latest status wins), and once more with the final status.
+struct StatusFile {
+    path: PathBuf,
+    stream_id: String,
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl StatusFile {
+    const EVERY: Duration = Duration::from_millis(100);
+
+    /// Writes the current status (an error names the flag and the path) and keeps writing.
+    async fn start(path: PathBuf, stream_id: String, agent: &AgentHandle) -> Result<StatusFile> {
+        let mut watch = agent.watch();
+        let first = watch.borrow_and_update().clone();
+        write_status(path.clone(), &stream_id, &first)
+            .await
+            .with_context(|| format!("cannot write the status file {} (--status-file)", path.display()))?;
+        let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
+        let (task_path, task_id) = (path.clone(), stream_id.clone());
+        let task = tokio::spawn(async move {
+            let mut warned = false;
+            loop {
+                tokio::select! {
+                    biased;
+                    _ = &mut stopped => break,
+                    changed = async {
+                        tokio::time::sleep(Self::EVERY).await;
+                        watch.changed().await
+                    } => if changed.is_err() { break },
+                }
+                let status = watch.borrow_and_update().clone();
+                if let Err(e) = write_status(task_path.clone(), &task_id, &status).await
+                    && !std::mem::replace(&mut warned, true)
+                {
+                    tracing::warn!("cannot write the status file {}: {e}", task_path.display());
+                }
+            }
+        });
+        Ok(StatusFile { path, stream_id, stop, task })
+    }
+
+    /// Stops the updates (a write under way completes first) and writes `status`.
+    async fn finish(self, status: &Status) {
+        let _ = self.stop.send(());
+        let _ = self.task.await;
+        if let Err(e) = write_status(self.path.clone(), &self.stream_id, status).await {
+            tracing::warn!("cannot write the status file {}: {e}", self.path.display());
+        }
+    }
+}
+
+/// Replaces the status file with `status` as JSON, off the runtime's one worker (it fsyncs).
+async fn write_status(path: PathBuf, stream_id: &str, status: &Status) -> std::io::Result<()> {
+    let json = status_json(status, stream_id);
+    tokio::task::spawn_blocking(move || private_file::write(&path, json.as_bytes()))
+        .await
+        .map_err(std::io::Error::other)?
+}
+
+/// The status file's content: the fields of [`StatusView`] (the window's vocabulary) and
+/// `stream_id`, as one JSON object on one line (ending in a newline).
+fn status_json(status: &Status, stream_id: &str) -> String {
+    #[derive(serde::Serialize)]
+    struct StatusLine<'a> {
+        #[serde(flatten)]
+        view: StatusView,
+        stream_id: &'a str,
+    }
+    let line = serde_json::to_string(&StatusLine { view: StatusView::from(status), stream_id });
+    line.expect("a status serializes") + "\n"
 }
 
 /// Prints each record as a JSON line `{"key":..,"timestamp_ms":..,"value":<the envelope>}` and

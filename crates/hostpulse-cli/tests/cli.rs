@@ -315,3 +315,22 @@ fn dry_run_prints_valid_quix_records_for_each_sample() {
         assert_eq!(v, line["value"]["V"]);
     }
 }
+
+#[test]
+fn a_status_file_that_cannot_be_written_is_refused_naming_the_flag() {
+    let o = hostpulse(&["run", "--help"]);
+    assert!(String::from_utf8_lossy(&o.stdout).contains("--status-file <PATH>"), "documented in --help");
+    let (dir, cfg) = with_settings("");
+    let path = dir.path().join("no-such-dir/status.json");
+    let o = Command::new(env!("CARGO_BIN_EXE_hostpulse"))
+        .args(["run", "--config", &cfg, "--broker", "127.0.0.1:1", "--status-file"])
+        .arg(&path)
+        .env("XDG_DATA_HOME", dir.path())
+        .env_remove("HOSTPULSE_LOG")
+        .output()
+        .unwrap();
+    let e = stderr(&o);
+    assert!(!o.status.success(), "{e}");
+    assert!(e.contains(&format!("cannot write the status file {} (--status-file)", path.display())), "{e}");
+    assert!(!e.contains("panicked"), "{e}");
+}
