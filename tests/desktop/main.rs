@@ -159,7 +159,7 @@ fn the_desktop_app_end_to_end() {
         v["labels"].as_array().is_some_and(|l| l.iter().any(|x| x.as_str().unwrap_or("").starts_with("Not configured")))
     });
     let labels: Vec<&str> = menu["labels"].as_array().unwrap().iter().map(|l| l.as_str().unwrap()).collect();
-    for want in ["Pause publishing", "Settings…", "Quit"] {
+    for want in ["Pause publishing", "Settings…", "Open log folder", "Quit"] {
         assert!(labels.iter().any(|l| l.replace('_', "") == want), "{want} in {labels:?}");
     }
     let icon_unconfigured = tray_icon(&mut host);
@@ -275,6 +275,28 @@ fn the_desktop_app_end_to_end() {
         30,
         "return document.querySelector('#state').className.includes('publishing')",
     );
+
+    // The record format: JSON rows from the next sample on, then back to the envelope.
+    let topic = format!("{WS}-cpu-load");
+    s.js("const f = document.querySelector('#format'); f.value = 'json'; f.dispatchEvent(new Event('change'))");
+    assert!(text(&s, "#format-help").contains("what quixstreams 3 reads by default"), "{}", text(&s, "#format-help"));
+    s.screenshot(&out.join("03c-json-format.png"));
+    s.click("#settings button[type=submit]");
+    s.wait("Saved", 10, "return !document.querySelector('#settings-saved').hidden");
+    assert!(std::fs::read_to_string(&settings_file).unwrap().contains("format = \"json\""));
+    let raw = wait_records(&broker.addr, &topic, "JSON rows", |r| {
+        r.iter().filter(|x| x.value.starts_with(r#"{"timestamp":"#)).count() >= 3
+    });
+    let row: Value = serde_json::from_str(&raw.iter().rev().find(|x| x.value.starts_with('{')).unwrap().value).unwrap();
+    assert!(row["CPU_Load"].is_number() && row["host"].is_string(), "{row}");
+    let first_row = raw.iter().position(|x| x.value.starts_with(r#"{"timestamp":"#)).unwrap();
+    assert_eq!(raw[first_row - 1].model(), "StreamEnd", "the envelope stream ended before the rows");
+    s.js("document.querySelector('#format').value = 'quix'");
+    s.click("#settings button[type=submit]");
+    s.wait("Saved", 10, "return !document.querySelector('#settings-saved').hidden");
+    wait_records(&broker.addr, &topic, "the envelope again", |r| {
+        r.last().is_some_and(|x| x.value.starts_with(r#"{"C":"JT","K":"ParameterData""#))
+    });
 
     // Tray: Pause ends the stream; Start begins it again; the icon follows the state.
     let answer = host.ask("click Pause publishing");
@@ -509,4 +531,26 @@ fn the_desktop_app_end_to_end() {
     };
     assert!(exited.success());
     store.clear().unwrap();
+
+    // The app's log file, in the XDG state dir (HOME is the test's): what happened is there, the
+    // token is not, and nobody else may read it.
+    let logs = home.path().join(".local/state/hostpulse/logs");
+    let files: Vec<std::path::PathBuf> = std::fs::read_dir(&logs)
+        .unwrap_or_else(|e| panic!("no log folder {}: {e}", logs.display()))
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert!(files.iter().all(|f| f.file_name().unwrap().to_string_lossy().starts_with("hostpulse-app")), "{files:?}");
+    let text: String = files.iter().map(|f| std::fs::read_to_string(f).unwrap()).collect();
+    std::fs::write(out.join("app.log"), &text).unwrap();
+    for line in
+        ["logging to files in", "connected", "Portal URL confirmed", "record format changed", "settings applied"]
+    {
+        assert!(text.contains(line), "the log tells {line:?}");
+    }
+    assert!(!text.contains(TOKEN), "the token never reaches the log file");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        assert_eq!(std::fs::metadata(&logs).unwrap().permissions().mode() & 0o777, 0o700);
+    }
 }

@@ -12,7 +12,9 @@ mod credential_store;
 mod faults;
 mod leaks;
 mod metrics;
+mod operations;
 mod quix;
+mod reading;
 mod secure;
 mod status_file;
 

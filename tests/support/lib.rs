@@ -120,9 +120,9 @@ impl RawRecord {
         serde_json::from_str(&self.value).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.value))
     }
 
-    /// The model key (`K`).
+    /// The model key (`K`); empty for a JSON row.
     pub fn model(&self) -> String {
-        self.envelope()["K"].as_str().unwrap().to_owned()
+        self.envelope()["K"].as_str().unwrap_or("").to_owned()
     }
 }
 
@@ -250,6 +250,68 @@ pub fn read_qs3_via_portal(portal_url: &str, token: &str, topic: &str, rows: usi
         &[("Quix__Sdk__Token", token), ("Quix__Portal__Api", portal_url)],
         name,
     )
+}
+
+/// The program titled `name` in docs/reading.md (a fenced block opened with
+/// ```` ```python title="NAME" ````), written to a file of its own: the tests run the very
+/// programs the docs show.
+pub fn docs_program(name: &str) -> PathBuf {
+    let page = std::fs::read_to_string(workspace().join("docs/reading.md")).unwrap();
+    let opening = format!("```python title=\"{name}\"\n");
+    let start = page.find(&opening).unwrap_or_else(|| panic!("docs/reading.md has no program {name}")) + opening.len();
+    let end = start + page[start..].find("\n```").expect("the block is closed");
+    let dir = output_dir("docs-programs");
+    let path = dir.join(name);
+    std::fs::write(&path, &page[start..=end]).unwrap();
+    path
+}
+
+/// Runs `script` with the Python of `var` (a venv made by scripts/setup.sh) and `envs`, and
+/// returns its standard output's lines once `enough` says so (then stops it) or after `timeout`
+/// (a failure naming what it printed). The docs' programs run until stopped, like any Quix app.
+pub fn python_lines(
+    var: &str,
+    script: &Path,
+    envs: &[(&str, &str)],
+    timeout: Duration,
+    enough: impl Fn(&[String]) -> bool,
+) -> Vec<String> {
+    let name = script.file_name().unwrap().to_string_lossy().into_owned();
+    // quixstreams keeps its state in `./state`: a directory of this run's own.
+    let cwd = tempfile::tempdir().unwrap();
+    let mut child = Command::new(python(var))
+        .arg(script)
+        .current_dir(cwd.path())
+        .envs(envs.iter().copied())
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(output_dir("readers").join(format!("{name}.stderr.log"))).unwrap())
+        .spawn()
+        .unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let stdout = child.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    let deadline = Instant::now() + timeout;
+    let mut lines = Vec::new();
+    while !enough(&lines) {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(line) => lines.push(line),
+            Err(_) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("{name} did not print what was expected within {timeout:?}; it printed:\n{}", lines.join("\n"));
+            }
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    lines
 }
 
 pub mod cli;

@@ -36,6 +36,7 @@ pub async fn run(
         ok
     };
     let c = checked;
+    step("format", Ok(format!("{} ({})", c.format.id(), c.format.describe())));
     if let Some(broker) = &c.broker {
         let kafka = KafkaSettings::direct(c, broker);
         step("mode", Ok(format!("direct broker {}, topic `{}`", kafka.broker, c.topic)));

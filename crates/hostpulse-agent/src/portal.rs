@@ -69,8 +69,10 @@ pub enum PortalError {
         reason: String,
     },
     /// Any other unexpected status, after retries for 5xx.
-    #[error("the Quix Portal answered HTTP {status} to {method} {path}{}", message.as_deref().map(|m| format!(": {m}")).unwrap_or_default())]
+    #[error("the Quix Portal at {url} answered HTTP {status} to {method} {path}{}", message.as_deref().map(|m| format!(": {m}")).unwrap_or_default())]
     Status {
+        /// The Portal URL.
+        url: String,
         /// HTTP status.
         status: u16,
         /// Method.
@@ -579,7 +581,13 @@ impl Portal {
             404 if path.starts_with("workspaces/") && path.matches('/').count() == 1 => {
                 PortalError::WorkspaceNotFound { workspace: path.trim_start_matches("workspaces/").into() }
             }
-            s => PortalError::Status { status: s, method: method.to_string(), path: path.into(), message },
+            s => PortalError::Status {
+                url: self.base.clone(),
+                status: s,
+                method: method.to_string(),
+                path: path.into(),
+                message,
+            },
         })
     }
 }
@@ -682,8 +690,20 @@ mod tests {
     fn only_what_the_user_must_fix_stops_a_connection_for_good() {
         let url = || "https://portal.example/x".to_owned();
         let retried = [
-            PortalError::Status { status: 408, method: "GET".into(), path: "workspaces".into(), message: None },
-            PortalError::Status { status: 400, method: "POST".into(), path: "ws/topics".into(), message: None },
+            PortalError::Status {
+                url: url(),
+                status: 408,
+                method: "GET".into(),
+                path: "workspaces".into(),
+                message: None,
+            },
+            PortalError::Status {
+                url: url(),
+                status: 400,
+                method: "POST".into(),
+                path: "ws/topics".into(),
+                message: None,
+            },
             PortalError::Malformed { url: url(), reason: "an HTML page".into() },
             PortalError::TooLarge { url: url() },
             PortalError::Topic { topic: "cpu-load".into(), reason: "still Creating after 60 s".into() },
@@ -727,7 +747,14 @@ mod tests {
             "the Quix Portal rejected the streaming token from the environment variable Quix__Sdk__Token (HTTP 401: expired): replace it with a valid streaming token"
         );
         assert!(!e.is_transient());
-        let e = PortalError::Status { status: 503, method: "GET".into(), path: "workspaces".into(), message: None };
+        let e = PortalError::Status {
+            url: "https://p.example/".into(),
+            status: 503,
+            method: "GET".into(),
+            path: "workspaces".into(),
+            message: None,
+        };
+        assert_eq!(e.to_string(), "the Quix Portal at https://p.example/ answered HTTP 503 to GET workspaces");
         assert!(e.is_transient());
     }
 }

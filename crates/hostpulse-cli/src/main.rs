@@ -25,10 +25,11 @@ use hostpulse_agent::outbox::Outbox;
 use hostpulse_agent::private_file;
 use hostpulse_agent::publisher::{DeliveryReport, PublishError, Publisher};
 use hostpulse_agent::sampler::{HostSampler, Sampler, SyntheticSampler};
+use hostpulse_agent::settings_file;
 use hostpulse_agent::token::{self, KeyringStore, SecretStore};
 use hostpulse_core::metrics::Metric;
 use hostpulse_core::sample::CPU_LOAD;
-use hostpulse_core::settings::{Checked, SaslMechanism, SecurityProtocol, Settings};
+use hostpulse_core::settings::{Checked, RecordFormat, SaslMechanism, SecurityProtocol, Settings};
 use hostpulse_core::status::{PublisherState, Status, StatusView};
 use hostpulse_core::wire::Record;
 
@@ -38,7 +39,7 @@ struct Cli {
     /// Settings file (default: the OS config dir, e.g. ~/.config/hostpulse/settings.toml).
     #[arg(long, global = true, value_name = "PATH")]
     config: Option<PathBuf>,
-    /// More log output (-v debug, -vv trace). Logs go to stderr.
+    /// More log output than `log_level` (-v one level, -vv two). Logs go to stderr.
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     verbose: u8,
     #[command(subcommand)]
@@ -80,6 +81,9 @@ enum Command {
         #[command(flatten)]
         overrides: Overrides,
     },
+    /// Print the manual page (roff) for packaging: `hostpulse manpage | gzip > hostpulse.1.gz`.
+    #[command(hide = true)]
+    Manpage,
 }
 
 #[derive(Subcommand)]
@@ -111,6 +115,11 @@ struct Overrides {
     /// Topic name (created when missing).
     #[arg(long)]
     topic: Option<String>,
+    /// Record format: `quix` (the Quix Streams envelope: quixstreams 0.5, and 3 with
+    /// value_deserializer="quix") or `json` (one JSON row per sample, what quixstreams 3 reads by
+    /// default).
+    #[arg(long, value_name = "FORMAT", value_parser = parse_format)]
+    format: Option<RecordFormat>,
     /// Partitions for a topic HostPulse creates.
     #[arg(long, value_name = "N", allow_negative_numbers = true)]
     topic_partitions: Option<i32>,
@@ -175,6 +184,14 @@ fn parse_tag(s: &str) -> Result<(String, String), String> {
     Ok((name.trim().to_owned(), value.trim().to_owned()))
 }
 
+fn parse_format(s: &str) -> Result<RecordFormat, String> {
+    match s.to_ascii_lowercase().as_str() {
+        "quix" => Ok(RecordFormat::Quix),
+        "json" => Ok(RecordFormat::Json),
+        _ => Err("expected quix or json".into()),
+    }
+}
+
 fn parse_protocol(s: &str) -> Result<SecurityProtocol, String> {
     match s.to_ascii_lowercase().as_str() {
         "plaintext" => Ok(SecurityProtocol::Plaintext),
@@ -204,6 +221,7 @@ impl Overrides {
         }
         set!(
             topic,
+            format,
             topic_partitions,
             interval_ms,
             buffer_span_ms,
@@ -239,7 +257,7 @@ impl Overrides {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(cli.verbose);
+    init_logging(cli.config.as_deref(), cli.verbose);
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build();
     let result = runtime.context("cannot start the async runtime").and_then(|rt| {
         let result = rt.block_on(dispatch(cli));
@@ -256,14 +274,14 @@ fn main() -> ExitCode {
     }
 }
 
-fn init_logging(verbose: u8) {
-    let default = match verbose {
-        0 => "warn,hostpulse=info,hostpulse_agent=info",
-        1 => "info,hostpulse=debug,hostpulse_agent=debug",
-        _ => "debug,hostpulse=trace,hostpulse_agent=trace",
-    };
-    let filter = tracing_subscriber::EnvFilter::try_from_env("HOSTPULSE_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+/// Logs to standard error (journald takes it under systemd) at the settings file's `log_level`
+/// raised by `-v` flags, or as `HOSTPULSE_LOG` says; the filter is the app's
+/// (`assembly::log_filter`). A settings file that cannot be read is reported by the command.
+fn init_logging(config: Option<&std::path::Path>, verbose: u8) {
+    let path = config.map(std::path::Path::to_path_buf).or_else(|| settings_file::default_path().ok());
+    let level = path.and_then(|p| settings_file::load(&p).ok()).map(|s| s.log_level).unwrap_or_default();
+    let filter = tracing_subscriber::EnvFilter::try_from_env(assembly::LOG_ENV)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(assembly::log_filter(level, verbose)));
     tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
 }
 
@@ -287,6 +305,11 @@ async fn dispatch(cli: Cli) -> Result<()> {
         Command::Check(o) => check::run(load(cli.config, o)?).await,
         Command::Metrics(o) => list_metrics(&load(cli.config, o)?.checked),
         Command::Token { command } => token_cmd::run(command, &KeyringStore::new()),
+        Command::Manpage => {
+            let mut out = std::io::stdout().lock();
+            clap_mangen::Man::new(<Cli as clap::CommandFactory>::command()).render(&mut out)?;
+            Ok(())
+        }
     }
 }
 
