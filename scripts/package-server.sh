@@ -21,7 +21,7 @@ cargo build --release -p hostpulse-cli
 mkdir -p target/man
 ./target/release/hostpulse manpage | gzip -9n > target/man/hostpulse.1.gz
 say "building the package"
-deb=$("$CARGO_DEB" -p hostpulse-cli --no-build --no-strip 2>/dev/null | tail -n 1)
+deb=$(realpath "$("$CARGO_DEB" -p hostpulse-cli --no-build --no-strip 2>/dev/null | tail -n 1)")
 [ -f "$deb" ] || { echo "cargo deb made no package" >&2; exit 1; }
 echo "package: $deb ($(du -k "$deb" | cut -f1) KiB)"
 dpkg-deb --info "$deb" | sed -n 's/^ //p' | grep -E '^(Package|Version|Depends|Section)'
@@ -30,7 +30,7 @@ if dpkg-deb --field "$deb" Depends | grep -qi webkit; then
 fi
 
 say "installing it with apt"
-$SUDO apt-get install -y -qq "./$deb" >/dev/null
+$SUDO apt-get install -y -qq "$deb" >/dev/null
 trap '$SUDO apt-get purge -y -qq hostpulse >/dev/null 2>&1 || true' EXIT
 fail() { echo "FAIL: $*" >&2; exit 1; }
 hostpulse --version
