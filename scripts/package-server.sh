@@ -21,7 +21,7 @@ cargo build --release -p hostpulse-cli
 mkdir -p target/man
 ./target/release/hostpulse manpage | gzip -9n > target/man/hostpulse.1.gz
 say "building the package"
-deb=$(realpath "$("$CARGO_DEB" -p hostpulse-cli --no-build --no-strip 2>/dev/null | tail -n 1)")
+deb=$(realpath "$("$CARGO_DEB" -p hostpulse-cli --no-build --no-strip | tail -n 1)")
 [ -f "$deb" ] || { echo "cargo deb made no package" >&2; exit 1; }
 echo "package: $deb ($(du -k "$deb" | cut -f1) KiB)"
 dpkg-deb --info "$deb" | sed -n 's/^ //p' | grep -E '^(Package|Version|Depends|Section)'

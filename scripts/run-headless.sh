@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Sets up what this needs (the agent's build dependencies, the tansu broker, the quixstreams 3
-# venv: `scripts/setup.sh tansu venv-qs3`), builds HostPulse and shows the data flow: a local
+# venv: scripts/setup.sh with HOSTPULSE_SETUP_PARTS), builds HostPulse and shows the data flow: a local
 # tansu broker on a free loopback port, `hostpulse run` publishing this machine's CPU load, and
 # the quixstreams 3 reader printing each row as Quix sees it. Ctrl-C stops all three; HostPulse
 # flushes, closes the stream and prints its summary. (The broker and the reader run in their own
@@ -8,7 +8,7 @@
 # both are stopped when the script ends, however it ends.)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-source scripts/setup.sh tansu venv-qs3
+HOSTPULSE_SETUP_PARTS="tansu venv-qs3" source scripts/setup.sh
 
 say "building hostpulse (release)"
 cargo build --release -p hostpulse-cli
@@ -25,7 +25,9 @@ cleanup() {
   wait 2>/dev/null || true
 }
 trap cleanup EXIT
-for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null && break; sleep 0.1; done
+up=""
+for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null && { up=1; break; }; sleep 0.1; done
+[ -n "$up" ] || { echo "tansu did not start; its log: $LOG_DIR/tansu.log" >&2; exit 1; }
 
 # The reader is the background job itself (setsid execs it in place), so READER_PID is the
 # reader's own pid and `kill` reaches it; its output goes through sed, which ends with it.
@@ -34,4 +36,6 @@ for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null && brea
 READER_PID=$!
 say "publishing; Ctrl-C to stop"
 trap 'true' INT
-./target/release/hostpulse run --broker "127.0.0.1:$PORT" --topic cpu-load "$@" || true
+rc=0
+./target/release/hostpulse run --broker "127.0.0.1:$PORT" --topic cpu-load "$@" || rc=$?
+exit "$rc"

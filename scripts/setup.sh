@@ -8,13 +8,14 @@
 # soak.sh, package.sh and bench/compare.sh; exports HOSTPULSE_TANSU, HOSTPULSE_TAURI_DRIVER,
 # HOSTPULSE_QS057_PYTHON, HOSTPULSE_QS3_PYTHON, HOSTPULSE_DESKTOP_PYTHON.
 #
-# With arguments, only those parts: `tansu`, `tauri-driver`, `venv-qs057`, `venv-qs3`,
-# `venv-desktop` (scripts/run-headless.sh takes tansu and venv-qs3).
+# HOSTPULSE_SETUP_PARTS, when set, names the only parts to set up: `tansu`, `tauri-driver`,
+# `venv-qs057`, `venv-qs3`, `venv-desktop` (scripts/run-headless.sh takes tansu and venv-qs3).
+# (A variable, not arguments: a sourced script would see its caller's arguments.)
 set -euo pipefail
 
 HOSTPULSE_CACHE="${HOSTPULSE_CACHE:-$HOME/.cache/hostpulse}"
 mkdir -p "$HOSTPULSE_CACHE"
-PARTS=("$@")
+read -r -a PARTS <<<"${HOSTPULSE_SETUP_PARTS:-}"
 wants() { [ "${#PARTS[@]}" -eq 0 ] || [[ " ${PARTS[*]} " == *" $1 "* ]]; }
 
 if [ "${#PARTS[@]}" -eq 0 ]; then

@@ -246,6 +246,12 @@ impl App {
         }
     }
 
+    /// The Portal URL in force, which the user confirmed for the stored token: tokens given to the
+    /// agent are bound to it, so no reconnect sends them anywhere else.
+    pub fn confirmed_portal(&self) -> String {
+        self.launch.lock().expect("not poisoned").checked.portal_url.clone()
+    }
+
     /// Reconnects with the current token, if there is one (after a token or connection change).
     async fn reconnect(&self) -> Result<()> {
         let Some((token, source)) = token::resolve_blocking(self.store.clone())
@@ -254,10 +260,8 @@ impl App {
         else {
             return Ok(());
         };
-        self.agent
-            .replace_token(Credential { token, source })
-            .await
-            .map_err(|e| CommandError::new(ErrorKind::Connect, e))
+        let credential = Credential::new(token, source).bound_to(&self.confirmed_portal());
+        self.agent.replace_token(credential).await.map_err(|e| CommandError::new(ErrorKind::Connect, e))
     }
 
     /// Writes `settings` to the file and puts them in force: the agent's configuration, the
@@ -294,12 +298,13 @@ impl App {
     }
 
     /// Makes a Portal URL waiting for confirmation the one in force (file and connection);
-    /// `false` when none was waiting.
+    /// `false` when none was waiting. If that fails, it keeps waiting.
     async fn adopt_pending_portal(&self) -> Result<bool> {
-        let Some(pending) = self.pending_portal.lock().expect("not poisoned").take() else { return Ok(false) };
+        let Some(pending) = self.pending_portal.lock().expect("not poisoned").clone() else { return Ok(false) };
         let mut settings = self.launch.lock().expect("not poisoned").settings.clone();
         settings.portal_url = pending.setting;
         self.put_in_force(settings).await?;
+        *self.pending_portal.lock().expect("not poisoned") = None;
         tracing::info!(portal = %pending.url, "Portal URL confirmed");
         Ok(true)
     }
@@ -328,7 +333,8 @@ pub async fn save_settings(app: AppHandle, state: State<'_, App>, input: Setting
             if checked.portal_url == old_url {
                 *state.pending_portal.lock().expect("not poisoned") = None;
             } else if checked.broker.is_none()
-                && matches!(token::resolve_blocking(state.store.clone()).await, Ok(Some(_)))
+                // A store that cannot say counts as holding a token: ask rather than send.
+                && !matches!(token::resolve_blocking(state.store.clone()).await, Ok(None))
             {
                 tracing::info!(portal = %checked.portal_url, "new Portal URL: waiting for confirmation before the token goes there");
                 *state.pending_portal.lock().expect("not poisoned") =
@@ -365,7 +371,7 @@ pub async fn set_token(app: AppHandle, state: State<'_, App>, token: String) -> 
     state.adopt_pending_portal().await?;
     state
         .agent
-        .replace_token(Credential { token: secret, source: TokenSource::CredentialStore })
+        .replace_token(Credential::new(secret, TokenSource::CredentialStore).bound_to(&state.confirmed_portal()))
         .await
         .map_err(|e| CommandError::new(ErrorKind::Connect, e))?;
     Ok(state.view(&app).await)

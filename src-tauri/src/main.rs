@@ -178,6 +178,8 @@ fn setup(
     match token {
         _ if direct => {}
         Ok(Some(credential)) => {
+            // Bound to the Portal URL of the settings file, the one last confirmed.
+            let credential = credential.bound_to(&app.state::<App>().confirmed_portal());
             tauri::async_runtime::spawn(async move {
                 let source = credential.source;
                 if let Err(e) = agent.replace_token(credential).await {

@@ -46,7 +46,13 @@ fn the_token_appears_in_no_output_file_or_command_line() {
         (vec!["dry-run", "--samples", "1", "--interval-ms", "200"], None),
         (vec!["token", "status"], None),
     ];
-    for (args, stop_after) in cases {
+    for (i, (mut args, stop_after)) in cases.into_iter().enumerate() {
+        // Every run also writes its status file where the file scan below looks.
+        let status_file = home.path().join(format!("status-{i}.json"));
+        let status_file = status_file.to_str().unwrap().to_owned();
+        if args[0] == "run" {
+            args.extend(["--status-file", &status_file]);
+        }
         let run = Hostpulse::new(["-vv"])
             .args(&args)
             .env("Quix__Sdk__Token", CANARY)
@@ -68,6 +74,7 @@ fn the_token_appears_in_no_output_file_or_command_line() {
         assert!(!text.contains(CANARY), "{args:?} printed the token:\n{text}");
         assert!(!text.contains("7f3a9c"), "{args:?} printed part of the token:\n{text}");
     }
+    assert!(home.path().join("status-0.json").exists(), "the runs wrote their status files");
     assert_eq!(files_containing(home.path(), CANARY), Vec::<String>::new(), "no file holds the token");
     assert!(portal.log().iter().any(|r| r.path.ends_with("/topics/cpu-load")), "the run did reach the Portal");
 }

@@ -110,13 +110,13 @@ fn replacing_the_token_mid_run_continues_one_stream_with_every_row_once() {
             sampler: Box::new(ScriptedSampler::new(scripted_rows())),
             outbox: Outbox::in_memory(checked.outbox),
             connector: Some(Arc::new(connector)),
-            credential: Some(Credential { token: secret(TOKEN_1), source: TokenSource::CredentialStore }),
+            credential: Some(Credential::new(secret(TOKEN_1), TokenSource::CredentialStore)),
             publisher: Some(Box::new(publisher)),
         };
         let (agent, _) = agent::spawn(AgentConfig::from_checked(&checked, "e2e"), parts);
         let mut watch = agent.watch();
         watch.wait_for(|s| s.samples >= 4).await.unwrap();
-        agent.replace_token(Credential { token: secret(TOKEN_2), source: TokenSource::CredentialStore }).await.unwrap();
+        agent.replace_token(Credential::new(secret(TOKEN_2), TokenSource::CredentialStore)).await.unwrap();
         portal.with(|s| s.tokens.retain(|t| t != TOKEN_1)); // the old token is revoked
         tokio::time::timeout(Duration::from_secs(30), watch.wait_for(|s| s.samples >= rows)).await.unwrap().unwrap();
         agent.shutdown().await

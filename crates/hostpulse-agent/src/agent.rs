@@ -318,9 +318,7 @@ pub fn spawn_with_clock(mut config: AgentConfig, parts: Parts, clock: Arc<dyn Cl
     status.records_failed = outbox.unknown_removed();
     let (status_tx, status_rx) = watch::channel(status.clone());
     let (cmd_tx, cmd_rx) = mpsc::channel(16);
-    let mut writer = StreamWriter::new(config.stream_id.clone(), config.properties.clone(), config.definitions.clone());
-    writer.set_record_limit(config.record_max_bytes);
-    writer.set_format(config.format, &config.host);
+    let writer = writer_for(&config);
     let connected_once = publisher.is_some();
     let mut actor = Actor {
         writer,
@@ -361,6 +359,14 @@ pub fn spawn_with_clock(mut config: AgentConfig, parts: Parts, clock: Arc<dyn Cl
     }
     let task = tokio::spawn(actor.run());
     (AgentHandle { commands: cmd_tx, status: status_rx, shared }, task)
+}
+
+/// A stream writer for `config`: its stream, record bound, format and host.
+fn writer_for(config: &AgentConfig) -> StreamWriter {
+    let mut writer = StreamWriter::new(config.stream_id.clone(), config.properties.clone(), config.definitions.clone());
+    writer.set_record_limit(config.record_max_bytes);
+    writer.set_format(config.format, &config.host);
+    writer
 }
 
 /// The history window filled with the rows an earlier run kept in the outbox file.
@@ -814,6 +820,12 @@ impl Actor {
             return;
         }
         tracing::warn!("{reason}");
+        if matches!(self.status.state, PublisherState::Unconfigured) {
+            // The token was removed while the outbox drained: no retry without one. What is left
+            // stays in the outbox for the next token.
+            self.drop_publisher();
+            return;
+        }
         if self.connector.is_some() {
             self.drop_publisher();
         }
@@ -889,8 +901,9 @@ impl Actor {
         if on {
             self.writer.reopen();
             self.transition(StateEvent::Resume { connected: self.publisher.is_some() });
-            // An error kept quiet while paused comes back with the next attempt.
-            if self.publisher.is_none() && self.connecting.is_none() && self.retry_at.is_none() {
+            // Resuming tries at once (a scheduled retry, even a slow one, is brought forward);
+            // an error kept quiet while paused comes back with this attempt.
+            if self.publisher.is_none() && self.connecting.is_none() {
                 self.connect(None, None);
             }
             tracing::info!("publishing resumed");
@@ -948,8 +961,7 @@ impl Actor {
         if config.stream_id != self.config.stream_id {
             self.close_stream();
             // A fresh writer: properties and definitions go first when data flows again.
-            self.writer =
-                StreamWriter::new(config.stream_id.clone(), config.properties.clone(), config.definitions.clone());
+            self.writer = writer_for(&config);
         } else {
             if let Some(rows) = self.buffer.flush() {
                 self.publish(&rows);

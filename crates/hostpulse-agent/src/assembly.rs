@@ -257,7 +257,7 @@ pub fn log_filter(level: LogLevel, verbose: u8) -> String {
 /// The streaming token to use (environment first, then the OS credential store), with where it
 /// came from.
 pub fn credential(store: &dyn SecretStore) -> Result<Option<Credential>, SecretStoreError> {
-    Ok(token::resolve(store)?.map(|(token, source)| Credential { token, source }))
+    Ok(token::resolve(store)?.map(|(token, source)| Credential::new(token, source)))
 }
 
 /// What to tell a user who has no token.

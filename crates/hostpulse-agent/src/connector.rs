@@ -43,13 +43,29 @@ impl ConnectError {
     }
 }
 
-/// A streaming token and where it came from (named in errors).
+/// A streaming token, where it came from (named in errors), and the Portal it may be sent to.
 #[derive(Debug, Clone)]
 pub struct Credential {
     /// The token.
     pub token: Secret,
     /// Where it came from.
     pub source: TokenSource,
+    /// The only Portal API URL this token may go to (the desktop app binds the token to the URL
+    /// the user confirmed, so that no reconnect sends it to a URL changed since); `None`: the one
+    /// the settings name (the CLI's own settings and flags).
+    pub portal_url: Option<String>,
+}
+
+impl Credential {
+    /// A token for whichever Portal the settings name.
+    pub fn new(token: Secret, source: TokenSource) -> Self {
+        Credential { token, source, portal_url: None }
+    }
+
+    /// The same token, to be sent to `portal_url` only.
+    pub fn bound_to(self, portal_url: &str) -> Self {
+        Credential { portal_url: Some(portal_url.to_owned()), ..self }
+    }
 }
 
 /// A future that yields a connected publisher.
@@ -120,10 +136,17 @@ impl Connector for QuixConnector {
     fn connect(&self, credential: Option<Credential>) -> Connecting {
         let this = self.clone();
         Box::pin(async move {
-            let Credential { token, source } = credential.ok_or(PortalError::Unreachable {
+            let Credential { token, source, portal_url } = credential.ok_or(PortalError::Unreachable {
                 url: this.portal_url.clone(),
                 reason: "no streaming token".into(),
             })?;
+            if portal_url.as_ref().is_some_and(|bound| *bound != this.portal_url) {
+                return Err(PortalError::Url(format!(
+                    "the stored streaming token was not confirmed for the Quix Portal at {}: confirm it, or enter the token for that Portal",
+                    this.portal_url
+                ))
+                .into());
+            }
             let (publisher, _) = this.publisher(token, source).await?;
             Ok(Box::new(publisher) as Box<dyn Publisher>)
         })
@@ -131,5 +154,27 @@ impl Connector for QuixConnector {
 
     fn uses_token(&self) -> bool {
         true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_token_bound_to_one_portal_is_never_sent_to_another() {
+        let connector = QuixConnector {
+            portal_url: "https://other.example/".into(),
+            workspace_id: None,
+            topic: "t".into(),
+            data_dir: std::env::temp_dir(),
+            verify_hostname: true,
+            options: PortalOptions::default(),
+        };
+        let credential = Credential::new(Secret::new("sdk-x").unwrap(), TokenSource::CredentialStore)
+            .bound_to("https://confirmed.example/");
+        let e = connector.connect(Some(credential)).await.err().expect("refused");
+        assert!(e.needs_user(), "{e}");
+        assert!(e.to_string().contains("not confirmed for the Quix Portal at https://other.example/"), "{e}");
     }
 }

@@ -273,6 +273,12 @@ impl Portal {
         options: PortalOptions,
     ) -> Result<Self, PortalError> {
         hostpulse_core::settings::check_portal_url(base_url).map_err(|e| PortalError::Url(e.message))?;
+        // And as the HTTP client reads it: plain http only to this machine.
+        let parsed =
+            reqwest::Url::parse(base_url).map_err(|e| PortalError::Url(format!("`portal_url` {base_url:?}: {e}")))?;
+        if parsed.scheme() != "https" && !parsed.host_str().is_some_and(hostpulse_core::settings::is_loopback_host) {
+            return Err(PortalError::Url(format!("`portal_url` must use https://, got {base_url:?}")));
+        }
         let http = reqwest::Client::builder()
             .timeout(options.request_timeout)
             .user_agent(concat!("hostpulse/", env!("CARGO_PKG_VERSION")))
@@ -575,7 +581,8 @@ impl Portal {
         if status.is_success() {
             return Ok((status, bytes));
         }
-        let message = portal_message(&bytes);
+        // A proxy's page may echo the request, Authorization header and all.
+        let message = portal_message(&bytes, self.token.expose());
         Err(match status.as_u16() {
             401 | 403 => PortalError::TokenRejected { token_source: self.source, status: status.as_u16(), message },
             404 if path.starts_with("workspaces/") && path.matches('/').count() == 1 => {
@@ -604,16 +611,18 @@ fn describe(e: &reqwest::Error) -> String {
     s
 }
 
-/// The Portal's `{"message": ...}` (or the body text), shortened for logs and the window.
-fn portal_message(body: &[u8]) -> Option<String> {
+/// The Portal's `{"message": ...}` (or the body text), with `secret` (the token) blacked out,
+/// shortened for logs and the window. (A proxy's error page may echo the request's headers.)
+fn portal_message(body: &[u8], secret: &str) -> Option<String> {
+    let scrub = |text: &str| shorten(&text.replace(secret, "[redacted]"));
     if let Ok(v) = serde_json::from_slice::<Value>(body)
         && let Some(m) = v.get("message").and_then(Value::as_str)
     {
-        return Some(shorten(m));
+        return Some(scrub(m));
     }
     let text = String::from_utf8_lossy(body);
     let text = text.trim();
-    (!text.is_empty()).then(|| shorten(text))
+    (!text.is_empty()).then(|| scrub(text))
 }
 
 /// `text` from the Portal as HostPulse repeats it: one line (control characters as spaces), at
@@ -666,11 +675,16 @@ mod tests {
     #[test]
     fn portal_messages_are_taken_from_json_or_text() {
         assert_eq!(
-            portal_message(br#"{"message":"Token is invalid","correlationId":"c"}"#).as_deref(),
+            portal_message(br#"{"message":"Token is invalid","correlationId":"c"}"#, "sdk-x").as_deref(),
             Some("Token is invalid")
         );
-        assert_eq!(portal_message(b"Bad gateway").as_deref(), Some("Bad gateway"));
-        assert_eq!(portal_message(b""), None);
+        assert_eq!(portal_message(b"Bad gateway", "sdk-x").as_deref(), Some("Bad gateway"));
+        assert_eq!(portal_message(b"", "sdk-x"), None);
+        let echo = portal_message(b"<pre>Authorization: Bearer sdk-secret-123</pre>", "sdk-secret-123").unwrap();
+        assert_eq!(
+            echo, "<pre>Authorization: Bearer [redacted]</pre>",
+            "a page echoing the header never repeats the token"
+        );
     }
 
     #[test]
@@ -729,7 +743,8 @@ mod tests {
     fn portal_text_is_one_line_of_sane_length() {
         let long = format!("line one\nline two\u{1b}[31m {}", "x".repeat(500));
         let m =
-            portal_message(format!(r#"{{"message":{}}}"#, serde_json::to_string(&long).unwrap()).as_bytes()).unwrap();
+            portal_message(format!(r#"{{"message":{}}}"#, serde_json::to_string(&long).unwrap()).as_bytes(), "sdk-x")
+                .unwrap();
         assert_eq!(m.chars().count(), MAX_MESSAGE_CHARS + 1, "cut, with an ellipsis");
         assert!(m.starts_with("line one line two [31m") && m.ends_with('…'), "{m}");
         assert!(!m.chars().any(char::is_control));

@@ -351,6 +351,14 @@ async fn run(launch: Launch, synthetic: Option<u32>, status_file: Option<PathBuf
         },
         None => None,
     };
+    // From here `hostpulse token set` finds this agent (a SIGHUP waits until the loop below).
+    let _pid = match quix.then(token_cmd::PidFile::create).transpose() {
+        Ok(pid) => pid,
+        Err(e) => {
+            shut_down(&agent, status_file).await;
+            return Err(e);
+        }
+    };
     // The first connection decides: an error only the user can fix ends the run; an outage
     // does not (samples wait in the outbox while the agent retries).
     let mut watch = agent.watch();
@@ -381,7 +389,6 @@ async fn run(launch: Launch, synthetic: Option<u32>, status_file: Option<PathBuf
         launch.checked.buffer.time_span.unwrap_or_default(),
         launch.settings_path.display()
     );
-    let _pid = quix.then(token_cmd::PidFile::create).transpose()?;
     let store: Arc<dyn SecretStore> = Arc::new(store);
     let mut ended_for_good = None;
     loop {
@@ -404,7 +411,7 @@ async fn run(launch: Launch, synthetic: Option<u32>, status_file: Option<PathBuf
                 let (agent, store) = (agent.clone(), store.clone());
                 tokio::spawn(async move {
                     match token::resolve_blocking(store).await {
-                        Ok(Some((token, source))) => match agent.replace_token(Credential { token, source }).await {
+                        Ok(Some((token, source))) => match agent.replace_token(Credential::new(token, source)).await {
                             Ok(()) => tracing::info!("now publishing with the token from {source}"),
                             Err(e) => tracing::error!("token not replaced: {e}"),
                         },

@@ -152,6 +152,9 @@ impl PublisherState {
             (_, StateEvent::Stop) => S::Stopping,
             (_, StateEvent::Unconfigure) => S::Unconfigured,
             (S::Unconfigured, StateEvent::Pause) => S::Unconfigured,
+            // Without a token nothing is retried: a producer still draining after the token was
+            // removed is let go, not shown as Retrying.
+            (S::Unconfigured, StateEvent::Retry { .. } | StateEvent::Fatal { .. }) => S::Unconfigured,
             (_, StateEvent::Pause) => S::Paused,
             (S::Paused, StateEvent::Resume { connected: true }) => S::Publishing,
             (S::Paused, StateEvent::Resume { connected: false }) => S::Connecting,
@@ -343,6 +346,8 @@ mod tests {
         let failing = || S::Failed { reason: "bad token".into(), next_try_ms: Some(9) };
         let table: Vec<(S, StateEvent, S)> = vec![
             (S::Unconfigured, StateEvent::Connect, S::Connecting),
+            (S::Unconfigured, retry(), S::Unconfigured),
+            (S::Unconfigured, fatal(), S::Unconfigured),
             (S::Connecting, StateEvent::Connected, S::Publishing),
             (S::Connecting, retry(), backoff()),
             (S::Connecting, fatal(), failed()),

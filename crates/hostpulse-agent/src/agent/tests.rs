@@ -193,6 +193,7 @@ async fn failed_deliveries_are_counted_and_reported() {
     let agent = start(config(200, 100), 1, &memory);
     tokio::time::sleep(Duration::from_millis(500)).await;
     let status = agent.status();
+    assert!(status.records_sent > 0, "records were attempted: {status:?}");
     assert_eq!(status.records_failed, status.records_sent);
     assert_eq!(status.last_error.as_deref(), Some("delivery failed: broker said no"));
     agent.shutdown().await;
@@ -213,7 +214,7 @@ async fn without_a_publisher_the_agent_samples_but_sends_nothing() {
 }
 
 /// Hands out a prepared publisher (or a failure) for any token.
-struct Prepared(Mutex<Option<Result<Memory, String>>>);
+struct Prepared(Mutex<Option<Result<Memory, ConnectError>>>);
 
 impl Connector for Prepared {
     fn uses_token(&self) -> bool {
@@ -226,14 +227,14 @@ impl Connector for Prepared {
             tokio::time::sleep(Duration::from_millis(30)).await; // the Portal round trips
             match next {
                 Ok(m) => Ok(Box::new(m) as Box<dyn Publisher>),
-                Err(e) => Err(ConnectError::Kafka(PublishError::Client(e))),
+                Err(e) => Err(e),
             }
         })
     }
 }
 
 fn token(source: TokenSource) -> Credential {
-    Credential { token: Secret::new("token-2").unwrap(), source }
+    Credential::new(Secret::new("token-2").unwrap(), source)
 }
 
 #[tokio::test(start_paused = true)]
@@ -276,7 +277,7 @@ async fn replacing_the_token_switches_over_in_order_without_loss_or_stream_end()
 #[tokio::test(start_paused = true)]
 async fn a_token_that_cannot_connect_leaves_publishing_as_it_was() {
     let old = Memory { ack_after: Some(Duration::from_millis(1)), ..Default::default() };
-    let connector = Arc::new(Prepared(Mutex::new(Some(Err("refused".into())))));
+    let connector = Arc::new(Prepared(Mutex::new(Some(Err(ConnectError::Kafka(PublishError::Client("refused".into())))))));
     let cfg = config(200, 100);
     let sampler = ScriptedSampler::new(rows(5, cfg.interval));
     let (agent, _) = spawn(cfg, parts(sampler, Some(old.clone()), Some(connector)));
@@ -304,11 +305,11 @@ async fn a_first_token_turns_an_unconfigured_agent_into_a_publisher() {
     assert!(agent.status().records_acknowledged > 0);
     agent.shutdown().await;
     // A token that cannot connect leaves an agent without a connection in the error state.
-    let failing = Arc::new(Prepared(Mutex::new(Some(Err("token rejected".into())))));
+    let failing = Arc::new(Prepared(Mutex::new(Some(Err(token_rejected())))));
     let (agent, _) = spawn(config(200, 100), parts(ScriptedSampler::new(Vec::new()), None, Some(failing)));
     assert!(agent.replace_token(token(TokenSource::CredentialStore)).await.is_err());
     assert!(
-        matches!(agent.status().state, PublisherState::Failed { ref reason, next_try_ms: None } if reason.contains("token rejected")),
+        matches!(agent.status().state, PublisherState::Failed { ref reason, next_try_ms: None } if reason.contains("401")),
         "before it ever published, an error only the user can fix is final: {:?}",
         agent.status().state
     );
@@ -1013,9 +1014,20 @@ async fn the_record_format_changes_from_the_next_sample_and_no_sample_is_lost() 
     tokio::time::sleep(Duration::from_millis(1050)).await; // 5 samples in the envelope
     agent.apply(AgentConfig { format: RecordFormat::Json, ..cfg.clone() }).await;
     tokio::time::sleep(Duration::from_millis(1000)).await; // 5 as JSON rows
-    agent.apply(cfg).await;
+    agent.apply(cfg.clone()).await;
     tokio::time::sleep(Duration::from_millis(1000)).await; // 5 in a new envelope stream
     let status = agent.shutdown().await;
+    // A new stream id in JSON mode starts no envelope stream in the topic of rows.
+    let rows_only = Memory { ack_after: Some(Duration::from_millis(1)), ..Default::default() };
+    let json = AgentConfig { format: RecordFormat::Json, ..cfg };
+    let agent = start(json.clone(), 10, &rows_only);
+    tokio::time::sleep(Duration::from_millis(650)).await;
+    agent.apply(AgentConfig { stream_id: StreamId::parse("renamed").unwrap(), ..json }).await;
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    agent.shutdown().await;
+    let kinds: Vec<ModelKey> = rows_only.acked.lock().unwrap().iter().map(|r| r.model).collect();
+    assert!(kinds.iter().all(|m| *m == ModelKey::JsonRow), "only rows: {kinds:?}");
+    assert!(rows_only.acked.lock().unwrap().iter().any(|r| &*r.key == "renamed"), "the new id keys the rows");
     let acked = memory.acked.lock().unwrap().clone();
     let kinds: Vec<ModelKey> = acked.iter().map(|r| r.model).collect();
     let first_row = kinds.iter().position(|m| *m == ModelKey::JsonRow).unwrap();
@@ -1044,4 +1056,54 @@ async fn the_record_format_changes_from_the_next_sample_and_no_sample_is_lost() 
     }
     assert_eq!(loads, (0..15).map(f64::from).collect::<Vec<_>>());
     assert_eq!(status.records_queued, 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn removing_the_token_while_the_broker_is_silent_lets_the_producer_go_and_records_nothing_more() {
+    let memory = Memory { ack_after: Some(Duration::from_millis(5)), ..Default::default() };
+    let connector = Reconnecting::new(&memory);
+    let mut cfg = config(200, 100);
+    cfg.stall_timeout = Duration::from_secs(2);
+    let (agent, _) =
+        spawn(cfg.clone(), parts(ScriptedSampler::new(rows(200, cfg.interval)), None, Some(connector.clone())));
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    memory.black_hole.store(true, Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    agent.disconnect().await;
+    let queued = agent.status().records_queued;
+    let connects = connector.connects.load(Ordering::SeqCst);
+    // The stall timeout passes while the outbox drains into the silence.
+    tokio::time::sleep(Duration::from_secs(20)).await;
+    let status = agent.status();
+    assert_eq!(status.state, PublisherState::Unconfigured, "not Retrying without a token: {status:?}");
+    assert!(status.samples > 90, "sampling goes on");
+    assert_eq!(status.records_queued, queued, "no records without a token; what waited still waits");
+    assert_eq!(connector.connects.load(Ordering::SeqCst), connects, "no reconnect without a token");
+    agent.shutdown().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn resuming_connects_at_once_even_with_a_retry_scheduled_far_ahead() {
+    let memory = Memory { ack_after: Some(Duration::from_millis(1)), ..Default::default() };
+    let connector = Reconnecting::new(&memory);
+    let cfg = config(200, 100);
+    let (agent, _) =
+        spawn(cfg.clone(), parts(ScriptedSampler::new(rows(100, cfg.interval)), None, Some(connector.clone())));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    // The token is rejected after the agent published: the next try is SLOW_RETRY away.
+    memory.down.store(true, Ordering::SeqCst);
+    *connector.error.lock().unwrap() = Some(token_rejected);
+    tokio::time::sleep(Duration::from_secs(90)).await;
+    assert!(
+        matches!(agent.status().state, PublisherState::Failed { next_try_ms: Some(_), .. }),
+        "{:?}",
+        agent.status()
+    );
+    agent.set_publishing(false).await;
+    *connector.error.lock().unwrap() = None;
+    memory.down.store(false, Ordering::SeqCst);
+    agent.set_publishing(true).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(agent.status().state, PublisherState::Publishing, "resumed at once, not in five minutes");
+    agent.shutdown().await;
 }
