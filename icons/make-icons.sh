@@ -3,7 +3,7 @@
 # icon is a mid-tone disc outlined in near-black with a white mark, so it reads on light and on
 # dark panels alike; the states differ in colour and in the mark (pulse = publishing, bars =
 # paused, dash = not configured, cross = error), so they are distinguishable without colour too.
-# Run from this directory; the PNGs are committed.
+# Run from this directory; the PNGs and icon.ico are committed.
 set -euo pipefail
 draw() { # name size colour mark
   local name=$1 s=$2 colour=$3 mark=$4
@@ -32,3 +32,11 @@ draw icon.png 512 '#2563eb' pulse
 draw 32x32.png 32 '#2563eb' pulse
 draw 128x128.png 128 '#2563eb' pulse
 draw 128x128@2x.png 256 '#2563eb' pulse
+# icon.ico, for Windows (tauri-build puts it into the executable's resources): the app icon drawn
+# at each size Windows asks for, so that the small ones are drawn sharp rather than scaled down.
+ico_dir=$(mktemp -d)
+trap 'rm -rf "$ico_dir"' EXIT
+for size in 16 24 32 48 64 128 256; do
+  draw "$ico_dir/$size.png" "$size" '#2563eb' pulse
+done
+convert "$ico_dir"/{16,24,32,48,64,128,256}.png icon.ico

@@ -2,7 +2,10 @@
 //! Handlers are installed before anything slow happens, so a signal is never lost to the
 //! default action (which would kill the process without closing the stream).
 
-use anyhow::{Context, Result};
+use anyhow::Result;
+// Only the unix handlers attach context to their errors (unused, hence a warning, elsewhere).
+#[cfg(unix)]
+use anyhow::Context;
 
 /// Installs the Ctrl-C/SIGTERM handlers now and returns a future that completes on either.
 #[cfg(unix)]

@@ -277,7 +277,8 @@ async fn replacing_the_token_switches_over_in_order_without_loss_or_stream_end()
 #[tokio::test(start_paused = true)]
 async fn a_token_that_cannot_connect_leaves_publishing_as_it_was() {
     let old = Memory { ack_after: Some(Duration::from_millis(1)), ..Default::default() };
-    let connector = Arc::new(Prepared(Mutex::new(Some(Err(ConnectError::Kafka(PublishError::Client("refused".into())))))));
+    let connector =
+        Arc::new(Prepared(Mutex::new(Some(Err(ConnectError::Kafka(PublishError::Client("refused".into())))))));
     let cfg = config(200, 100);
     let sampler = ScriptedSampler::new(rows(5, cfg.interval));
     let (agent, _) = spawn(cfg, parts(sampler, Some(old.clone()), Some(connector)));
