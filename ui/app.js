@@ -12,7 +12,7 @@ const FIELDS = [
 ];
 const CHECKS = ["tls_verify_hostname", "notify_high_cpu", "notify_stopped", "notify_token_rejected"];
 const RANGES = {
-  interval_ms: [200, 3600000, "ms"], buffer_span_ms: [1, 60000, "ms"],
+  interval_ms: [100, 3600000, "ms"], buffer_span_ms: [1, 60000, "ms"],
   high_cpu_percent: [1, 100, "%"], high_cpu_seconds: [1, 86400, "s"],
   outbox_max_kb: [10, 16777216, "KiB"], outbox_max_age_hours: [1, 8784, "hours"],
   stall_timeout_ms: [1000, 3600000, "ms"],

@@ -1,9 +1,10 @@
 //! What one sample costs with each metric of the catalog on its own, and with every metric this
 //! machine can read (`--metrics all`): `cargo bench -p hostpulse-agent --bench sampler`.
 //!
-//! sysinfo re-reads the CPU counters at most every 200 ms, so in this tight loop `CPU_Load` itself
-//! costs only its bookkeeping (`cpu`); its real cost per sample is one `/proc/stat` read, about
-//! what `cpu_times` shows. Metrics this machine cannot read are skipped (and listed as such).
+//! On Linux `CPU_Load` is one read of `/proc/stat` per sample (`cpu`), which also gives the
+//! per-core loads and the time split (in this tight loop the kernel's 10 ms tick counters often
+//! have not moved: such a row has no CPU figures, at the same cost). Metrics this machine cannot
+//! read are skipped (and listed as such).
 #![allow(missing_docs)] // criterion's macros generate undocumented public items
 
 use std::time::Duration;

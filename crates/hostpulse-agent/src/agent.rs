@@ -511,7 +511,8 @@ impl Actor {
         let origin = Instant::now();
         let mut ticker = tokio::time::interval_at(origin + self.config.interval, self.config.interval);
         ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
-        let mut housekeeping = tokio::time::interval_at(origin + HOUSEKEEPING, HOUSEKEEPING);
+        // In step with the ticker, so that at 1 Hz both are one wake-up, not two.
+        let mut housekeeping = tokio::time::interval_at(origin + self.config.interval, HOUSEKEEPING);
         housekeeping.set_missed_tick_behavior(MissedTickBehavior::Delay);
         self.pump();
         loop {
@@ -585,8 +586,11 @@ impl Actor {
             }
             self.update_unsent();
             if let Some(interval) = self.new_interval.take() {
-                ticker = tokio::time::interval_at(Instant::now() + interval, interval);
+                let first = Instant::now() + interval;
+                ticker = tokio::time::interval_at(first, interval);
                 ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
+                housekeeping = tokio::time::interval_at(first, HOUSEKEEPING);
+                housekeeping.set_missed_tick_behavior(MissedTickBehavior::Delay);
             }
             self.publish_status();
         }
@@ -658,6 +662,13 @@ impl Actor {
             return;
         }
         if let Some(rows) = self.buffer.push(row, now) {
+            self.publish(&rows);
+        }
+        // A buffer due before the next sample can come holds the same rows then as now: send it
+        // now, and spare the wake-up at its deadline (one of the few an idle agent has).
+        if self.buffer.deadline().is_some_and(|d| d <= now + self.config.interval)
+            && let Some(rows) = self.buffer.flush()
+        {
             self.publish(&rows);
         }
     }

@@ -43,16 +43,23 @@ pub fn now_ns() -> i64 {
 }
 
 /// The host's metrics from the catalog ([`hostpulse_core::metrics`]), read with sysinfo (and
-/// `/proc/stat` and `/sys/class/power_supply` on Linux). `CPU_Load` is total CPU busy percentage
-/// across all cores since the previous call: the quantity of `psutil.cpu_percent(interval=...)`,
-/// busy = everything but idle and iowait (sysinfo's `global_cpu_usage`, from `/proc/stat` deltas
-/// on Linux). A metric this machine cannot read is skipped with one log line when selected; a
-/// reading that fails later is a `null` in that row.
+/// `/proc/stat`, `/proc/net/dev` and `/sys/class/power_supply` on Linux). `CPU_Load` is total
+/// CPU busy percentage across all cores since the previous call: the quantity of
+/// `psutil.cpu_percent(interval=...)`, busy = everything but idle and iowait. On Linux one read
+/// of `/proc/stat` per sample gives it, the per-core loads and the time split, at any interval
+/// (sysinfo would repeat its last reading below 200 ms); elsewhere sysinfo measures. A metric
+/// this machine cannot read is skipped with one log line when selected; a reading that fails
+/// later is a `null` in that row.
 pub struct HostSampler {
     system: sysinfo::System,
     metrics: Vec<Metric>,
     inventory: Inventory,
-    cpu_times: Option<CpuTimes>,
+    /// Linux: the last `/proc/stat` reading, the machine first, then each core (`None` where
+    /// sysinfo measures the CPU instead).
+    proc_cpus: Option<Vec<CpuTimes>>,
+    /// From the last sample's reading: each core's busy share and the user/system/iowait split.
+    core_loads: Vec<Option<f64>>,
+    cpu_split: Option<[f64; 3]>,
     networks: Option<sysinfo::Networks>,
     net_rates: Vec<(Counter, Counter)>,
     disks: Option<sysinfo::Disks>,
@@ -66,12 +73,17 @@ impl HostSampler {
     /// since. Publishes `CPU_Load` only until [`select`](Sampler::select) says more.
     pub fn new() -> Result<Self, SampleError> {
         let mut system = sysinfo::System::new().map_err(|e| SampleError::Unreadable(e.to_string()))?;
-        system.refresh_cpu_usage();
+        let proc_cpus = read_proc_stat_cpus().ok();
+        if proc_cpus.is_none() {
+            system.refresh_cpu_usage();
+        }
         Ok(HostSampler {
             system,
             metrics: vec![Metric::Cpu],
             inventory: Inventory::default(),
-            cpu_times: None,
+            proc_cpus,
+            core_loads: Vec::new(),
+            cpu_split: None,
             networks: None,
             net_rates: Vec::new(),
             disks: None,
@@ -86,13 +98,17 @@ impl HostSampler {
         match metric {
             Metric::Cpu => Ok(()),
             Metric::CpuCores => {
-                self.inventory.cores = self.system.cpus().len();
+                self.inventory.cores = match &self.proc_cpus {
+                    Some(cpus) => cpus.len() - 1,
+                    None => self.system.cpus().len(),
+                };
                 if self.inventory.cores == 0 { Err("the OS lists no CPU cores".into()) } else { Ok(()) }
             }
-            Metric::CpuTimes => {
-                self.cpu_times = Some(read_cpu_times()?);
-                Ok(())
-            }
+            Metric::CpuTimes => match self.proc_cpus {
+                Some(_) => Ok(()),
+                None if cfg!(target_os = "linux") => Err("/proc/stat is not readable".into()),
+                None => Err("this OS does not report a user/system/iowait split here".into()),
+            },
             Metric::Memory | Metric::Swap => {
                 self.system.refresh_memory();
                 self.inventory.memory_bytes = self.system.total_memory();
@@ -186,19 +202,19 @@ impl HostSampler {
             match metric {
                 Metric::Cpu => {}
                 Metric::CpuCores => {
-                    for (n, cpu) in self.system.cpus().iter().enumerate().take(self.inventory.cores) {
-                        if let Some(v) = cpu_percent(cpu.usage()) {
+                    let loads: Vec<Option<f64>> = match self.proc_cpus {
+                        Some(_) => self.core_loads.clone(),
+                        None => self.system.cpus().iter().map(|cpu| cpu_percent(cpu.usage())).collect(),
+                    };
+                    for (n, v) in loads.into_iter().enumerate().take(self.inventory.cores) {
+                        if let Some(v) = v {
                             row = row.with_value(metrics::core_id(n), v);
                         }
                     }
                 }
                 Metric::CpuTimes => {
-                    if let Ok(now) = read_cpu_times() {
-                        let split = self.cpu_times.as_ref().and_then(|before| now.split_since(before));
-                        self.cpu_times = Some(now);
-                        for (id, v) in CPU_TIMES_IDS.into_iter().zip(split.into_iter().flatten()) {
-                            row = row.with_value(id, v);
-                        }
+                    for (id, v) in CPU_TIMES_IDS.into_iter().zip(self.cpu_split.into_iter().flatten()) {
+                        row = row.with_value(id, v);
                     }
                 }
                 Metric::Memory => {
@@ -278,13 +294,13 @@ impl HostSampler {
     }
 }
 
-/// The machine-wide CPU time counters.
-fn read_cpu_times() -> Result<CpuTimes, String> {
+/// Linux's CPU time counters: the machine, then each core.
+fn read_proc_stat_cpus() -> Result<Vec<CpuTimes>, String> {
     if !cfg!(target_os = "linux") {
-        return Err("this OS does not report a user/system/iowait split here".into());
+        return Err("no /proc/stat on this OS".into());
     }
     let text = std::fs::read_to_string("/proc/stat").map_err(|e| format!("cannot read /proc/stat: {e}"))?;
-    CpuTimes::parse_proc_stat(&text).ok_or_else(|| "/proc/stat has no readable `cpu` line".into())
+    CpuTimes::parse_proc_stat_cpus(&text).ok_or_else(|| "/proc/stat has no readable `cpu` line".into())
 }
 
 /// Linux's per-interface byte counters (`None` elsewhere or when unreadable).
@@ -310,11 +326,33 @@ fn find_battery() -> Result<std::path::PathBuf, String> {
 
 impl Sampler for HostSampler {
     fn sample(&mut self) -> Result<Row, SampleError> {
-        self.system.refresh_cpu_usage();
-        let at = now_ns();
-        let raw = self.system.global_cpu_usage();
-        let v = cpu_percent(raw).ok_or_else(|| SampleError::Unreadable(format!("sysinfo reported {raw}")))?;
-        Ok(self.read_into(Row::new(at).with_value(CPU_LOAD, v)))
+        let load = match self.proc_cpus.take() {
+            Some(before) => {
+                // A failed read keeps the old baseline: the next sample covers both intervals.
+                let now = read_proc_stat_cpus().map_err(|e| {
+                    self.proc_cpus = Some(before.clone());
+                    SampleError::Unreadable(e)
+                })?;
+                let load = now[0].busy_since(&before[0]);
+                self.core_loads = now[1..].iter().zip(&before[1..]).map(|(n, b)| n.busy_since(b)).collect();
+                self.cpu_split = now[0].split_since(&before[0]);
+                // No clock tick since the last reading (10 ms, only in a tight loop): no CPU
+                // figure in this row (`null`), and the next one measures from the old baseline.
+                let no_time = load.is_none() && now[0].total() == before[0].total();
+                self.proc_cpus = Some(if no_time { before } else { now });
+                load
+            }
+            None => {
+                self.system.refresh_cpu_usage();
+                let raw = self.system.global_cpu_usage();
+                Some(cpu_percent(raw).ok_or_else(|| SampleError::Unreadable(format!("sysinfo reported {raw}")))?)
+            }
+        };
+        let row = Row::new(now_ns());
+        Ok(self.read_into(match load {
+            Some(v) => row.with_value(CPU_LOAD, v),
+            None => row,
+        }))
     }
 
     fn select(&mut self, wanted: &[Metric], include: &[String]) -> Option<Vec<ParameterDefinition>> {
@@ -438,14 +476,53 @@ impl Sampler for WideSampler {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::time::Duration;
 
     #[test]
-    fn core_interval_floor_is_sysinfos() {
-        assert_eq!(
-            u128::from(hostpulse_core::settings::MIN_INTERVAL_MS),
-            sysinfo::MINIMUM_CPU_UPDATE_INTERVAL.as_millis(),
-            "settings must not allow sampling faster than sysinfo can measure"
-        );
+    fn the_interval_floor_is_what_the_cpu_reading_can_measure() {
+        let floor = u128::from(hostpulse_core::settings::MIN_INTERVAL_MS);
+        if cfg!(target_os = "linux") {
+            assert_eq!(floor, 100, "/proc/stat is read directly");
+            assert!(HostSampler::new().unwrap().proc_cpus.is_some(), "and is readable here");
+        } else {
+            assert_eq!(floor, sysinfo::MINIMUM_CPU_UPDATE_INTERVAL.as_millis(), "no faster than sysinfo measures");
+        }
+    }
+
+    #[test]
+    #[cfg(target_os = "linux")]
+    fn at_100_ms_a_busy_core_shows_in_every_reading() {
+        let mut s = HostSampler::new().unwrap();
+        s.select(&[Metric::CpuCores, Metric::CpuTimes], &[]).unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let spinner = {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    std::hint::spin_loop();
+                }
+            })
+        };
+        let cores = std::thread::available_parallelism().unwrap().get() as f64;
+        let mut loads = Vec::new();
+        for _ in 0..5 {
+            std::thread::sleep(Duration::from_millis(100));
+            let row = s.sample().unwrap();
+            let busiest = (0..cores as usize).filter_map(|n| row.value(&metrics::core_id(n))).fold(0.0, f64::max);
+            let split = row.value("CPU_User").unwrap() + row.value("CPU_System").unwrap();
+            loads.push((row.value(CPU_LOAD).unwrap(), busiest, split));
+        }
+        stop.store(true, Ordering::Relaxed);
+        spinner.join().unwrap();
+        // One thread spinning keeps at least one core's worth busy in each 100 ms: a repeated or
+        // stale reading (sysinfo's below 200 ms) would show as 0 or as a copy of the last value.
+        for (load, busiest, split) in &loads {
+            assert!(*load >= 80.0 / cores, "{loads:?}");
+            assert!(*busiest >= *load, "{loads:?}");
+            assert!(*split > 0.0 && *split <= load + 0.2, "user + system are part of the load: {loads:?}");
+        }
     }
 
     #[test]
@@ -503,6 +580,7 @@ mod tests {
         use std::io::{Read as _, Write as _};
         let mut s = HostSampler::new().unwrap();
         s.select(&[Metric::Network], &["lo".into()]).unwrap();
+        std::thread::sleep(Duration::from_millis(100)); // CPU time to measure
         let before = s.sample().unwrap();
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();

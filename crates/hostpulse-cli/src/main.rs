@@ -129,7 +129,7 @@ struct Overrides {
     /// Stream name (default: "CPU Load - <hostname>").
     #[arg(long, value_name = "NAME")]
     stream_name: Option<String>,
-    /// Time between samples, ms (200 to 3600000).
+    /// Time between samples, ms (100 to 3600000 on Linux, 200 to 3600000 elsewhere).
     #[arg(long, value_name = "MS", allow_negative_numbers = true)]
     interval_ms: Option<u64>,
     /// Buffer span, ms (1 to 60000): samples within it share a record; none waits longer.

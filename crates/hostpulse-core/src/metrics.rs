@@ -369,7 +369,22 @@ pub struct CpuTimes {
 impl CpuTimes {
     /// Reads the aggregate `cpu ` line of `/proc/stat` text.
     pub fn parse_proc_stat(text: &str) -> Option<CpuTimes> {
-        let line = text.lines().find(|l| l.starts_with("cpu "))?;
+        Self::parse_line(text.lines().find(|l| l.starts_with("cpu "))?)
+    }
+
+    /// Reads every `cpu` line of `/proc/stat` text: the whole machine first, then `cpu0`,
+    /// `cpu1`, … in the order the kernel lists them (`None` without a readable aggregate line;
+    /// an unreadable core line ends the list there).
+    pub fn parse_proc_stat_cpus(text: &str) -> Option<Vec<CpuTimes>> {
+        let mut lines = text.lines().skip_while(|l| !l.starts_with("cpu "));
+        let mut cpus = vec![Self::parse_line(lines.next()?)?];
+        cpus.extend(lines.take_while(|l| l.starts_with("cpu")).map_while(Self::parse_line));
+        Some(cpus)
+    }
+
+    /// One `cpu…` line: user nice system idle iowait irq softirq steal (guest time is already
+    /// counted in user and nice).
+    fn parse_line(line: &str) -> Option<CpuTimes> {
         let n: Vec<u64> = line.split_whitespace().skip(1).map(|f| f.parse().ok()).collect::<Option<_>>()?;
         let f = |i: usize| n.get(i).copied().unwrap_or(0);
         if n.len() < 4 {
@@ -378,7 +393,19 @@ impl CpuTimes {
         Some(CpuTimes { user: f(0) + f(1), system: f(2) + f(5) + f(6), idle: f(3), iowait: f(4), steal: f(7) })
     }
 
-    fn total(&self) -> u64 {
+    /// The busy share of the CPU time between `earlier` and `self`, in percent rounded to one
+    /// decimal: psutil's `cpu_percent` (busy = all but idle and I/O wait; a busy time that went
+    /// down, as Linux's I/O wait counter can, counts as 0). `None` when no time passed or the
+    /// total went down (a reset).
+    pub fn busy_since(&self, earlier: &CpuTimes) -> Option<f64> {
+        let total = self.total().checked_sub(earlier.total()).filter(|t| *t > 0)?;
+        let busy = |t: &CpuTimes| t.total().saturating_sub(t.idle + t.iowait);
+        let delta = busy(self).saturating_sub(busy(earlier));
+        Some(((delta as f64 * 1000.0 / total as f64).round() / 10.0).clamp(0.0, 100.0))
+    }
+
+    /// All CPU time counted, in ticks.
+    pub fn total(&self) -> u64 {
         self.user + self.system + self.idle + self.iowait + self.steal
     }
 
@@ -467,6 +494,25 @@ mod tests {
         assert_eq!(a.split_since(&b), None, "counters went down");
         assert_eq!(CpuTimes::parse_proc_stat("intr 1 2\n"), None);
         assert_eq!(CpuTimes::parse_proc_stat("cpu  1 x 3 4\n"), None);
+    }
+
+    #[test]
+    fn busy_shares_of_the_machine_and_each_core_follow_psutil() {
+        let a = "cpu  100 0 50 800 50 0 0 0 0 0\ncpu0 60 0 20 300 30 0 0 0\ncpu1 40 0 30 500 20 0 0 0\nintr 5 1\n";
+        let b = "cpu  130 10 60 880 60 5 5 0 0 0\ncpu0 90 10 30 330 25 5 5 0\ncpu1 40 0 30 550 35 0 0 0\nintr 9 1\n";
+        let (a, b) = (CpuTimes::parse_proc_stat_cpus(a).unwrap(), CpuTimes::parse_proc_stat_cpus(b).unwrap());
+        assert_eq!((a.len(), b.len()), (3, 3), "the machine, then cpu0 and cpu1; intr is not a CPU");
+        // Machine: total 1000 → 1150, idle + iowait 850 → 940: 60 busy of 150 = 40 %.
+        // cpu0: total 410 → 495, idle + iowait 330 → 355 (I/O wait went down: allowed): 60 of 85.
+        // cpu1: only idle and I/O wait grew: 0 %.
+        let busy: Vec<_> = b.iter().zip(&a).map(|(now, then)| now.busy_since(then)).collect();
+        assert_eq!(busy, [Some(40.0), Some(70.6), Some(0.0)]);
+        assert_eq!(a[0].busy_since(&a[0]), None, "no time passed");
+        assert_eq!(a[0].busy_since(&b[0]), None, "counters went down");
+        let all_busy = CpuTimes { user: 200, ..a[0] };
+        assert_eq!(all_busy.busy_since(&a[0]), Some(100.0));
+        assert_eq!(CpuTimes::parse_proc_stat_cpus("intr 1\n"), None);
+        assert_eq!(CpuTimes::parse_proc_stat_cpus("cpu  1 2 3 4\ncpu0 1 x 3 4\ncpu1 1 2 3 4\n").unwrap().len(), 1);
     }
 
     #[test]

@@ -16,9 +16,9 @@ use crate::metrics::{Metric, parse_list};
 use crate::notify::NotifyConfig;
 use crate::stream::{StreamId, check_stream_name};
 
-/// Shortest sampling interval: sysinfo's minimum CPU update interval (200 ms on every platform
-/// it supports); a shorter one would repeat the previous reading.
-pub const MIN_INTERVAL_MS: u64 = 200;
+/// Shortest sampling interval. Linux: 100 ms, the agent reads `/proc/stat` itself. Elsewhere
+/// sysinfo's minimum CPU update interval (200 ms); a shorter one would repeat its last reading.
+pub const MIN_INTERVAL_MS: u64 = if cfg!(target_os = "linux") { 100 } else { 200 };
 /// Longest sampling interval: one hour.
 pub const MAX_INTERVAL_MS: u64 = 3_600_000;
 /// Longest buffer span / timeout: one minute.
@@ -786,7 +786,7 @@ mod tests {
     #[test]
     fn every_out_of_range_number_is_reported_with_field_and_range() {
         let s = Settings {
-            interval_ms: 199,
+            interval_ms: MIN_INTERVAL_MS - 1,
             buffer_span_ms: 0,
             buffer_packet_size: Some(0),
             buffer_timeout_ms: Some(60_001),
@@ -797,10 +797,12 @@ mod tests {
             topic_partitions: -1,
             ..Default::default()
         };
+        let interval =
+            format!("`interval_ms` must be between {MIN_INTERVAL_MS} and 3600000 ms, got {}", MIN_INTERVAL_MS - 1);
         assert_eq!(
             errors(&s),
             [
-                "`interval_ms` must be between 200 and 3600000 ms, got 199",
+                interval.as_str(),
                 "`buffer_span_ms` must be between 1 and 60000 ms, got 0",
                 "`buffer_packet_size` must be between 1 and 10000 rows, got 0",
                 "`buffer_timeout_ms` must be between 1 and 60000 ms, got 60001",

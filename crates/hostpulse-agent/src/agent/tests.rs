@@ -112,25 +112,41 @@ fn start(cfg: AgentConfig, n: usize, memory: &Memory) -> AgentHandle {
 }
 
 #[tokio::test(start_paused = true)]
-async fn each_sample_leaves_one_span_after_it_was_taken_not_one_interval_later() {
+async fn a_record_leaves_as_soon_as_no_later_sample_can_join_it() {
+    // Span shorter than the interval: no second row can join, so each record leaves at its
+    // sample, not one span (nor one interval) later.
     let memory = Memory { ack_after: Some(Duration::from_millis(5)), ..Default::default() };
     let agent = start(config(1000, 100), 3, &memory);
     tokio::time::sleep(Duration::from_millis(3500)).await;
-    let sent = memory.sent.lock().unwrap().clone();
-    let data: Vec<(Duration, i64)> =
-        sent.iter().filter(|(_, r)| r.model == ModelKey::ParameterData).map(|(t, r)| (*t, r.timestamp_ms)).collect();
-    // First sample one interval after start; each record one span after its sample.
+    let data = data_records(&memory);
     assert_eq!(
         data.iter().map(|(t, _)| t.as_millis()).collect::<Vec<_>>(),
-        [1100, 2100, 3100],
+        [1000, 2000, 3000],
         "records leave {data:?}"
     );
     assert_eq!(data.iter().map(|(_, ts)| *ts).collect::<Vec<_>>(), [0, 1000, 2000], "record time = sample time");
-    assert_eq!(sent[0].1.model, ModelKey::StreamProperties, "properties come first");
+    assert_eq!(memory.sent.lock().unwrap()[0].1.model, ModelKey::StreamProperties, "properties come first");
     let status = agent.shutdown().await;
     assert_eq!(status.samples, 3);
     assert_eq!(status.records_acknowledged, status.records_sent);
     assert_eq!(status.records_pending(), 0);
+    // Span longer than the interval: rows gather for one span after the first of them.
+    let memory = Memory { ack_after: Some(Duration::from_millis(5)), ..Default::default() };
+    let agent = start(config(200, 500), 6, &memory);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let data = data_records(&memory);
+    // Samples at 200, 400, 600 ms (data times 0, 200, 400) are due at 700, before the sample
+    // at 800 could join: they leave at 600. Likewise 800, 1000, 1200 leave at 1200.
+    assert_eq!(data.iter().map(|(t, _)| t.as_millis()).collect::<Vec<_>>(), [600, 1200], "records leave {data:?}");
+    assert_eq!(data.iter().map(|(_, ts)| *ts).collect::<Vec<_>>(), [0, 600]);
+    let status = agent.shutdown().await;
+    assert_eq!(status.records_acknowledged, status.records_sent);
+}
+
+/// When each data record was sent (since the agent started) and its data time (ms).
+fn data_records(memory: &Memory) -> Vec<(Duration, i64)> {
+    let sent = memory.sent.lock().unwrap();
+    sent.iter().filter(|(_, r)| r.model == ModelKey::ParameterData).map(|(t, r)| (*t, r.timestamp_ms)).collect()
 }
 
 #[tokio::test(start_paused = true)]
