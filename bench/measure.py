@@ -5,6 +5,12 @@ measures every process of that session (so children, e.g. WebKit's helpers, are 
   cpu_steady_s  the same after the first --warmup seconds (start-up left out)
   rss_peak_mb, rss_steady_mb, pss_peak_mb, pss_steady_mb   summed over the processes, sampled every
                 second; "steady" is the median after the warm-up; PSS splits shared pages fairly
+  uss_steady_mb private memory (pages no other process maps), summed, median after the warm-up
+  threads       per process and thread name (threads of one name summed), over the steady part:
+                CPU ms per 30 s and wake-ups per second (voluntary context switches: each one is
+                the thread going to sleep, so one wake-up follows)
+  mappings      for the process with the largest PSS at the end: the mappings (file, or [heap],
+                [anon], …) holding most of its PSS, with their private part
 
   python3 bench/measure.py --duration 60 --warmup 10 [--trigger-at 5 --trigger "cmd"] -- cmd args...
 
@@ -41,7 +47,7 @@ def stat(pid):
 
 
 def memory(pid):
-    rss = pss = 0
+    rss = pss = uss = 0
     try:
         with open(f"/proc/{pid}/smaps_rollup") as f:
             for line in f:
@@ -49,9 +55,60 @@ def memory(pid):
                     rss = int(line.split()[1])
                 elif line.startswith("Pss:"):
                     pss = int(line.split()[1])
+                elif line.startswith(("Private_Clean:", "Private_Dirty:")):
+                    uss += int(line.split()[1])
     except OSError:
         pass
-    return rss, pss
+    return rss, pss, uss
+
+
+def comm(path):
+    with open(path) as f:
+        return f.read().strip()
+
+
+def threads(pid):
+    """{(process name, thread name, tid): (cpu ticks, voluntary switches)} of one process."""
+    out = {}
+    pname = comm(f"/proc/{pid}/comm")
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            base = f"/proc/{pid}/task/{tid}"
+            with open(f"{base}/stat") as f:
+                text = f.read()
+            fields = text[text.rindex(")") + 2:].split()
+            switches = 0
+            with open(f"{base}/status") as f:
+                for line in f:
+                    if line.startswith("voluntary_ctxt_switches:"):
+                        switches = int(line.split()[1])
+            out[(pname, comm(f"{base}/comm"), tid)] = (int(fields[11]) + int(fields[12]), switches)
+        except (OSError, ValueError, IndexError):
+            continue
+    return out
+
+
+def mappings(pid, top=12):
+    """The mappings of `pid` by PSS: [(name, pss kB, private kB)], largest first."""
+    by_name = {}
+    name = None
+    try:
+        with open(f"/proc/{pid}/smaps") as f:
+            for line in f:
+                head = line.split()
+                if not head:
+                    continue
+                if "-" in head[0] and not head[0].endswith(":"):
+                    name = head[5] if len(head) > 5 else "[anon]"
+                    by_name.setdefault(name, [0, 0])
+                elif head[0] == "Pss:":
+                    by_name[name][0] += int(head[1])
+                elif head[0] in ("Private_Clean:", "Private_Dirty:"):
+                    by_name[name][1] += int(head[1])
+    except OSError:
+        return []
+    ranked = sorted(by_name.items(), key=lambda kv: -kv[1][0])[:top]
+    return [(os.path.basename(n) if n.startswith("/") else n, p, u) for n, (p, u) in ranked]
 
 
 log = open(args.log, "w") if args.log else subprocess.DEVNULL
@@ -59,11 +116,13 @@ proc = subprocess.Popen(cmd, start_new_session=True, stdout=log, stderr=log)
 sid = proc.pid
 cpu = {}
 cpu_at_warmup = None
-rss_samples, pss_samples = [], []
+rss_samples, pss_samples, uss_samples = [], [], []
+threads_at_warmup, threads_now, warmup_time, biggest = None, {}, None, None
 start = time.time()
 triggered = False
 while time.time() - start < args.duration:
-    total_rss = total_pss = 0
+    total_rss = total_pss = total_uss = 0
+    tasks, largest = {}, (0, None)
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
@@ -72,17 +131,25 @@ while time.time() - start < args.duration:
             if session != sid:
                 continue
             cpu[entry] = ticks
-            rss, pss = memory(entry)
+            rss, pss, uss = memory(entry)
             total_rss += rss
             total_pss += pss
+            total_uss += uss
+            tasks.update(threads(entry))
+            largest = max(largest, (pss, entry), key=lambda x: x[0])
         except (OSError, ValueError, IndexError):
             continue
     elapsed = time.time() - start
     if elapsed >= args.warmup:
         if cpu_at_warmup is None:
             cpu_at_warmup = sum(cpu.values())
+            threads_at_warmup, warmup_time = tasks, time.time()
         rss_samples.append(total_rss)
         pss_samples.append(total_pss)
+        uss_samples.append(total_uss)
+        threads_now, now_time = tasks, time.time()
+        if largest[1] is not None:
+            biggest = largest[1]
     if args.trigger and not triggered and elapsed >= (args.trigger_at or 0):
         subprocess.Popen(shlex.split(args.trigger), stdout=log, stderr=log)
         triggered = True
@@ -92,6 +159,15 @@ while time.time() - start < args.duration:
     time.sleep(1)
 ran = time.time() - start
 total = sum(cpu.values())
+top_mappings = mappings(biggest) if biggest else []
+per_thread = {}
+if threads_at_warmup is not None and now_time > warmup_time:
+    span = now_time - warmup_time
+    for key, (ticks, switches) in threads_now.items():
+        t0, s0 = threads_at_warmup.get(key, (0, 0))
+        name = (key[0], key[1])
+        ms, wakes = per_thread.get(name, (0.0, 0.0))
+        per_thread[name] = (ms + (ticks - t0) * 1000 / HZ * 30 / span, wakes + (switches - s0) / span)
 try:
     os.killpg(sid, signal.SIGTERM)
 except ProcessLookupError:
@@ -111,4 +187,8 @@ print(json.dumps({
     "rss_steady_mb": mb(statistics.median(rss_samples) if rss_samples else 0),
     "pss_peak_mb": mb(max(pss_samples, default=0)),
     "pss_steady_mb": mb(statistics.median(pss_samples) if pss_samples else 0),
+    "uss_steady_mb": mb(statistics.median(uss_samples) if uss_samples else 0),
+    "threads": sorted(([p, t, round(ms, 1), round(w, 1)] for (p, t), (ms, w) in per_thread.items()),
+                      key=lambda r: (-r[2], -r[3])),
+    "mappings": [[n, mb(p), mb(u)] for n, p, u in top_mappings],
 }))

@@ -170,7 +170,7 @@ fn the_desktop_app_end_to_end() {
     s.fill("#interval_ms", "fast");
     s.click("#settings button[type=submit]");
     assert!(text(&s, "#buffer_span_ms-error").contains("`buffer_span_ms` must be between 1 and 60000"));
-    assert!(text(&s, "#interval_ms-error").contains("`interval_ms` must be between 200 and 3600000"));
+    assert!(text(&s, "#interval_ms-error").contains("`interval_ms` must be between 100 and 3600000"));
     s.screenshot(&out.join("02a-range-errors.png"));
     s.fill("#buffer_span_ms", "1000");
     s.fill("#interval_ms", "200");

@@ -38,11 +38,10 @@ fn bad_flags_name_the_flag_and_fail() {
 #[test]
 fn out_of_range_flags_name_the_field_and_range() {
     let (_d, cfg) = with_settings("");
-    let o =
-        hostpulse(&["run", "--config", &cfg, "--interval-ms", "100", "--buffer-span-ms", "0", "--stream-id", "a/b"]);
+    let o = hostpulse(&["run", "--config", &cfg, "--interval-ms", "99", "--buffer-span-ms", "0", "--stream-id", "a/b"]);
     assert!(!o.status.success());
     let e = stderr(&o);
-    assert!(e.contains("`interval_ms` must be between 200 and 3600000 ms, got 100"), "{e}");
+    assert!(e.contains("`interval_ms` must be between 100 and 3600000 ms, got 99"), "{e}");
     assert!(e.contains("`buffer_span_ms` must be between 1 and 60000 ms, got 0"), "{e}");
     assert!(e.contains("`stream_id` must not contain `/` or `\\`"), "{e}");
 }
@@ -74,7 +73,7 @@ fn hostile_settings_files_are_refused_clearly_and_left_untouched() {
         (b"interval_ms = 1.5".to_vec(), "interval_ms"),
         (b"interval_ms = [1, 2]".to_vec(), "interval_ms"),
         (b"interval_ms = 99999999999999999999999".to_vec(), "line 1"),
-        (b"interval_ms = 18446744073709551615".to_vec(), "`interval_ms` must be between 200 and 3600000 ms"),
+        (b"interval_ms = 18446744073709551615".to_vec(), "`interval_ms` must be between 100 and 3600000 ms"),
         (b"buffer_span_ms = -9223372036854775808".to_vec(), "buffer_span_ms"),
         (b"topic_partitions = 2147483648".to_vec(), "topic_partitions"),
         (b"topic_partitions = 0".to_vec(), "`topic_partitions` must be between 1 and 1000"),

@@ -296,15 +296,16 @@ pub fn write_parameter_data(out: &mut String, rows: &[Row]) {
         push_int(out, row.timestamp_ns);
     }
     out.push_str(r#"],"NumericValues":{"#);
-    let mut first = true;
+    // The usual batch: every row has the same parameters in the same order (one sampler made
+    // them). Its columns are the first row's, each value found by position: linear in the values.
+    let same_columns = |r: &Row| {
+        r.values.len() == rows[0].values.len()
+            && r.values.iter().zip(&rows[0].values).all(|((a, _), (b, _))| Arc::ptr_eq(a, b) || a == b)
+    };
     let mut seen: Vec<&Arc<str>> = Vec::new();
-    for row in rows {
-        for (id, _) in &row.values {
-            if seen.iter().any(|s| **s == *id) {
-                continue;
-            }
-            seen.push(id);
-            if !std::mem::take(&mut first) {
+    if rows.iter().all(same_columns) {
+        for (k, (id, _)) in rows.first().map(|r| &r.values[..]).unwrap_or_default().iter().enumerate() {
+            if k > 0 {
                 out.push(',');
             }
             push_str(out, id);
@@ -313,12 +314,35 @@ pub fn write_parameter_data(out: &mut String, rows: &[Row]) {
                 if i > 0 {
                     out.push(',');
                 }
-                match r.value(id) {
-                    Some(v) => push_f64(out, v),
-                    None => out.push_str("null"),
-                }
+                push_f64(out, r.values[k].1);
             }
             out.push(']');
+        }
+    } else {
+        // Rows that differ: each parameter in order of first appearance, `null` where a row lacks it.
+        let mut first = true;
+        for row in rows {
+            for (id, _) in &row.values {
+                if seen.iter().any(|s| **s == *id) {
+                    continue;
+                }
+                seen.push(id);
+                if !std::mem::take(&mut first) {
+                    out.push(',');
+                }
+                push_str(out, id);
+                out.push_str(":[");
+                for (i, r) in rows.iter().enumerate() {
+                    if i > 0 {
+                        out.push(',');
+                    }
+                    match r.value(id) {
+                        Some(v) => push_f64(out, v),
+                        None => out.push_str("null"),
+                    }
+                }
+                out.push(']');
+            }
         }
     }
     out.push_str(r#"},"StringValues":{},"BinaryValues":{},"TagValues":{"#);
@@ -495,6 +519,29 @@ mod tests {
         assert_eq!(
             out,
             r#"{"Timestamps":[1,2],"NumericValues":{"a":[1.0,null],"b":[null,null]},"StringValues":{},"BinaryValues":{},"TagValues":{"host":["x",null]}}"#
+        );
+    }
+
+    #[test]
+    fn rows_with_the_same_columns_encode_as_the_general_path_does() {
+        let row = |t: i64, order: &[(&str, f64)]| {
+            order.iter().fold(Row::new(t).with_tag("host", "x"), |r, (id, v)| r.with_value(*id, *v))
+        };
+        let encode = |rows: &[Row]| {
+            let mut out = String::new();
+            write_parameter_data(&mut out, rows);
+            out
+        };
+        // Same ids in the same order (the by-position path), one of them NaN.
+        let same = [row(1, &[("a", 1.0), ("b", 2.0)]), row(2, &[("a", f64::NAN), ("b", 4.0)])];
+        // The same values with the second row's ids in another order (the by-id path).
+        let reordered = [row(1, &[("a", 1.0), ("b", 2.0)]), row(2, &[("b", 4.0), ("a", f64::NAN)])];
+        let want = r#"{"Timestamps":[1,2],"NumericValues":{"a":[1.0,null],"b":[2.0,4.0]},"StringValues":{},"BinaryValues":{},"TagValues":{"host":["x","x"]}}"#;
+        assert_eq!(encode(&same), want);
+        assert_eq!(encode(&reordered), want);
+        assert_eq!(
+            encode(&[Row::new(5)]),
+            r#"{"Timestamps":[5],"NumericValues":{},"StringValues":{},"BinaryValues":{},"TagValues":{}}"#
         );
     }
 
