@@ -94,13 +94,10 @@ for f in admin.create_topics([NewTopic(t, 1, 1) for t in sys.argv[2:]]).values()
 PY
 }
 
-# The app's display and session bus.
+# The app's display (each app run gets a session bus of its own, below).
 DISPLAY_NUM=$(( (RANDOM % 400) + 200 ))
 Xvfb ":$DISPLAY_NUM" -screen 0 1280x800x24 -nolisten tcp >"$WORK/xvfb.log" 2>&1 &
 PIDS+=($!)
-DBUS_INFO="$(dbus-daemon --session --fork --print-address=1 --print-pid=1)"
-export DBUS_SESSION_BUS_ADDRESS="$(sed -n 1p <<<"$DBUS_INFO")"
-PIDS+=("$(sed -n 2p <<<"$DBUS_INFO")")
 
 measure() { # name rate broker topic -- command...
   local name=$1 rate=$2 at=$3 topic=$4
@@ -144,10 +141,15 @@ for rate in $RATES; do
       printf 'broker = "%s"\ntopic = "app-%s-%s"\ninterval_ms = %s\nbuffer_span_ms = 100\n' \
         "$BROKER" "$window" "$rate" "$interval_ms" >"$home/hostpulse/settings.toml"
       app_env=(env DISPLAY=":$DISPLAY_NUM" HOME="$home" XDG_CONFIG_HOME="$home" XDG_DATA_HOME="$home")
+      # A session bus of its own per run: the app is single-instance on its bus, so an instance
+      # left from an earlier run (or its window's second launch) must not take this one's place.
+      bus="$(dbus-daemon --session --fork --print-address=1 --print-pid=1)"
+      app_env+=(DBUS_SESSION_BUS_ADDRESS="$(sed -n 1p <<<"$bus")")
       TRIGGER=""
       # A second launch shows the running app's window (single instance).
       [ "$window" = open ] && TRIGGER="${app_env[*]} ./target/release/hostpulse-app"
       TRIGGER="$TRIGGER" measure "app-window-$window" "$rate" "$BROKER" "app-$window-$rate" -- "${app_env[@]}" ./target/release/hostpulse-app
+      kill "$(sed -n 2p <<<"$bus")" 2>/dev/null || true
     done
   fi
 done
@@ -184,6 +186,7 @@ if [ "${BENCH_CRITERION:-1}" = 1 ]; then
   say "criterion benches"
   cargo bench -p hostpulse-core --bench pipeline
   cargo bench -p hostpulse-agent --bench outbox
+  cargo bench -p hostpulse-agent --bench sampler
   # report.py reads every result under target/criterion: drop the retired burst bench's.
   rm -rf target/criterion/produce/burst_20k_values_100ms_span_to_tansu
   cargo bench -p hostpulse-tests --bench produce

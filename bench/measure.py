@@ -6,9 +6,13 @@ measures every process of that session (so children, e.g. WebKit's helpers, are 
   rss_peak_mb, rss_steady_mb, pss_peak_mb, pss_steady_mb   summed over the processes, sampled every
                 second; "steady" is the median after the warm-up; PSS splits shared pages fairly
   uss_steady_mb private memory (pages no other process maps), summed, median after the warm-up
+  cpu_exact_steady_s  CPU seconds of the steady part from the scheduler's own accounting
+                (/proc/<pid>/task/<tid>/schedstat, ns), summed over the threads: /proc/<pid>/stat
+                counts in clock ticks (10 ms) charged to whatever runs at the tick, which overcharges
+                threads that wake on a timer, as an idle agent's do
   threads       per process and thread name (threads of one name summed), over the steady part:
-                CPU ms per 30 s and wake-ups per second (voluntary context switches: each one is
-                the thread going to sleep, so one wake-up follows)
+                CPU ms per 30 s (schedstat) and wake-ups per second (voluntary context switches:
+                each one is the thread going to sleep, so one wake-up follows)
   mappings      for the process with the largest PSS at the end: the mappings (file, or [heap],
                 [anon], …) holding most of its PSS, with their private part
 
@@ -68,21 +72,20 @@ def comm(path):
 
 
 def threads(pid):
-    """{(process name, thread name, tid): (cpu ticks, voluntary switches)} of one process."""
+    """{(process name, thread name, tid): (cpu ns, voluntary switches)} of one process."""
     out = {}
     pname = comm(f"/proc/{pid}/comm")
     for tid in os.listdir(f"/proc/{pid}/task"):
         try:
             base = f"/proc/{pid}/task/{tid}"
-            with open(f"{base}/stat") as f:
-                text = f.read()
-            fields = text[text.rindex(")") + 2:].split()
+            with open(f"{base}/schedstat") as f:
+                ns = int(f.read().split()[0])
             switches = 0
             with open(f"{base}/status") as f:
                 for line in f:
                     if line.startswith("voluntary_ctxt_switches:"):
                         switches = int(line.split()[1])
-            out[(pname, comm(f"{base}/comm"), tid)] = (int(fields[11]) + int(fields[12]), switches)
+            out[(pname, comm(f"{base}/comm"), tid)] = (ns, switches)
         except (OSError, ValueError, IndexError):
             continue
     return out
@@ -135,7 +138,7 @@ while time.time() - start < args.duration:
             total_rss += rss
             total_pss += pss
             total_uss += uss
-            tasks.update(threads(entry))
+            tasks.update({(entry, *k): v for k, v in threads(entry).items()})
             largest = max(largest, (pss, entry), key=lambda x: x[0])
         except (OSError, ValueError, IndexError):
             continue
@@ -151,23 +154,31 @@ while time.time() - start < args.duration:
         if largest[1] is not None:
             biggest = largest[1]
     if args.trigger and not triggered and elapsed >= (args.trigger_at or 0):
-        subprocess.Popen(shlex.split(args.trigger), stdout=log, stderr=log)
+        trigger = subprocess.Popen(shlex.split(args.trigger), stdout=log, stderr=log)
         triggered = True
     if proc.poll() is not None:
         print(f"{cmd[0]} exited early with {proc.returncode}", file=sys.stderr)
         break
     time.sleep(1)
 ran = time.time() - start
+if triggered:
+    try:
+        trigger.wait(timeout=10)  # a second instance hands over and exits
+    except subprocess.TimeoutExpired:
+        trigger.kill()
+        trigger.wait()
 total = sum(cpu.values())
 top_mappings = mappings(biggest) if biggest else []
 per_thread = {}
+exact_ns = 0
 if threads_at_warmup is not None and now_time > warmup_time:
     span = now_time - warmup_time
-    for key, (ticks, switches) in threads_now.items():
-        t0, s0 = threads_at_warmup.get(key, (0, 0))
-        name = (key[0], key[1])
+    for key, (ns, switches) in threads_now.items():
+        n0, s0 = threads_at_warmup.get(key, (0, 0))
+        exact_ns += ns - n0
+        name = (key[1], key[2])
         ms, wakes = per_thread.get(name, (0.0, 0.0))
-        per_thread[name] = (ms + (ticks - t0) * 1000 / HZ * 30 / span, wakes + (switches - s0) / span)
+        per_thread[name] = (ms + (ns - n0) / 1e6 * 30 / span, wakes + (switches - s0) / span)
 try:
     os.killpg(sid, signal.SIGTERM)
 except ProcessLookupError:
@@ -183,6 +194,7 @@ print(json.dumps({
     "exit_early": proc.returncode if ran < args.duration - 1 else None,
     "cpu_s": round(total / HZ, 2),
     "cpu_steady_s": round((total - (cpu_at_warmup or 0)) / HZ, 2),
+    "cpu_exact_steady_s": round(exact_ns / 1e9, 3),
     "rss_peak_mb": mb(max(rss_samples, default=0)),
     "rss_steady_mb": mb(statistics.median(rss_samples) if rss_samples else 0),
     "pss_peak_mb": mb(max(pss_samples, default=0)),
