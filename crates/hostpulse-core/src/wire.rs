@@ -284,6 +284,40 @@ pub fn write_parameter_definitions(out: &mut String, definitions: &[ParameterDef
     out.push('}');
 }
 
+/// Writes `"id":[…]` for each id of `entries` in order of first appearance among `rows`, with
+/// each row's entry for it, or `null` where a row has none.
+fn write_columns<'a, T: 'a>(
+    out: &mut String,
+    rows: &'a [Row],
+    entries: impl Fn(&'a Row) -> &'a [(Arc<str>, T)],
+    write: impl Fn(&mut String, &T),
+) {
+    let mut seen: Vec<&Arc<str>> = Vec::new();
+    for row in rows {
+        for (id, _) in entries(row) {
+            if seen.iter().any(|s| **s == *id) {
+                continue;
+            }
+            if !seen.is_empty() {
+                out.push(',');
+            }
+            seen.push(id);
+            push_str(out, id);
+            out.push_str(":[");
+            for (i, r) in rows.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                match entries(r).iter().find(|(k, _)| k == id) {
+                    Some((_, v)) => write(out, v),
+                    None => out.push_str("null"),
+                }
+            }
+            out.push(']');
+        }
+    }
+}
+
 /// Writes the `ParameterData` payload for `rows`, in order: absolute ns timestamps (no `Epoch`),
 /// one array per parameter and per tag with `null` where a row lacks it, and all four
 /// dictionaries (the SDK never omits one, and 3.x fails on a `null` dictionary).
@@ -302,7 +336,6 @@ pub fn write_parameter_data(out: &mut String, rows: &[Row]) {
         r.values.len() == rows[0].values.len()
             && r.values.iter().zip(&rows[0].values).all(|((a, _), (b, _))| Arc::ptr_eq(a, b) || a == b)
     };
-    let mut seen: Vec<&Arc<str>> = Vec::new();
     if rows.iter().all(same_columns) {
         for (k, (id, _)) in rows.first().map(|r| &r.values[..]).unwrap_or_default().iter().enumerate() {
             if k > 0 {
@@ -320,57 +353,10 @@ pub fn write_parameter_data(out: &mut String, rows: &[Row]) {
         }
     } else {
         // Rows that differ: each parameter in order of first appearance, `null` where a row lacks it.
-        let mut first = true;
-        for row in rows {
-            for (id, _) in &row.values {
-                if seen.iter().any(|s| **s == *id) {
-                    continue;
-                }
-                seen.push(id);
-                if !std::mem::take(&mut first) {
-                    out.push(',');
-                }
-                push_str(out, id);
-                out.push_str(":[");
-                for (i, r) in rows.iter().enumerate() {
-                    if i > 0 {
-                        out.push(',');
-                    }
-                    match r.value(id) {
-                        Some(v) => push_f64(out, v),
-                        None => out.push_str("null"),
-                    }
-                }
-                out.push(']');
-            }
-        }
+        write_columns(out, rows, |r| &r.values, |o, v| push_f64(o, *v));
     }
     out.push_str(r#"},"StringValues":{},"BinaryValues":{},"TagValues":{"#);
-    let mut first = true;
-    seen.clear();
-    for row in rows {
-        for (id, _) in &row.tags {
-            if seen.iter().any(|s| **s == *id) {
-                continue;
-            }
-            seen.push(id);
-            if !std::mem::take(&mut first) {
-                out.push(',');
-            }
-            push_str(out, id);
-            out.push_str(":[");
-            for (i, r) in rows.iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
-                match r.tag(id) {
-                    Some(v) => push_str(out, v),
-                    None => out.push_str("null"),
-                }
-            }
-            out.push(']');
-        }
-    }
+    write_columns(out, rows, |r| &r.tags, |o, v| push_str(o, v));
     out.push_str("}}");
 }
 
