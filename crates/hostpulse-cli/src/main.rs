@@ -258,7 +258,7 @@ impl Overrides {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.config.as_deref(), cli.verbose);
-    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build();
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build();
     let result = runtime.context("cannot start the async runtime").and_then(|rt| {
         let result = rt.block_on(dispatch(cli));
         // A connection attempt still waiting for the broker must not hold up the exit.
