@@ -196,7 +196,33 @@ fn setup(
     Ok(())
 }
 
+/// GTK probes GLX when it opens the X11 display (to choose visuals for GL), which loads Mesa and,
+/// through it, LLVM: measured ~30 MB of PSS in a tray process that never draws with GL (the
+/// settings page renders without accelerated compositing, see [`light_rendering`]). So GL is off
+/// in the app's process unless the user asked otherwise with `GDK_GL`.
+#[cfg(target_os = "linux")]
+#[allow(unsafe_code)]
+fn no_gl_in_the_tray() {
+    if std::env::var_os("GDK_GL").is_none() {
+        // SAFETY: called first thing in `main`, before any other thread exists.
+        unsafe { std::env::set_var("GDK_GL", "disable") };
+    }
+}
+
+/// Hands the heap the closed window freed back to the system (glibc keeps it otherwise), so the
+/// app's memory returns towards what it was before the window was opened.
+#[allow(unsafe_code)]
+fn release_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim has no preconditions; it only returns free heap pages.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
 fn main() {
+    #[cfg(target_os = "linux")]
+    no_gl_in_the_tray();
     // The settings come first: they say how much to log. (What goes wrong meanwhile is kept in
     // the launch's problem and shown in the window.)
     let launch = Launch::load_or_defaults(None, EnvOverrides::from_env());
@@ -227,6 +253,7 @@ fn main() {
                 // Closing the window destroys it (WebKit's memory goes with it); the app keeps
                 // publishing from the tray, and Settings… makes a new one.
                 tracing::debug!(window = window.label(), "window closed");
+                release_freed_memory();
             }
         })
         .build(tauri::generate_context!())

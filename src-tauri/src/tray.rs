@@ -40,7 +40,8 @@ pub struct Tray {
     status: MenuItem<Wry>,
     error: MenuItem<Wry>,
     toggle: MenuItem<Wry>,
-    look: Option<Look>,
+    /// What the tray shows now (`None` before the first view).
+    shown: Option<TrayView>,
 }
 
 impl Tray {
@@ -67,19 +68,30 @@ impl Tray {
                 }
             })
             .build(app)?;
-        Ok(Tray { icon, status, error, toggle, look: None })
+        Ok(Tray { icon, status, error, toggle, shown: None })
     }
 
-    /// Shows `v`.
+    /// Shows `v`, touching only what changed since the last view: each change is a round trip
+    /// to the GTK main thread (and a D-Bus update of the indicator), and most status changes
+    /// only move the status line.
     pub fn apply(&mut self, v: &TrayView) -> tauri::Result<()> {
-        if self.look != Some(v.look) {
+        let last = self.shown.take();
+        if last.as_ref().map(|l| l.look) != Some(v.look) {
             self.icon.set_icon(Some(Image::from_bytes(png(v.look))?))?;
             self.icon.set_tooltip(Some(format!("HostPulse — {}", v.look.name())))?;
-            self.look = Some(v.look);
         }
-        self.status.set_text(&v.status_line)?;
-        self.error.set_text(v.error_line.as_deref().unwrap_or("No errors"))?;
-        self.toggle.set_text(v.toggle_label)?;
-        self.toggle.set_enabled(v.toggle_enabled)
+        if last.as_ref().map(|l| &l.status_line) != Some(&v.status_line) {
+            self.status.set_text(&v.status_line)?;
+        }
+        if last.as_ref().map(|l| &l.error_line) != Some(&v.error_line) {
+            self.error.set_text(v.error_line.as_deref().unwrap_or("No errors"))?;
+        }
+        if last.as_ref().map(|l| (l.toggle_label, l.toggle_enabled)) != Some((v.toggle_label, v.toggle_enabled)) {
+            self.toggle.set_text(v.toggle_label)?;
+            self.toggle.set_enabled(v.toggle_enabled)?;
+        }
+        // Recorded only once all of it was shown: after a failure the next view redoes it all.
+        self.shown = Some(v.clone());
+        Ok(())
     }
 }
