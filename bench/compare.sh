@@ -6,7 +6,8 @@
 #   - the same job written with quixstreams 3.28.1;
 #   - collectd (Debian package) with the cpu plugin and write_kafka;
 #   - `hostpulse run` (headless, release build);
-#   - the tray app (release build) under Xvfb with its window closed, and with it open.
+#   - the tray app (release build) under Xvfb with its window closed, with it open, and after it
+#     was opened and closed again.
 #
 # Each runs for the same time at the same rate (1 Hz and 10 Hz); bench/measure.py records CPU
 # time (user+system, all processes of its session, so children and WebKit's helpers count),
@@ -104,7 +105,7 @@ measure() { # name rate broker topic -- command...
   shift 5
   say "$name at $rate Hz for $SECONDS_PER_RUN s"
   python3 bench/measure.py --duration "$SECONDS_PER_RUN" --warmup "$WARMUP" --log "$WORK/$name-$rate.log" \
-    ${TRIGGER:+--trigger-at 5 --trigger "$TRIGGER"} -- "$@" >"$WORK/m.json"
+    ${TRIGGER:+--trigger-at "${TRIGGER_AT:-5}" --trigger "$TRIGGER"} -- "$@" >"$WORK/m.json"
   sleep 2
   "$HOSTPULSE_QS3_PYTHON" bench/count.py "$at" "$topic" >"$WORK/c.json"
   python3 - "$name" "$rate" "$WORK/m.json" "$WORK/c.json" "$OUT_DIR/run-$name-$rate.json" <<'PY'
@@ -119,7 +120,7 @@ PY
 for rate in $RATES; do
   interval=$(python3 -c "print(1/$rate)")
   interval_ms=$(python3 -c "print(int(1000/$rate))")
-  create_topics "qs3-$rate" "hostpulse-$rate" "app-closed-$rate" "app-open-$rate"
+  create_topics "qs3-$rate" "hostpulse-$rate" "app-closed-$rate" "app-open-$rate" "app-reopened-$rate"
   measure quickstart-0.5.7 "$rate" "$MOCK" "qs057-$rate" -- \
     "$HOSTPULSE_QS057_PYTHON" bench/quickstart_057.py --broker "$MOCK" --topic "qs057-$rate" --interval "$interval"
   measure quixstreams-3.28.1 "$rate" "$BROKER" "qs3-$rate" -- \
@@ -135,7 +136,11 @@ for rate in $RATES; do
   measure hostpulse "$rate" "$BROKER" "hostpulse-$rate" -- env XDG_DATA_HOME="$WORK/data-cli-$rate" \
     ./target/release/hostpulse run --broker "$BROKER" --topic "hostpulse-$rate" --buffer-span-ms 100 "${source_args[@]}"
   if [ "$interval_ms" -ge 100 ]; then
-    for window in closed open; do
+    # "reopened": the window is opened at 1 s and closed again 5 s later (the window manager's
+    # close button), before the warm-up ends; then what stays is measured (at 1 Hz only).
+    windows="closed open"
+    [ "$interval_ms" -ge 1000 ] && windows="closed open reopened"
+    for window in $windows; do
       home="$WORK/app-$window-$rate"
       mkdir -p "$home/hostpulse"
       printf 'broker = "%s"\ntopic = "app-%s-%s"\ninterval_ms = %s\nbuffer_span_ms = 100\n' \
@@ -145,10 +150,12 @@ for rate in $RATES; do
       # left from an earlier run (or its window's second launch) must not take this one's place.
       bus="$(dbus-daemon --session --fork --print-address=1 --print-pid=1)"
       app_env+=(DBUS_SESSION_BUS_ADDRESS="$(sed -n 1p <<<"$bus")")
-      TRIGGER=""
+      TRIGGER="" TRIGGER_AT=5
       # A second launch shows the running app's window (single instance).
       [ "$window" = open ] && TRIGGER="${app_env[*]} ./target/release/hostpulse-app"
-      TRIGGER="$TRIGGER" measure "app-window-$window" "$rate" "$BROKER" "app-$window-$rate" -- "${app_env[@]}" ./target/release/hostpulse-app
+      [ "$window" = reopened ] && TRIGGER_AT=1 && TRIGGER="sh -c '${app_env[*]} ./target/release/hostpulse-app; sleep 5; \
+DISPLAY=:$DISPLAY_NUM $HOSTPULSE_DESKTOP_PYTHON tests/python/x11_window.py close HostPulse'"
+      TRIGGER="$TRIGGER" TRIGGER_AT="$TRIGGER_AT" measure "app-window-$window" "$rate" "$BROKER" "app-$window-$rate" -- "${app_env[@]}" ./target/release/hostpulse-app
       kill "$(sed -n 2p <<<"$bus")" 2>/dev/null || true
     done
   fi

@@ -85,7 +85,7 @@ for rate in sorted(by_rate):
     w("Threads of one name in one process are summed. Wake-ups are voluntary context switches per second.")
     w("")
     for r in rows:
-        if not r.get("threads") or r["name"] not in ("hostpulse", "collectd", "app-window-closed", "app-window-open"):
+        if not r.get("threads") or r["name"] not in ("hostpulse", "collectd", "app-window-closed", "app-window-open", "app-window-reopened"):
             continue
         busy = [t for t in r["threads"] if t[2] > 0 or t[3] > 0]
         total_ms = sum(t[2] for t in r["threads"])
@@ -101,7 +101,7 @@ for rate in sorted(by_rate):
             w(f"| | {len(rest)} more threads | {sum(x[2] for x in rest):.1f} | {sum(x[3] for x in rest):.1f} |")
         w("")
     for r in rows:
-        if r.get("mappings") and r["name"] in ("hostpulse", "app-window-closed"):
+        if r.get("mappings") and r["name"] in ("hostpulse", "app-window-closed", "app-window-reopened"):
             w(f"**{r['name']}**, its largest process's memory by mapping (PSS, of which private), at the end:")
             w("")
             w("| mapping | PSS MiB | private MiB |")
@@ -194,6 +194,11 @@ app_open = find("app-window-open")
 if app_open:
     share = exact(app_open) / max(app_open["seconds"] - 10, 1) * 100
     target("tray app, window open and idle: ≤ 2 % of one core (steady)", f"{share:.1f} %", share <= 2)
+app_reopened = find("app-window-reopened")
+if app and app_reopened:
+    target("tray app, window opened and closed again: PSS within 10 % of the never-opened figure (steady)",
+           f"{app_reopened['pss_steady_mb']} MiB vs {app['pss_steady_mb']} MiB",
+           app_reopened["pss_steady_mb"] <= 1.1 * app["pss_steady_mb"])
 if app and qs:
     target("tray app, window closed: CPU ≤ 1/5 of the quickstart's (steady)",
            f"{app['cpu_steady_s']} s vs {qs['cpu_steady_s']} s", app["cpu_steady_s"] * 5 <= qs["cpu_steady_s"])
