@@ -19,10 +19,15 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
 use std::sync::atomic::{AtomicBool, Ordering};
 
-/// How long the delivery-report thread waits for an event before looking whether to stop. It
-/// wakes at once for each report; rdkafka's own polling thread wakes every 100 ms even when idle,
-/// which was most of an idle agent's CPU time (see BENCHMARKS.md).
-const POLL_WAIT: Duration = Duration::from_millis(500);
+/// How long the delivery-report thread sleeps while nothing is in flight (it serves librdkafka's
+/// error events then). rdkafka's own polling thread wakes every 100 ms even when idle, which was
+/// most of an idle agent's CPU time (see BENCHMARKS.md).
+const IDLE_WAIT: Duration = Duration::from_millis(500);
+/// While records are in flight, the thread looks for their reports 1 ms after a send or a served
+/// report, then after 2, 4, … up to this.
+const BUSY_WAIT: (Duration, Duration) = (Duration::from_millis(1), Duration::from_millis(64));
+/// At most this many events are served per look (the rest at the next, 1 ms later).
+const EVENTS_PER_LOOK: usize = 1024;
 
 /// Where a record's delivery report goes.
 type ReportSender = tokio::sync::oneshot::Sender<Result<(), DeliveryError>>;
@@ -351,10 +356,52 @@ pub struct KafkaPublisher {
     callbacks: ClientCallbacks,
 }
 
+/// Serves librdkafka's delivery reports (and error events) until `stop`, sleeping in between.
+///
+/// Not `producer.poll(wait)` in a loop: rust-rdkafka 0.39's `poll` goes on until its deadline and
+/// hands librdkafka what remains truncated to whole milliseconds, so after every report it spun
+/// out the last fraction of a millisecond in non-blocking polls (perf: two thirds of this
+/// thread's time in `clock_gettime`, the largest share of an idle agent's CPU). Polls with a zero
+/// timeout never wait, and the thread sleeps with `park_timeout`, woken by each send.
+fn serve_reports(producer: &BaseProducer<ClientCallbacks>, stop: &AtomicBool) {
+    let mut busy_wait = BUSY_WAIT.0;
+    while !stop.load(Ordering::Relaxed) {
+        let served = serve_ready_events(producer);
+        let wait = if producer.in_flight_count() == 0 {
+            busy_wait = BUSY_WAIT.0;
+            IDLE_WAIT
+        } else if served {
+            busy_wait = BUSY_WAIT.0;
+            busy_wait
+        } else {
+            let wait = busy_wait;
+            busy_wait = (busy_wait * 2).min(BUSY_WAIT.1);
+            wait
+        };
+        std::thread::park_timeout(wait);
+    }
+}
+
+/// Serves the events librdkafka has ready, without waiting (a zero-timeout `poll` serves at most
+/// one); whether any delivery report was among them (what is in flight went down).
+fn serve_ready_events(producer: &BaseProducer<ClientCallbacks>) -> bool {
+    let mut served = false;
+    for _ in 0..EVENTS_PER_LOOK {
+        let before = producer.in_flight_count();
+        producer.poll(Duration::ZERO);
+        if producer.in_flight_count() >= before {
+            break;
+        }
+        served = true;
+    }
+    served
+}
+
 impl Drop for KafkaPublisher {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
         if let Some(t) = self.poller.take() {
+            t.thread().unpark();
             let _ = t.join();
         }
         // Dropping the producer then purges what is unacknowledged; those reports say so.
@@ -382,11 +429,7 @@ impl KafkaPublisher {
             let (producer, stop) = (producer.clone(), stop.clone());
             std::thread::Builder::new()
                 .name("kafka-reports".into())
-                .spawn(move || {
-                    while !stop.load(Ordering::Relaxed) {
-                        producer.poll(POLL_WAIT);
-                    }
-                })
+                .spawn(move || serve_reports(&producer, &stop))
                 .map_err(|e| PublishError::Client(e.to_string()))?
         };
         let broker = config.get("bootstrap.servers").unwrap_or_default().to_owned();
@@ -493,11 +536,17 @@ impl Publisher for KafkaPublisher {
             .payload(record.value.as_bytes())
             .timestamp(record.timestamp_ms);
         match self.producer.send(br) {
-            Ok(()) => Ok(Box::pin(async move {
-                report.await.unwrap_or_else(|_| {
-                    Err(DeliveryError::transient("the Kafka client was shut down before the broker answered"))
-                })
-            })),
+            Ok(()) => {
+                // The report thread looks for this record's report from 1 ms on.
+                if let Some(t) = &self.poller {
+                    t.thread().unpark();
+                }
+                Ok(Box::pin(async move {
+                    report.await.unwrap_or_else(|_| {
+                        Err(DeliveryError::transient("the Kafka client was shut down before the broker answered"))
+                    })
+                }))
+            }
             Err((e, _)) => Err(send_error(e)),
         }
     }
