@@ -150,13 +150,19 @@ for rate in $RATES; do
       # left from an earlier run (or its window's second launch) must not take this one's place.
       bus="$(dbus-daemon --session --fork --print-address=1 --print-pid=1)"
       app_env+=(DBUS_SESSION_BUS_ADDRESS="$(sed -n 1p <<<"$bus")")
-      TRIGGER="" TRIGGER_AT=5
+      # TRIGGER is set for this one call only (lower-case names here): a global one fired again in
+      # the next rate's runs and left app instances running beside them.
+      trigger="" trigger_at=5
       # A second launch shows the running app's window (single instance).
-      [ "$window" = open ] && TRIGGER="${app_env[*]} ./target/release/hostpulse-app"
-      [ "$window" = reopened ] && TRIGGER_AT=1 && TRIGGER="sh -c '${app_env[*]} ./target/release/hostpulse-app; sleep 5; \
+      [ "$window" = open ] && trigger="${app_env[*]} ./target/release/hostpulse-app"
+      [ "$window" = reopened ] && trigger_at=1 && trigger="sh -c '${app_env[*]} ./target/release/hostpulse-app; sleep 5; \
 DISPLAY=:$DISPLAY_NUM $HOSTPULSE_DESKTOP_PYTHON tests/python/x11_window.py close HostPulse'"
-      TRIGGER="$TRIGGER" TRIGGER_AT="$TRIGGER_AT" measure "app-window-$window" "$rate" "$BROKER" "app-$window-$rate" -- "${app_env[@]}" ./target/release/hostpulse-app
+      TRIGGER="$trigger" TRIGGER_AT="$trigger_at" measure "app-window-$window" "$rate" "$BROKER" "app-$window-$rate" -- "${app_env[@]}" ./target/release/hostpulse-app
       kill "$(sed -n 2p <<<"$bus")" 2>/dev/null || true
+      if pgrep -f "^./target/release/hostpulse-app" >/dev/null; then
+        echo "an app instance outlived its run" >&2
+        exit 1
+      fi
     done
   fi
 done
