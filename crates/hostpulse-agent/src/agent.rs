@@ -52,6 +52,8 @@ pub const RECONNECT: Backoff = Backoff::new(Duration::from_secs(1), Duration::fr
 
 /// How often the actor looks at the producer's health and the outbox's age bound.
 const HOUSEKEEPING: Duration = Duration::from_secs(1);
+/// The power source is read every this many housekeeping turns (low-power mode on).
+const POWER_CHECK_TURNS: u32 = 5;
 
 /// A wall-clock step this much larger than the monotonic one means the machine slept.
 const SLEEP_DETECTION: Duration = Duration::from_secs(5);
@@ -91,6 +93,13 @@ pub struct AgentConfig {
     pub definitions: Vec<ParameterDefinition>,
     /// Time between samples.
     pub interval: Duration,
+    /// Time between samples while the machine runs on its battery (low-power mode), if on.
+    pub battery_interval: Option<Duration>,
+    /// Processes the `processes` metric publishes when selected.
+    pub process_count: usize,
+    /// The CPU load from which a high-CPU spell's top processes are tracked (the desktop app's
+    /// notification and tray); `None`: not tracked (the headless agent).
+    pub spell_threshold: Option<f64>,
     /// Buffer triggers.
     pub buffer: BufferConfig,
     /// Bound on the wait for acknowledgements at shutdown.
@@ -131,6 +140,9 @@ impl AgentConfig {
             },
             definitions: cpu_definitions(),
             interval: c.interval,
+            battery_interval: c.battery_interval,
+            process_count: c.process_count,
+            spell_threshold: None,
             buffer: c.buffer,
             shutdown_timeout: c.shutdown_timeout,
             outbox: c.outbox,
@@ -300,6 +312,8 @@ pub fn spawn(config: AgentConfig, parts: Parts) -> (AgentHandle, JoinHandle<()>)
 /// [`spawn`] with the wall clock the agent reads (tests run it on paused tokio time).
 pub fn spawn_with_clock(mut config: AgentConfig, parts: Parts, clock: Arc<dyn Clock>) -> (AgentHandle, JoinHandle<()>) {
     let Parts { mut sampler, mut outbox, connector, credential, publisher } = parts;
+    sampler.watch(config.process_count, config.spell_threshold);
+    let low_power = config.battery_interval.is_some() && sampler.on_battery() == Some(true);
     let selected = sampler.select(&config.metrics, &config.network_interfaces);
     let sampler_defines = selected.is_some();
     if let Some(definitions) = selected {
@@ -313,6 +327,12 @@ pub fn spawn_with_clock(mut config: AgentConfig, parts: Parts, clock: Arc<dyn Cl
     let mut status =
         Status::new(if publisher.is_some() { PublisherState::Publishing } else { PublisherState::Unconfigured });
     status.records_queued = outbox.len();
+    status.low_power = low_power;
+    status.interval_ms = match config.battery_interval {
+        Some(battery) if low_power => battery,
+        _ => config.interval,
+    }
+    .as_millis() as u64;
     // Records of a kind this version does not know (written by another version) were removed
     // when the outbox was opened: they can never be sent by this one.
     status.records_failed = outbox.unknown_removed();
@@ -332,6 +352,8 @@ pub fn spawn_with_clock(mut config: AgentConfig, parts: Parts, clock: Arc<dyn Cl
         window: Window::new(),
         reports: FuturesUnordered::new(),
         new_interval: None,
+        low_power,
+        power_checked: 0,
         connecting: None,
         retry_at: None,
         attempt: 0,
@@ -473,6 +495,10 @@ struct Actor {
     reports: FuturesUnordered<Tracked>,
     /// A changed sampling interval for the run loop to apply.
     new_interval: Option<Duration>,
+    /// Low-power mode: the machine runs on its battery and samples at the battery interval.
+    low_power: bool,
+    /// Housekeeping turns since the power source was last read.
+    power_checked: u32,
     connecting: Option<PendingConnect>,
     /// The next connection attempt after trouble.
     retry_at: Option<Instant>,
@@ -509,10 +535,11 @@ struct Actor {
 impl Actor {
     async fn run(mut self) {
         let origin = Instant::now();
-        let mut ticker = tokio::time::interval_at(origin + self.config.interval, self.config.interval);
+        let interval = self.interval();
+        let mut ticker = tokio::time::interval_at(origin + interval, interval);
         ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
         // In step with the ticker, so that at 1 Hz both are one wake-up, not two.
-        let mut housekeeping = tokio::time::interval_at(origin + self.config.interval, HOUSEKEEPING);
+        let mut housekeeping = tokio::time::interval_at(origin + interval, HOUSEKEEPING);
         housekeeping.set_missed_tick_behavior(MissedTickBehavior::Delay);
         self.pump();
         loop {
@@ -596,6 +623,35 @@ impl Actor {
         }
     }
 
+    /// The sampling interval in force: the battery interval in low-power mode.
+    fn interval(&self) -> Duration {
+        match self.config.battery_interval {
+            Some(battery) if self.low_power => battery,
+            _ => self.config.interval,
+        }
+    }
+
+    /// Reads the power source (low-power mode on): on battery, samples every battery interval;
+    /// on mains again, every interval. The rows keep their true times, so the gap shows.
+    fn check_power(&mut self) {
+        let on_battery = self.config.battery_interval.is_some() && self.sampler.on_battery() == Some(true);
+        if on_battery != self.low_power {
+            self.low_power = on_battery;
+            let interval = self.interval();
+            tracing::info!(?interval, "{}", if on_battery { "on battery: low-power mode" } else { "on mains again" });
+            self.set_interval(interval);
+        }
+    }
+
+    /// Samples every `interval` from now on (the run loop restarts its ticker).
+    fn set_interval(&mut self, interval: Duration) {
+        if interval.as_millis() as u64 != self.status.interval_ms {
+            self.status.interval_ms = interval.as_millis() as u64;
+            self.new_interval = Some(interval);
+        }
+        self.status.low_power = self.low_power;
+    }
+
     /// Every state change goes through core's transition table.
     fn transition(&mut self, event: StateEvent) {
         self.status.state = self.status.state.next(event);
@@ -655,6 +711,7 @@ impl Actor {
         }
         self.status.samples += 1;
         self.status.last_value = row.value(CPU_LOAD).or(self.status.last_value);
+        self.status.spell_top = self.sampler.spell_top();
         tracing::debug!(timestamp_ns = row.timestamp_ns, values = ?row.values, "sampled");
         let active = self.active();
         self.remember(&row, active);
@@ -864,6 +921,11 @@ impl Actor {
     }
 
     fn housekeeping(&mut self) {
+        self.power_checked += 1;
+        if self.power_checked >= POWER_CHECK_TURNS {
+            self.power_checked = 0;
+            self.check_power();
+        }
         // Only the history's delivery state needs it: without a history window (the CLI), no query.
         if !self.config.history.is_zero() {
             match self.outbox.oldest_data_ms() {
@@ -958,8 +1020,9 @@ impl Actor {
 
     fn apply(&mut self, mut config: AgentConfig) {
         if self.sampler_defines {
-            let selection = (&config.metrics, &config.network_interfaces);
-            config.definitions = if selection != (&self.config.metrics, &self.config.network_interfaces) {
+            let selection = |c: &AgentConfig| (c.metrics.clone(), c.network_interfaces.clone(), c.process_count, c.spell_threshold);
+            config.definitions = if selection(&config) != selection(&self.config) {
+                self.sampler.watch(config.process_count, config.spell_threshold);
                 self.sampler.select(&config.metrics, &config.network_interfaces).unwrap_or(config.definitions)
             } else {
                 self.config.definitions.clone()
@@ -992,11 +1055,13 @@ impl Actor {
         }
         self.buffer.set_config(config.buffer);
         self.outbox.set_limits(config.outbox);
-        if config.interval != self.config.interval {
-            self.new_interval = Some(config.interval);
-        }
         tracing::info!(stream_id = %config.stream_id, "settings applied");
         self.config = config;
+        if self.config.battery_interval.is_none() {
+            self.low_power = false;
+        }
+        self.check_power();
+        self.set_interval(self.interval());
     }
 
     /// Starts connecting: with `credential` (a new token, for `reply`) or the current token.

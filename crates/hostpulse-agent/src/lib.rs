@@ -3,6 +3,7 @@
 //! - [`agent`]: the actor that owns the pipeline, and its [`agent::AgentHandle`];
 //! - [`assembly`]: the one way both front ends build the agent from the settings;
 //! - [`sampler`]: host sampling (sysinfo, `/proc`) and synthetic and scripted sources;
+//! - [`processes`] and [`power`]: the process table and the power source, read when needed;
 //! - [`outbox`]: the durable queue of unacknowledged records (SQLite);
 //! - [`publisher`]: the Kafka publisher (rdkafka) behind the [`publisher::Publisher`] seam;
 //! - [`connector`]: making producers: a configured broker, or the Quix Portal with a token;
@@ -21,8 +22,10 @@ pub mod diagnose;
 pub mod machine;
 pub mod outbox;
 pub mod paths;
+pub mod power;
 pub mod portal;
 pub mod private_file;
+pub mod processes;
 pub mod publisher;
 pub mod sampler;
 pub mod settings_file;

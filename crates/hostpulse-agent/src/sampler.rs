@@ -7,9 +7,13 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use hostpulse_core::metrics::{
     self, BATTERY_IDS, CPU_TIMES_IDS, Counter, CpuTimes, DISK_IDS, Inventory, LOAD_IDS, MEMORY_IDS, Metric, SWAP_ID,
 };
+use hostpulse_core::processes::TopProcess;
 use hostpulse_core::sample::{CPU_LOAD, Row, cpu_percent};
 use hostpulse_core::wire::ParameterDefinition;
 use thiserror::Error;
+
+use crate::power::{Batteries, PowerSource};
+use crate::processes::{ProcessSource, ProcessView, ProcessWatch, SystemProcesses};
 
 /// Why a sample could not be taken. Never fatal: the agent logs it and samples again next time.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
@@ -34,6 +38,24 @@ pub trait Sampler: Send + 'static {
         let _ = (metrics, include);
         None
     }
+
+    /// What to watch besides the metrics: how many processes the `processes` metric publishes,
+    /// and the CPU load from which a spell's top processes are tracked (`None`: not tracked).
+    /// Takes effect with the next [`select`](Sampler::select).
+    fn watch(&mut self, process_count: usize, spell_threshold: Option<f64>) {
+        let _ = (process_count, spell_threshold);
+    }
+
+    /// The top processes of the running high-CPU spell (empty when none runs).
+    fn spell_top(&self) -> Vec<TopProcess> {
+        Vec::new()
+    }
+
+    /// Whether the machine runs on its battery now (`None`: cannot tell, or not this sampler's
+    /// business).
+    fn on_battery(&mut self) -> Option<bool> {
+        None
+    }
 }
 
 /// Wall-clock now, ns since the Unix epoch.
@@ -43,7 +65,7 @@ pub fn now_ns() -> i64 {
 }
 
 /// The host's metrics from the catalog ([`hostpulse_core::metrics`]), read with sysinfo (and
-/// `/proc/stat`, `/proc/net/dev` and `/sys/class/power_supply` on Linux). `CPU_Load` is total
+/// `/proc/stat` and `/proc/net/dev` on Linux), the battery with starship-battery. `CPU_Load` is total
 /// CPU busy percentage across all cores since the previous call: the quantity of
 /// `psutil.cpu_percent(interval=...)`, busy = everything but idle and iowait. On Linux one read
 /// of `/proc/stat` per sample gives it, the per-core loads and the time split, at any interval
@@ -65,13 +87,35 @@ pub struct HostSampler {
     disks: Option<sysinfo::Disks>,
     disk_rates: (Counter, Counter),
     components: Option<sysinfo::Components>,
-    battery: Option<std::path::PathBuf>,
+    /// The power source (`None`: this OS's cannot be read).
+    power: Option<Box<dyn PowerSource>>,
+    /// The process table, read only when something needs it.
+    processes: ProcessWatch,
+    /// Processes the `processes` metric publishes when selected.
+    process_count: usize,
 }
 
 impl HostSampler {
     /// Takes the baseline CPU reading; the first [`sample`](Sampler::sample) covers the time
     /// since. Publishes `CPU_Load` only until [`select`](Sampler::select) says more.
     pub fn new() -> Result<Self, SampleError> {
+        let processes = SystemProcesses::new().map(|p| Box::new(p) as Box<dyn ProcessSource>);
+        let power = match Batteries::new() {
+            Ok(b) => Some(Box::new(b) as Box<dyn PowerSource>),
+            Err(e) => {
+                tracing::debug!("the power source cannot be read: {e}");
+                None
+            }
+        };
+        Self::with_sources(processes, power)
+    }
+
+    /// A sampler that reads processes and the power source from `processes` and `power` (tests
+    /// inject their own).
+    pub fn with_sources(
+        processes: Option<Box<dyn ProcessSource>>,
+        power: Option<Box<dyn PowerSource>>,
+    ) -> Result<Self, SampleError> {
         let mut system = sysinfo::System::new().map_err(|e| SampleError::Unreadable(e.to_string()))?;
         let proc_cpus = read_proc_stat_cpus().ok();
         if proc_cpus.is_none() {
@@ -89,8 +133,20 @@ impl HostSampler {
             disks: None,
             disk_rates: Default::default(),
             components: None,
-            battery: None,
+            power,
+            processes: ProcessWatch::new(processes),
+            process_count: hostpulse_core::processes::SPELL_COUNT,
         })
+    }
+
+    /// The window's handle on the process list.
+    pub fn process_view(&self) -> ProcessView {
+        self.processes.view()
+    }
+
+    /// Reads of the process table so far (benchmarks, tests).
+    pub fn process_reads(&self) -> u64 {
+        self.processes.reads
     }
 
     /// Finds out whether `metric` can be read here: `Err` says why not.
@@ -171,8 +227,20 @@ impl HostSampler {
                 self.components = Some(components);
                 Ok(())
             }
-            Metric::Battery => {
-                self.battery = Some(find_battery()?);
+            Metric::Battery => match self.power.as_mut().and_then(|p| p.read()) {
+                Some(r) if r.battery.is_some() => Ok(()),
+                Some(_) => Err("this machine has no battery".into()),
+                None => Err("the OS reports no power source".into()),
+            },
+            Metric::Processes => {
+                if !self.processes.available() {
+                    return Err("this OS has no process table HostPulse can read".into());
+                }
+                self.inventory.processes = self.process_count;
+                if self.inventory.memory_bytes == 0 {
+                    self.system.refresh_memory();
+                    self.inventory.memory_bytes = self.system.total_memory();
+                }
                 Ok(())
             }
         }
@@ -279,15 +347,11 @@ impl HostSampler {
                     }
                 }
                 Metric::Battery => {
-                    let Some(dir) = &self.battery else { continue };
-                    let read = |f: &str| std::fs::read_to_string(dir.join(f)).ok();
-                    if let Some(charge) = read("capacity").and_then(|c| c.trim().parse::<f64>().ok()) {
-                        row = row.with_value(BATTERY_IDS[0], charge.clamp(0.0, 100.0));
-                    }
-                    if let Some(state) = read("status") {
-                        row = row.with_value(BATTERY_IDS[1], metrics::battery_state_code(&state));
+                    if let Some((charge, state)) = self.power.as_mut().and_then(|p| p.read()).and_then(|r| r.battery) {
+                        row = row.with_value(BATTERY_IDS[0], charge).with_value(BATTERY_IDS[1], state.code());
                     }
                 }
+                Metric::Processes => {}
             }
         }
         row
@@ -309,19 +373,6 @@ fn read_proc_net_dev() -> Option<Vec<(String, u64, u64)>> {
         return None;
     }
     std::fs::read_to_string("/proc/net/dev").ok().map(|text| metrics::parse_proc_net_dev(&text))
-}
-
-/// The first battery under `/sys/class/power_supply`.
-fn find_battery() -> Result<std::path::PathBuf, String> {
-    let dir = std::path::Path::new("/sys/class/power_supply");
-    let entries = std::fs::read_dir(dir).map_err(|_| "the OS reports no battery".to_owned())?;
-    let mut batteries: Vec<std::path::PathBuf> = entries
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| std::fs::read_to_string(p.join("type")).is_ok_and(|t| t.trim() == "Battery"))
-        .collect();
-    batteries.sort();
-    batteries.into_iter().next().ok_or_else(|| "this machine has no battery".into())
 }
 
 impl Sampler for HostSampler {
@@ -349,10 +400,31 @@ impl Sampler for HostSampler {
             }
         };
         let row = Row::new(now_ns());
-        Ok(self.read_into(match load {
+        let taken = self.processes.on_sample(row.timestamp_ns, load);
+        let mut row = self.read_into(match load {
             Some(v) => row.with_value(CPU_LOAD, v),
             None => row,
-        }))
+        });
+        if self.metrics.contains(&Metric::Processes) {
+            for (rank, p) in (1..).zip(taken.metric) {
+                let [name, cpu, memory] = metrics::process_ids(rank);
+                row = row.with_text(name, p.name).with_value(cpu, p.cpu).with_value(memory, p.memory as f64);
+            }
+        }
+        Ok(row)
+    }
+
+    fn watch(&mut self, process_count: usize, spell_threshold: Option<f64>) {
+        self.process_count = process_count.clamp(1, hostpulse_core::processes::MAX_COUNT);
+        self.processes.spell_threshold = spell_threshold;
+    }
+
+    fn spell_top(&self) -> Vec<TopProcess> {
+        self.processes.spell_top()
+    }
+
+    fn on_battery(&mut self) -> Option<bool> {
+        self.power.as_mut()?.read().map(|r| r.on_battery)
     }
 
     fn select(&mut self, wanted: &[Metric], include: &[String]) -> Option<Vec<ParameterDefinition>> {
@@ -368,6 +440,8 @@ impl Sampler for HostSampler {
             }
         }
         self.metrics.sort();
+        self.processes.metric_count =
+            if self.metrics.contains(&Metric::Processes) { self.inventory.processes } else { 0 };
         Some(self.metrics.iter().flat_map(|m| metrics::definitions(*m, &self.inventory)).collect())
     }
 }
@@ -469,7 +543,7 @@ impl Sampler for WideSampler {
         let timestamp_ns = now_ns().max(self.last_ns.saturating_add(1));
         self.last_ns = timestamp_ns;
         let values = self.ids.iter().zip(first..).map(|(id, v)| (id.clone(), (v % 1000) as f64 / 10.0)).collect();
-        Ok(Row { timestamp_ns, values, tags: Vec::new() })
+        Ok(Row { timestamp_ns, values, texts: Vec::new(), tags: Vec::new() })
     }
 }
 
@@ -556,12 +630,38 @@ mod tests {
         std::thread::sleep(sysinfo::MINIMUM_CPU_UPDATE_INTERVAL);
         let second = s.sample().unwrap();
         for id in &ids {
+            if id.ends_with("_Name") {
+                assert!(second.text(id).is_some_and(|n| !n.is_empty()), "{id} has a name in {second:?}");
+                continue;
+            }
             let v = second.value(id).unwrap_or_else(|| panic!("{id} has a value in {second:?}"));
             assert!(v.is_finite() && (id.starts_with("Temp_") || v >= 0.0), "{id} = {v}");
         }
         let mem = second.value("Memory_Used").unwrap();
         let max = defs.iter().find(|d| d.id == "Memory_Used").unwrap().maximum.unwrap();
         assert!(mem > 0.0 && mem <= max, "{mem} <= {max}");
+    }
+
+    #[test]
+    fn the_processes_metric_ranks_an_injected_table_into_names_cpu_and_memory() {
+        use crate::processes::testing::{Scripted, reading};
+        let table = vec![reading(10, "idle", 0.0), reading(11, "web\nserver", 30.0), reading(12, "db", 55.5)];
+        let (source, _) = Scripted::new(table);
+        let mut s = HostSampler::with_sources(Some(Box::new(source)), None).unwrap();
+        s.watch(2, None);
+        let defs = s.select(&[Metric::Processes], &[]).unwrap();
+        let ids: Vec<&str> = defs.iter().map(|d| d.id.as_str()).collect();
+        assert_eq!(ids, [CPU_LOAD, "Proc_1_Name", "Proc_1_CPU", "Proc_1_Memory", "Proc_2_Name", "Proc_2_CPU", "Proc_2_Memory"]);
+        let row = s.sample().unwrap();
+        assert_eq!((row.text("Proc_1_Name"), row.value("Proc_1_CPU")), (Some("db"), Some(55.5)));
+        assert_eq!((row.text("Proc_2_Name"), row.value("Proc_2_CPU")), (Some("web?server"), Some(30.0)));
+        assert_eq!(row.value("Proc_2_Memory"), Some((11u64 << 20) as f64));
+        assert_eq!(row.text("Proc_3_Name"), None, "two asked for");
+        // Switched off: the table is not read any more.
+        s.select(&[], &[]);
+        let reads = s.process_reads();
+        let row = s.sample().unwrap();
+        assert!(row.texts.is_empty() && s.process_reads() == reads, "{row:?}");
     }
 
     #[test]

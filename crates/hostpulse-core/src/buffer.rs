@@ -147,7 +147,7 @@ impl TimespanBuffer {
 }
 
 /// Merges rows with equal timestamp and equal tags into the first of them (a later finite value
-/// wins) and drops rows without any finite value.
+/// or string wins) and drops rows without any finite value or string.
 fn merge_rows(rows: Vec<Row>) -> Vec<Row> {
     let mut out: Vec<Row> = Vec::with_capacity(rows.len());
     // Rows by timestamp, so that finding a row to merge with stays O(1) per row (a batch can hold
@@ -163,6 +163,9 @@ fn merge_rows(rows: Vec<Row>) -> Vec<Row> {
                         *target = std::mem::replace(target, Row::new(0)).with_value(id, v);
                     }
                 }
+                for (id, v) in row.texts {
+                    *target = std::mem::replace(target, Row::new(0)).with_text(id, v);
+                }
             }
             None => {
                 slots.push(out.len());
@@ -170,7 +173,7 @@ fn merge_rows(rows: Vec<Row>) -> Vec<Row> {
             }
         }
     }
-    out.retain(|r| r.values.iter().any(|(_, v)| v.is_finite()));
+    out.retain(|r| !r.texts.is_empty() || r.values.iter().any(|(_, v)| v.is_finite()));
     out
 }
 
@@ -321,8 +324,13 @@ mod tests {
         b.push(Row::new(T0).with_value("c", 4.0).with_tag("t", "x"), ms(0));
         b.push(Row::new(T0 + MS).with_value("a", f64::NAN), ms(0));
         b.push(Row::new(T0 + 2 * MS), ms(0));
+        b.push(Row::new(T0).with_text("n", "first"), ms(0));
+        b.push(Row::new(T0).with_text("n", "second"), ms(0));
+        b.push(Row::new(T0 + 3 * MS).with_text("only", "a name"), ms(0));
         let out = b.flush().unwrap();
-        assert_eq!(out.len(), 2, "{out:?}");
+        assert_eq!(out.len(), 3, "{out:?}");
+        assert_eq!(out[0].text("n"), Some("second"), "the later string wins");
+        assert_eq!(out[2].text("only"), Some("a name"), "a row with only a string is not empty");
         assert_eq!(out[0].value("a"), Some(1.0), "a null does not overwrite a value");
         assert_eq!(out[0].value("b"), Some(3.0), "the later value wins");
         assert_eq!(out[1].tag("t"), Some("x"), "different tags keep rows apart");

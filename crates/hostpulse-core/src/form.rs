@@ -20,6 +20,10 @@ pub struct SettingsForm {
     pub format: String,
     /// Sampling interval, ms, as typed.
     pub interval_ms: String,
+    /// Sampling interval on battery, ms, as typed (`0`: low-power mode off).
+    pub battery_interval_ms: String,
+    /// Processes the `processes` metric publishes, as typed.
+    pub process_count: String,
     /// Portal URL; empty: the default.
     pub portal_url: String,
     /// Workspace id; empty: the token's only workspace.
@@ -118,6 +122,8 @@ impl SettingsForm {
         for (field, unit, text, target) in [
             ("buffer_span_ms", "milliseconds", &self.buffer_span_ms, &mut s.buffer_span_ms),
             ("interval_ms", "milliseconds", &self.interval_ms, &mut s.interval_ms),
+            ("battery_interval_ms", "milliseconds", &self.battery_interval_ms, &mut s.battery_interval_ms),
+            ("process_count", "processes", &self.process_count, &mut s.process_count),
             ("high_cpu_percent", "percent", &self.high_cpu_percent, &mut s.high_cpu_percent),
             ("high_cpu_seconds", "seconds", &self.high_cpu_seconds, &mut s.high_cpu_seconds),
             ("outbox_max_kb", "KiB", &self.outbox_max_kb, &mut s.outbox_max_kb),
@@ -143,6 +149,8 @@ mod tests {
             topic: " cpu ".into(),
             format: "json".into(),
             interval_ms: "500".into(),
+            battery_interval_ms: "0".into(),
+            process_count: "5".into(),
             tags: "site=lab, rack=3".into(),
             network_interfaces: "eth0, wlan0 lo".into(),
             high_cpu_percent: "80".into(),
@@ -167,6 +175,7 @@ mod tests {
         assert_eq!(s.log_level, LogLevel::Debug);
         assert_eq!((s.buffer_span_ms, s.interval_ms, s.high_cpu_percent, s.high_cpu_seconds), (250, 500, 80, 30));
         assert_eq!(s.network_interfaces, ["eth0", "wlan0", "lo"]);
+        assert_eq!((s.battery_interval_ms, s.process_count), (0, 5));
         assert_eq!(s.tags.get("rack").map(String::as_str), Some("3"));
         assert_eq!((s.portal_url, s.workspace_id, s.stream_id), (None, None, None), "empty means the default");
         assert_eq!((s.broker.as_deref(), s.record_max_kb), (Some("k:9092"), 512), "what the form lacks stays");

@@ -6,6 +6,7 @@
 //! - [`json_rows`]: the other record format, one JSON object per sample;
 //! - [`stream`]: stream identity and the order of a stream's records;
 //! - [`metrics`]: the metric catalog (ids, definitions) and counter rates;
+//! - [`processes`]: which processes use the CPU, now and over a high-CPU spell;
 //! - [`history`]: the last hour of rows for the window's chart;
 //! - [`notify`]: when the desktop app notifies;
 //! - [`form`]: the settings window's form and how it becomes settings;
@@ -21,6 +22,7 @@ pub mod json;
 pub mod json_rows;
 pub mod metrics;
 pub mod notify;
+pub mod processes;
 pub mod sample;
 pub mod secret;
 pub mod settings;

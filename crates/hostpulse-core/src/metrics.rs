@@ -31,13 +31,16 @@ pub enum Metric {
     Disk,
     /// `Temp_<sensor>`: °C of each sensor the OS reports.
     Temperature,
-    /// `Battery_Charge` (%) and `Battery_State` (a code, see [`battery_state_code`]).
+    /// `Battery_Charge` (%) and `Battery_State` (a code, see [`BatteryState::code`]).
     Battery,
+    /// `Proc_<rank>_Name`, `Proc_<rank>_CPU`, `Proc_<rank>_Memory`: the top processes by CPU.
+    /// Opt-in by name: `all` leaves it out, since it publishes process names.
+    Processes,
 }
 
 impl Metric {
     /// Every metric, in catalog order.
-    pub const ALL: [Metric; 10] = [
+    pub const ALL: [Metric; 11] = [
         Metric::Cpu,
         Metric::CpuCores,
         Metric::CpuTimes,
@@ -48,6 +51,7 @@ impl Metric {
         Metric::Disk,
         Metric::Temperature,
         Metric::Battery,
+        Metric::Processes,
     ];
 
     /// The id used in settings files, `--metrics` and the window.
@@ -63,6 +67,7 @@ impl Metric {
             Metric::Disk => "disk",
             Metric::Temperature => "temperature",
             Metric::Battery => "battery",
+            Metric::Processes => "processes",
         }
     }
 
@@ -79,6 +84,7 @@ impl Metric {
             Metric::Disk => "Disk read / write",
             Metric::Temperature => "Temperatures",
             Metric::Battery => "Battery charge and state",
+            Metric::Processes => "Top processes by CPU (publishes their names)",
         }
     }
 
@@ -94,7 +100,8 @@ impl fmt::Display for Metric {
     }
 }
 
-/// The word in `--metrics` and settings that stands for every metric.
+/// The word in `--metrics` and settings that stands for every metric but
+/// [`Metric::Processes`] (process names leave the machine only when asked for by name).
 pub const ALL_WORD: &str = "all";
 
 /// Reads a metric list (`cpu, memory`, or `all`): always includes [`Metric::Cpu`], catalog
@@ -107,7 +114,7 @@ pub fn parse_list<S: AsRef<str>>(ids: &[S]) -> Result<Vec<Metric>, String> {
             continue;
         }
         if id == ALL_WORD {
-            on = Metric::ALL.to_vec();
+            on.extend(Metric::ALL.into_iter().filter(|m| *m != Metric::Processes));
             continue;
         }
         match Metric::parse(id) {
@@ -143,11 +150,18 @@ pub struct Inventory {
     pub interfaces: Vec<String>,
     /// Temperature sensor labels.
     pub sensors: Vec<String>,
+    /// Processes the `processes` metric publishes.
+    pub processes: usize,
 }
 
 /// The parameter id of core `n`'s load.
 pub fn core_id(n: usize) -> String {
     format!("CPU_Core_{n}_Load")
+}
+
+/// The parameter ids of the process at `rank` (from 1): its name, CPU and memory.
+pub fn process_ids(rank: usize) -> [String; 3] {
+    ["Name", "CPU", "Memory"].map(|what| format!("Proc_{rank}_{what}"))
 }
 
 /// The parameter ids of interface `name`: received and sent bytes per second.
@@ -177,7 +191,10 @@ pub fn is_parameter_id(name: &str) -> bool {
         .and_then(|r| r.strip_suffix("_Load"))
         .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()));
     let interface = name.starts_with("Net_") && (name.ends_with("_RxBytesPerSec") || name.ends_with("_TxBytesPerSec"));
-    fixed.into_iter().any(|id| id == name) || core || interface || name.starts_with("Temp_")
+    let process = name.strip_prefix("Proc_").and_then(|r| r.split_once('_')).is_some_and(|(n, what)| {
+        !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()) && ["Name", "CPU", "Memory"].contains(&what)
+    });
+    fixed.into_iter().any(|id| id == name) || core || interface || process || name.starts_with("Temp_")
 }
 
 /// `CPU_User`, `CPU_System`, `CPU_IOWait`.
@@ -291,6 +308,25 @@ pub fn definitions(metric: Metric, inv: &Inventory) -> Vec<ParameterDefinition> 
                 at(d, "/sensors/temperature")
             })
             .collect(),
+        Metric::Processes => (1..=inv.processes)
+            .flat_map(|rank| {
+                let [name, cpu, memory] = process_ids(rank);
+                let location = format!("/processes/{rank}");
+                let mut name = def(name, format!("Process {rank} name"), "Name of the process ranked here by CPU", None);
+                name.minimum = None;
+                [
+                    at(name, &location),
+                    at(
+                        percent(def(cpu, format!("Process {rank} CPU"), "Its CPU, percent of the whole machine", Some("%"))),
+                        &location,
+                    ),
+                    at(
+                        bounded(def(memory, format!("Process {rank} memory"), "Its resident memory", Some("B")), inv.memory_bytes),
+                        &location,
+                    ),
+                ]
+            })
+            .collect(),
         Metric::Battery => vec![
             at(percent(def(BATTERY_IDS[0], "Battery charge", "Charge of the battery", Some("%"))), "/power/battery"),
             at(
@@ -309,15 +345,39 @@ pub fn definitions(metric: Metric, inv: &Inventory) -> Vec<ParameterDefinition> 
     }
 }
 
-/// The number published for a battery status text (`/sys/class/power_supply/*/status` on Linux):
-/// 0 unknown, 1 charging, 2 discharging, 3 not charging, 4 full.
-pub fn battery_state_code(status: &str) -> f64 {
-    match status.trim().to_ascii_lowercase().as_str() {
-        "charging" => 1.0,
-        "discharging" => 2.0,
-        "not charging" => 3.0,
-        "full" => 4.0,
-        _ => 0.0,
+/// What a battery is doing (`Battery_State`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BatteryState {
+    /// The OS does not say.
+    Unknown,
+    /// Charging from mains.
+    Charging,
+    /// The machine runs on it.
+    Discharging,
+    /// On mains, not charging (a charge limit reached).
+    NotCharging,
+    /// Full, on mains.
+    Full,
+    /// Empty: the machine runs on what is left of it.
+    Empty,
+}
+
+impl BatteryState {
+    /// The number published: 0 unknown, 1 charging, 2 discharging (also empty), 3 not
+    /// charging, 4 full.
+    pub fn code(self) -> f64 {
+        match self {
+            BatteryState::Unknown => 0.0,
+            BatteryState::Charging => 1.0,
+            BatteryState::Discharging | BatteryState::Empty => 2.0,
+            BatteryState::NotCharging => 3.0,
+            BatteryState::Full => 4.0,
+        }
+    }
+
+    /// Whether the machine runs on this battery (and not on mains).
+    pub fn on_battery(self) -> bool {
+        matches!(self, BatteryState::Discharging | BatteryState::Empty)
     }
 }
 
@@ -519,7 +579,7 @@ mod tests {
     fn metric_lists_always_hold_cpu_and_know_all() {
         assert_eq!(parse_list::<&str>(&[]).unwrap(), [Metric::Cpu]);
         assert_eq!(parse_list(&["memory", "cpu", "memory"]).unwrap(), [Metric::Cpu, Metric::Memory]);
-        assert_eq!(parse_list(&["all"]).unwrap(), Metric::ALL);
+        assert_eq!(parse_list(&["all"]).unwrap(), Metric::ALL[..Metric::ALL.len() - 1]);
         let e = parse_list(&["memory", "gpu"]).unwrap_err();
         assert!(e.contains("\"gpu\"") && e.contains("temperature") && e.contains("all"), "{e}");
         for m in Metric::ALL {
@@ -535,11 +595,12 @@ mod tests {
             swap_bytes: 0,
             interfaces: vec!["eth0".into(), "wlp0s20f3".into()],
             sensors: vec!["coretemp Package id 0".into()],
+            processes: 2,
         };
         let all: Vec<ParameterDefinition> = Metric::ALL.iter().flat_map(|m| definitions(*m, &inv)).collect();
         let get = |id: &str| all.iter().find(|d| d.id == id).unwrap_or_else(|| panic!("{id} missing"));
         let ids: Vec<&str> = all.iter().map(|d| d.id.as_str()).collect();
-        assert_eq!(ids.len(), 1 + 2 + 3 + 2 + 1 + 3 + 4 + 2 + 1 + 2, "{ids:?}");
+        assert_eq!(ids.len(), 1 + 2 + 3 + 2 + 1 + 3 + 4 + 2 + 1 + 2 + 2 * 3, "{ids:?}");
         let mut unique = ids.clone();
         unique.sort();
         unique.dedup();
@@ -558,6 +619,10 @@ mod tests {
         let t = get("Temp_coretemp_Package_id_0");
         assert_eq!((t.unit.as_deref(), t.minimum, t.location.as_str()), (Some("°C"), None, "/sensors/temperature"));
         assert_eq!(get("Battery_State").maximum, Some(4.0));
+        let name = get("Proc_2_Name");
+        assert_eq!((name.location.as_str(), name.minimum, name.unit.as_deref()), ("/processes/2", None, None));
+        assert_eq!(get("Proc_1_CPU").maximum, Some(100.0));
+        assert_eq!(get("Proc_2_Memory").maximum, Some((8u64 << 30) as f64));
         for d in &all {
             assert!(d.name.is_some() && d.description.is_some(), "{} is described", d.id);
             assert!(d.id.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'), "{} is a plain id", d.id);
@@ -588,11 +653,23 @@ mod tests {
     }
 
     #[test]
-    fn battery_states_have_codes() {
-        assert_eq!(battery_state_code("Charging\n"), 1.0);
-        assert_eq!(battery_state_code("Discharging"), 2.0);
-        assert_eq!(battery_state_code("Not charging"), 3.0);
-        assert_eq!(battery_state_code("Full"), 4.0);
-        assert_eq!(battery_state_code("Unknown"), 0.0);
+    fn battery_states_have_codes_and_only_discharging_is_on_battery() {
+        use BatteryState as B;
+        let all = [B::Unknown, B::Charging, B::Discharging, B::NotCharging, B::Full, B::Empty];
+        assert_eq!(all.map(B::code), [0.0, 1.0, 2.0, 3.0, 4.0, 2.0]);
+        assert_eq!(all.map(B::on_battery), [false, false, true, false, false, true]);
+    }
+
+    #[test]
+    fn process_ids_are_parameter_ids_and_all_leaves_processes_out() {
+        assert_eq!(process_ids(2), ["Proc_2_Name", "Proc_2_CPU", "Proc_2_Memory"]);
+        for id in process_ids(10) {
+            assert!(is_parameter_id(&id), "{id}");
+        }
+        for not in ["Proc_x_Name", "Proc__CPU", "Proc_1_Owner", "Process"] {
+            assert!(!is_parameter_id(not), "{not}");
+        }
+        assert!(!parse_list(&["all"]).unwrap().contains(&Metric::Processes));
+        assert!(parse_list(&["all", "processes"]).unwrap().contains(&Metric::Processes));
     }
 }

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+use crate::processes::{self, TopProcess};
 use crate::status::{PublisherState, Status};
 
 /// At most one notification of a kind per this long.
@@ -131,14 +132,22 @@ impl Notifier {
             && now.saturating_sub(since) >= self.config.high_cpu_for
             && self.fire(NoticeKind::HighCpu, now)
         {
-            let (threshold, secs) = (self.config.high_cpu_percent, self.config.high_cpu_for.as_secs());
-            return Some(Notice {
-                kind: NoticeKind::HighCpu,
-                title: "HostPulse: high CPU load".into(),
-                body: format!("CPU load has been at or above {threshold} % for {secs} s (now {v} %)."),
-            });
+            return Some(self.high_cpu(v, &status.spell_top));
         }
         None
+    }
+
+    /// "CPU at 96 % for 60 s (at or above 90 %): firefox 71 %, cargo 18 %, Xorg 4 %."
+    fn high_cpu(&self, now: f64, top: &[TopProcess]) -> Notice {
+        let (threshold, secs) = (self.config.high_cpu_percent, self.config.high_cpu_for.as_secs());
+        let mut body = format!("CPU at {now} % for {secs} s (at or above {threshold} %)");
+        let named = processes::summary(top);
+        if !named.is_empty() {
+            body += ": ";
+            body += &named;
+        }
+        body.push('.');
+        Notice { kind: NoticeKind::HighCpu, title: "HostPulse: high CPU load".into(), body }
     }
 
     /// Fires `kind` if it is armed and its last notification is [`MIN_GAP`] ago.
@@ -188,6 +197,19 @@ mod tests {
         let mut n = Notifier::new(config(60));
         let steps: Vec<(u64, Status)> = (0..=300).map(|t| (t, cpu(95.0))).collect();
         assert_eq!(kinds(&mut n, &steps), [(60, NoticeKind::HighCpu)]);
+    }
+
+    #[test]
+    fn the_high_cpu_notice_names_the_top_processes_of_the_spell() {
+        let mut n = Notifier::new(config(2));
+        let top = |name: &str, cpu: f64| TopProcess { pid: 1, name: name.into(), cpu, memory: 1 };
+        let mut busy = cpu(96.0);
+        busy.spell_top = vec![top("firefox", 71.0), top("cargo", 18.4), top("Xorg", 0.0)];
+        assert_eq!(n.observe(at(0), &busy), None);
+        let notice = n.observe(at(2), &busy).unwrap();
+        assert_eq!(notice.body, "CPU at 96 % for 2 s (at or above 90 %): firefox 71 %, cargo 18.4 %.");
+        let mut n = Notifier::new(config(0));
+        assert_eq!(n.observe(at(0), &cpu(91.5)).unwrap().body, "CPU at 91.5 % for 0 s (at or above 90 %).");
     }
 
     #[test]

@@ -12,6 +12,9 @@ pub struct Row {
     pub timestamp_ns: i64,
     /// Parameter id and value, at most one entry per id. NaN and infinities are sent as `null`.
     pub values: Vec<(Arc<str>, f64)>,
+    /// String parameter id and value (a process name), at most one entry per id: the envelope's
+    /// `StringValues`, a string field in a JSON row.
+    pub texts: Vec<(Arc<str>, Arc<str>)>,
     /// Tag id and value, at most one entry per id.
     pub tags: Vec<(Arc<str>, Arc<str>)>,
 }
@@ -19,7 +22,7 @@ pub struct Row {
 impl Row {
     /// A row with no values yet.
     pub fn new(timestamp_ns: i64) -> Self {
-        Row { timestamp_ns, values: Vec::new(), tags: Vec::new() }
+        Row { timestamp_ns, values: Vec::new(), texts: Vec::new(), tags: Vec::new() }
     }
 
     /// Adds (or replaces) a value.
@@ -30,6 +33,21 @@ impl Row {
             None => self.values.push((id, v)),
         }
         self
+    }
+
+    /// Adds (or replaces) a string value.
+    pub fn with_text(mut self, id: impl Into<Arc<str>>, v: impl Into<Arc<str>>) -> Self {
+        let (id, v) = (id.into(), v.into());
+        match self.texts.iter_mut().find(|(k, _)| *k == id) {
+            Some(slot) => slot.1 = v,
+            None => self.texts.push((id, v)),
+        }
+        self
+    }
+
+    /// The string value of parameter `id`, if the row has one.
+    pub fn text(&self, id: &str) -> Option<&str> {
+        self.texts.iter().find(|(k, _)| &**k == id).map(|(_, v)| &**v)
     }
 
     /// Adds (or replaces) a tag.
@@ -83,8 +101,15 @@ mod tests {
 
     #[test]
     fn replacing_a_value_keeps_one_entry_per_id() {
-        let r = Row::new(5).with_value("a", 1.0).with_value("a", 2.0).with_tag("t", "x").with_tag("t", "y");
-        assert_eq!(r.values.len(), 1);
+        let r = Row::new(5)
+            .with_value("a", 1.0)
+            .with_value("a", 2.0)
+            .with_tag("t", "x")
+            .with_tag("t", "y")
+            .with_text("n", "p")
+            .with_text("n", "q");
+        assert_eq!((r.values.len(), r.texts.len()), (1, 1));
+        assert_eq!(r.text("n"), Some("q"));
         assert_eq!(r.value("a"), Some(2.0));
         assert_eq!(r.tag("t"), Some("y"));
         assert_eq!(r.value("b"), None);

@@ -235,6 +235,9 @@ pub struct Settings {
     pub stream_name: Option<String>,
     /// Time between samples, in ms.
     pub interval_ms: u64,
+    /// Low-power mode: time between samples, in ms, while the machine runs on its battery;
+    /// `0`: off (the same interval as on mains).
+    pub battery_interval_ms: u64,
     /// Rows whose times span this many ms go out as one record; a lone row leaves after this long.
     pub buffer_span_ms: u64,
     /// Also flush when this many rows are buffered.
@@ -268,6 +271,8 @@ pub struct Settings {
     pub metrics: Vec<String>,
     /// Network interfaces the `network` metric publishes; empty: all but loopback.
     pub network_interfaces: Vec<String>,
+    /// How many processes the `processes` metric publishes, 1 to 10.
+    pub process_count: u64,
     /// Notify (desktop app) when the CPU load stays high.
     pub notify_high_cpu: bool,
     /// The high-CPU threshold, percent.
@@ -295,6 +300,7 @@ impl Default for Settings {
             stream_id: None,
             stream_name: None,
             interval_ms: 1000,
+            battery_interval_ms: 5000,
             buffer_span_ms: 100,
             buffer_packet_size: None,
             buffer_timeout_ms: None,
@@ -310,6 +316,7 @@ impl Default for Settings {
             ssl_ca_location: None,
             metrics: vec![Metric::Cpu.id().into()],
             network_interfaces: Vec::new(),
+            process_count: 3,
             notify_high_cpu: true,
             high_cpu_percent: 90,
             high_cpu_seconds: 60,
@@ -378,6 +385,10 @@ pub struct Checked {
     pub stream_name: String,
     /// Sampling interval.
     pub interval: Duration,
+    /// Sampling interval on battery (low-power mode), if on.
+    pub battery_interval: Option<Duration>,
+    /// Processes the `processes` metric publishes.
+    pub process_count: usize,
     /// Buffer triggers.
     pub buffer: BufferConfig,
     /// Bound on the wait for acknowledgements at shutdown.
@@ -565,6 +576,18 @@ impl Settings {
     pub fn check(&self, machine: &MachineFacts) -> Result<Checked, SettingsErrors> {
         let mut errors = Vec::new();
         check_range(&mut errors, "interval_ms", self.interval_ms, MIN_INTERVAL_MS, MAX_INTERVAL_MS, " ms");
+        if self.battery_interval_ms != 0
+            && !(MIN_INTERVAL_MS..=MAX_INTERVAL_MS).contains(&self.battery_interval_ms)
+        {
+            errors.push(FieldError {
+                field: "battery_interval_ms",
+                message: format!(
+                    "`battery_interval_ms` must be 0 (low-power mode off) or between {MIN_INTERVAL_MS} and {MAX_INTERVAL_MS} ms, got {}",
+                    self.battery_interval_ms
+                ),
+            });
+        }
+        check_range(&mut errors, "process_count", self.process_count, 1, crate::processes::MAX_COUNT as u64, "");
         check_range(&mut errors, "buffer_span_ms", self.buffer_span_ms, 1, MAX_BUFFER_MS, " ms");
         if let Some(n) = self.buffer_packet_size {
             check_range(&mut errors, "buffer_packet_size", n, 1, MAX_PACKET_SIZE, " rows");
@@ -684,6 +707,8 @@ impl Settings {
                 stream_id,
                 stream_name,
                 interval: Duration::from_millis(self.interval_ms),
+                battery_interval: (self.battery_interval_ms > 0).then(|| Duration::from_millis(self.battery_interval_ms)),
+                process_count: self.process_count as usize,
                 buffer: BufferConfig {
                     time_span: Some(Duration::from_millis(self.buffer_span_ms)),
                     packet_size: self.buffer_packet_size.map(|n| n as usize),
@@ -946,11 +971,15 @@ mod tests {
                 .into(),
             high_cpu_percent: 101,
             high_cpu_seconds: 0,
+            process_count: 11,
+            battery_interval_ms: 50,
             ..Default::default()
         };
         let e = errors(&s);
-        assert_eq!(e.len(), 6, "{e:#?}");
+        assert_eq!(e.len(), 8, "{e:#?}");
         for field in [
+            "`process_count` must be between 1 and 10, got 11",
+            "`battery_interval_ms` must be 0 (low-power mode off) or between",
             "`high_cpu_percent`",
             "`high_cpu_seconds`",
             "`metrics`: unknown metric \"gpu\"",
@@ -967,7 +996,8 @@ mod tests {
             ..Default::default()
         };
         let c = s.check(&machine()).unwrap();
-        assert_eq!(c.metrics, Metric::ALL);
+        assert_eq!(c.metrics, Metric::ALL[..Metric::ALL.len() - 1], "all but processes");
+        assert_eq!((c.process_count, c.battery_interval), (3, Some(Duration::from_secs(5))), "defaults");
         assert_eq!(c.tags, [(Arc::from("site"), Arc::from("lab"))]);
         assert_eq!(c.notify.high_cpu_percent, 50.0);
     }

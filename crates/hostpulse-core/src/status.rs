@@ -4,6 +4,8 @@
 
 use serde::Serialize;
 
+use crate::processes::TopProcess;
+
 /// Where the publisher is in its life.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "state", rename_all = "snake_case")]
@@ -196,6 +198,13 @@ pub struct Status {
     pub last_error: Option<String>,
     /// The last connection attempt failed because the token was rejected.
     pub token_rejected: bool,
+    /// While the CPU load is at or above the high-CPU threshold: the processes that used the
+    /// most CPU since it got there (empty otherwise, or when nothing watches for spells).
+    pub spell_top: Vec<TopProcess>,
+    /// The machine runs on its battery and low-power mode samples less often.
+    pub low_power: bool,
+    /// The sampling interval in force, ms (the battery interval in low-power mode).
+    pub interval_ms: u64,
 }
 
 impl Status {
@@ -212,6 +221,9 @@ impl Status {
             records_queued: 0,
             last_error: None,
             token_rejected: false,
+            spell_top: Vec::new(),
+            low_power: false,
+            interval_ms: 0,
         }
     }
 
@@ -263,6 +275,12 @@ pub struct StatusView {
     pub next_try_ms: Option<i64>,
     /// Why it is not publishing (retrying, error), or the last error.
     pub error: Option<String>,
+    /// [`Status::spell_top`].
+    pub spell_top: Vec<TopProcess>,
+    /// [`Status::low_power`].
+    pub low_power: bool,
+    /// [`Status::interval_ms`].
+    pub interval_ms: u64,
 }
 
 impl From<&Status> for StatusView {
@@ -280,6 +298,9 @@ impl From<&Status> for StatusView {
             dropped: s.records_dropped,
             next_try_ms: s.state.next_try_ms(),
             error: s.state.reason().map(str::to_owned).or_else(|| s.last_error.clone()),
+            spell_top: s.spell_top.clone(),
+            low_power: s.low_power,
+            interval_ms: s.interval_ms,
         }
     }
 }

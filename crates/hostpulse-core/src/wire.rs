@@ -355,7 +355,9 @@ pub fn write_parameter_data(out: &mut String, rows: &[Row]) {
         // Rows that differ: each parameter in order of first appearance, `null` where a row lacks it.
         write_columns(out, rows, |r| &r.values, |o, v| push_f64(o, *v));
     }
-    out.push_str(r#"},"StringValues":{},"BinaryValues":{},"TagValues":{"#);
+    out.push_str(r#"},"StringValues":{"#);
+    write_columns(out, rows, |r| &r.texts, |o, v| push_str(o, v));
+    out.push_str(r#"},"BinaryValues":{},"TagValues":{"#);
     write_columns(out, rows, |r| &r.tags, |o, v| push_str(o, v));
     out.push_str("}}");
 }
@@ -506,6 +508,22 @@ mod tests {
             out,
             r#"{"Timestamps":[1,2],"NumericValues":{"a":[1.0,null],"b":[null,null]},"StringValues":{},"BinaryValues":{},"TagValues":{"host":["x",null]}}"#
         );
+    }
+
+    #[test]
+    fn string_values_are_columns_of_their_own_with_null_where_a_row_has_none() {
+        let rows = [
+            Row::new(1).with_value("Proc_1_CPU", 50.0).with_text("Proc_1_Name", "fire\"fox\u{1}"),
+            Row::new(2).with_value("Proc_1_CPU", 20.0),
+        ];
+        let mut out = String::new();
+        write_parameter_data(&mut out, &rows);
+        assert_eq!(
+            out,
+            r#"{"Timestamps":[1,2],"NumericValues":{"Proc_1_CPU":[50.0,20.0]},"StringValues":{"Proc_1_Name":["fire\"fox\u0001",null]},"BinaryValues":{},"TagValues":{}}"#
+        );
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(v["StringValues"]["Proc_1_Name"][0], "fire\"fox\u{1}");
     }
 
     #[test]

@@ -85,6 +85,9 @@ fn config(interval_ms: u64, span_ms: u64) -> AgentConfig {
         properties: StreamProperties { name: Some("t".into()), ..Default::default() },
         definitions: cpu_definitions(),
         interval: Duration::from_millis(interval_ms),
+        battery_interval: None,
+        process_count: 3,
+        spell_threshold: None,
         buffer: BufferConfig { time_span: Some(Duration::from_millis(span_ms)), ..Default::default() },
         shutdown_timeout: Duration::from_secs(5),
         outbox: OutboxLimits::default(),
@@ -1122,5 +1125,69 @@ async fn resuming_connects_at_once_even_with_a_retry_scheduled_far_ahead() {
     agent.set_publishing(true).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(agent.status().state, PublisherState::Publishing, "resumed at once, not in five minutes");
+    agent.shutdown().await;
+}
+
+/// A sampler on an injected power source: `on_battery` says where the machine runs; `reads`
+/// counts how often it was asked.
+struct OnPower {
+    inner: crate::sampler::SyntheticSampler,
+    on_battery: Arc<AtomicBool>,
+    reads: Arc<AtomicUsize>,
+}
+
+impl Sampler for OnPower {
+    fn sample(&mut self) -> Result<Row, crate::sampler::SampleError> {
+        self.inner.sample()
+    }
+
+    fn on_battery(&mut self) -> Option<bool> {
+        self.reads.fetch_add(1, Ordering::SeqCst);
+        Some(self.on_battery.load(Ordering::SeqCst))
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn on_battery_it_samples_at_the_battery_interval_and_back_on_mains_at_its_own() {
+    let on_battery = Arc::new(AtomicBool::new(false));
+    let reads = Arc::new(AtomicUsize::new(0));
+    let sampler = OnPower { inner: Default::default(), on_battery: on_battery.clone(), reads: reads.clone() };
+    let cfg = AgentConfig { battery_interval: Some(Duration::from_secs(5)), ..config(1000, 100) };
+    let memory = Memory { ack_after: Some(Duration::from_millis(1)), ..Default::default() };
+    let parts = Parts { sampler: Box::new(sampler), ..parts(ScriptedSampler::new([]), Some(memory), None) };
+    let (agent, _) = spawn(cfg.clone(), parts);
+    let samples_over = |secs: u64| {
+        let agent = agent.clone();
+        async move {
+            let before = agent.status().samples;
+            tokio::time::sleep(Duration::from_secs(secs)).await;
+            agent.status().samples - before
+        }
+    };
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let s = agent.status();
+    assert_eq!((s.low_power, s.interval_ms), (false, 1000), "on mains: {s:?}");
+    assert_eq!(samples_over(10).await, 10);
+
+    on_battery.store(true, Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_secs(6)).await; // the power source is read every 5 s
+    let s = agent.status();
+    assert_eq!((s.low_power, s.interval_ms), (true, 5000), "on battery the status says so: {s:?}");
+    assert_eq!(samples_over(30).await, 6, "one sample per 5 s");
+
+    on_battery.store(false, Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    let s = agent.status();
+    assert_eq!((s.low_power, s.interval_ms), (false, 1000), "back on mains: {s:?}");
+    assert_eq!(samples_over(10).await, 10);
+
+    // Low-power mode off: on battery it samples as on mains, and the power source is left alone.
+    agent.apply(AgentConfig { battery_interval: None, ..cfg }).await;
+    let asked = reads.load(Ordering::SeqCst);
+    on_battery.store(true, Ordering::SeqCst);
+    assert_eq!(samples_over(20).await, 20);
+    let s = agent.status();
+    assert_eq!((s.low_power, s.interval_ms), (false, 1000), "{s:?}");
+    assert_eq!(reads.load(Ordering::SeqCst), asked, "not read while the mode is off");
     agent.shutdown().await;
 }
