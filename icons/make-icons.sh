@@ -1,8 +1,7 @@
 #!/usr/bin/env bash
-# Draws HostPulse's icons with ImageMagick: the app icon and one tray icon per state. Each tray
-# icon is a mid-tone disc outlined in near-black with a white mark, so it reads on light and on
-# dark panels alike; the states differ in colour and in the mark (pulse = publishing, bars =
-# paused, dash = not configured, cross = error), so they are distinguishable without colour too.
+# Draws HostPulse's app icon with ImageMagick: a mid-tone disc outlined in near-black with a
+# white pulse mark, so it reads on light and on dark backgrounds alike. (The tray icon is drawn by
+# the app itself from the load and the state: hostpulse_core::tray::icon.)
 # Run from this directory; the PNGs and icon.ico are committed.
 set -euo pipefail
 draw() { # name size colour mark
@@ -21,13 +20,6 @@ draw() { # name size colour mark
     -fill "$fillmark" -stroke white -strokewidth "$m" -draw "stroke-linejoin round stroke-linecap round $shape" \
     "PNG32:$name"
 }
-for size in 32 64; do
-  suffix=""; [ "$size" = 64 ] && suffix="@2x"
-  draw "tray-publishing$suffix.png" "$size" '#1f9d55' pulse
-  draw "tray-paused$suffix.png" "$size" '#d08700' bars
-  draw "tray-unconfigured$suffix.png" "$size" '#6b7280' dash
-  draw "tray-error$suffix.png" "$size" '#d1242f' cross
-done
 draw icon.png 512 '#2563eb' pulse
 draw 32x32.png 32 '#2563eb' pulse
 draw 128x128.png 128 '#2563eb' pulse

@@ -13,6 +13,7 @@ fn main() {
         "get_history",
         "confirm_portal",
         "open_log_folder",
+        "get_processes",
     ]);
     tauri_build::try_build(tauri_build::Attributes::new().app_manifest(manifest)).expect("tauri build step");
 }

@@ -6,14 +6,14 @@ const { listen } = window.__TAURI__.event;
 
 const $ = (id) => document.getElementById(id);
 const FIELDS = [
-  "stream_name", "buffer_span_ms", "topic", "format", "interval_ms", "portal_url", "workspace_id", "stream_id",
-  "network_interfaces", "tags", "high_cpu_percent", "high_cpu_seconds",
+  "stream_name", "buffer_span_ms", "topic", "format", "interval_ms", "battery_interval_ms", "portal_url",
+  "workspace_id", "stream_id", "process_count", "network_interfaces", "tags", "high_cpu_percent", "high_cpu_seconds",
   "outbox_max_kb", "outbox_max_age_hours", "stall_timeout_ms", "log_level",
 ];
 const CHECKS = ["tls_verify_hostname", "notify_high_cpu", "notify_stopped", "notify_token_rejected"];
 const RANGES = {
   interval_ms: [100, 3600000, "ms"], buffer_span_ms: [1, 60000, "ms"],
-  high_cpu_percent: [1, 100, "%"], high_cpu_seconds: [1, 86400, "s"],
+  high_cpu_percent: [1, 100, "%"], high_cpu_seconds: [1, 86400, "s"], process_count: [1, 10, ""],
   outbox_max_kb: [10, 16777216, "KiB"], outbox_max_age_hours: [1, 8784, "hours"],
   stall_timeout_ms: [1000, 3600000, "ms"],
 };
@@ -63,14 +63,42 @@ function renderStatus(s) {
   const toggle = $("toggle");
   toggle.disabled = !s.can_toggle;
   toggle.textContent = s.toggle_label;
+  show($("low-power"), s.low_power ? `On battery: low-power mode, one sample every ${formatMs(s.interval_ms)}.` : "");
   if (s.samples !== renderStatus.samples) {
     renderStatus.samples = s.samples;
-    // The chart's current value follows at once; its line a moment later.
-    if ((chart?.series.id ?? "CPU_Load") === "CPU_Load" && s.last_value != null) {
-      $("chart-now").textContent = `Now ${formatValue(s.last_value, "%")}`;
-    }
+    // The figures under the chart come with its line, from the same history answer.
     refreshHistory();
   }
+}
+
+function formatMs(ms) {
+  if (ms < 1000) return `${ms} ms`;
+  return `${Number.isInteger(ms / 1000) ? ms / 1000 : (ms / 1000).toFixed(1)} s`;
+}
+
+// The top processes, asked for each second while the window is open (asking is what keeps the
+// backend reading the process table; a closed window asks nothing).
+async function refreshProcesses() {
+  let list;
+  try { list = await invoke("get_processes"); } catch (err) { return; }
+  const body = $("processes").tBodies[0];
+  if (!list.length) {
+    body.replaceChildren(row([["Reading…", "muted", 4]]));
+    return;
+  }
+  body.replaceChildren(...list.map((p) => row([
+    [p.name, "name"], [String(p.pid), "num"], [formatValue(p.cpu, "%"), "num"], [formatValue(p.memory, "B"), "num"],
+  ])));
+}
+
+function row(cells) {
+  const tr = document.createElement("tr");
+  for (const [text, cls, span] of cells) {
+    const td = Object.assign(document.createElement("td"), { textContent: text, className: cls, title: text });
+    if (span) td.colSpan = span;
+    tr.append(td);
+  }
+  return tr;
 }
 
 // Values with their unit, bytes in binary multiples.
@@ -139,11 +167,12 @@ function drawChart() {
     lo = Math.min(0, series.min);
     hi = series.max > lo ? series.max * 1.1 : lo + 1;
   }
-  // The last hour; while there is less history, the time since the first sample (at least a minute).
+  // The last hour; while there is less history, the time since the first sample (at least
+  // 20 s), so that the first seconds already draw a line across the chart.
   const now = Date.now();
   const first = series ? series.values.findIndex((v, i) => v != null && now - series.times_ms[i] <= HOUR_MS) : -1;
   const oldest = first >= 0 ? series.times_ms[first] : now;
-  const span = Math.min(HOUR_MS, Math.max(60 * 1000, now - oldest));
+  const span = Math.min(HOUR_MS, Math.max(20 * 1000, (now - oldest) * 1.05));
   const x = (t) => w - ((now - t) / span) * w;
   const y = (v) => bottom - ((v - lo) / (hi - lo)) * (bottom - top);
   ctx.strokeStyle = color("--line");
@@ -158,7 +187,7 @@ function drawChart() {
   ctx.fillText(formatValue(hi, unit), 2, 1);
   ctx.textBaseline = "bottom";
   const minutes = Math.round(span / 60000);
-  ctx.fillText(minutes >= 60 ? "1 hour ago" : `${minutes} min ago`, 2, h);
+  ctx.fillText(minutes >= 60 ? "1 hour ago" : span < 120000 ? `${Math.round(span / 1000)} s ago` : `${minutes} min ago`, 2, h);
   ctx.textAlign = "right";
   ctx.fillText("now", w - 2, h);
   if (!series || series.times_ms.length === 0) return;
@@ -224,6 +253,8 @@ function render(state) {
   $("format").value = s.format;
   showFormatHelp();
   $("interval_ms").value = s.interval_ms;
+  $("battery_interval_ms").value = s.battery_interval_ms;
+  $("process_count").value = s.process_count;
   $("portal_url").value = s.portal_url;
   $("workspace_id").value = s.workspace_id;
   $("stream_id").value = s.stream_id;
@@ -288,9 +319,15 @@ function localCheck() {
     const text = $(field).value.trim();
     const n = Number(text);
     if (!/^\d+$/.test(text) || n < lo || n > hi) {
-      fieldError(field, `\`${field}\` must be between ${lo} and ${hi} ${unit}, got ${JSON.stringify(text)}`);
+      fieldError(field, `\`${field}\` must be between ${lo} and ${hi}${unit ? ` ${unit}` : ""}, got ${JSON.stringify(text)}`);
       ok = false;
     }
+  }
+  const battery = $("battery_interval_ms").value.trim();
+  if (!/^\d+$/.test(battery) || (Number(battery) !== 0 && (Number(battery) < 100 || Number(battery) > 3600000))) {
+    fieldError("battery_interval_ms",
+      `\`battery_interval_ms\` must be 0 (low-power mode off) or between 100 and 3600000 ms, got ${JSON.stringify(battery)}`);
+    ok = false;
   }
   if (!$("topic").value.trim()) {
     fieldError("topic", "`topic` must not be empty");
@@ -394,6 +431,8 @@ async function main() {
   await listen("status", (e) => renderStatus(e.payload));
   render(await invoke("get_state"));
   refreshHistory();
+  refreshProcesses();
+  setInterval(refreshProcesses, 1000);
 }
 
 main();

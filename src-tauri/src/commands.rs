@@ -10,12 +10,14 @@ use hostpulse_agent::assembly::{Launch, Route, SwitchableConnector};
 use hostpulse_agent::connector::Credential;
 use hostpulse_agent::diagnose::{self, Step};
 use hostpulse_agent::portal::PortalOptions;
+use hostpulse_agent::processes::ProcessView;
 use hostpulse_agent::settings_file;
 use hostpulse_agent::token::{self, SecretStore, TokenSource};
 use hostpulse_core::form::SettingsForm;
 use hostpulse_core::history::Series;
 use hostpulse_core::metrics::{self, Metric};
 use hostpulse_core::notify::Notifier;
+use hostpulse_core::processes::TopProcess;
 use hostpulse_core::sample::CPU_LOAD;
 use hostpulse_core::secret::Secret;
 use hostpulse_core::settings::{FieldError, KNOWN_PORTALS, RecordFormat, Settings};
@@ -43,6 +45,8 @@ pub struct App {
     pub pending_portal: Mutex<Option<PendingPortal>>,
     /// The log files and their level.
     pub logs: crate::logs::Logs,
+    /// The process list the window shows (read only while the window asks for it).
+    pub processes: ProcessView,
 }
 
 /// A new Portal URL waiting for the user's word before the stored token goes there.
@@ -138,6 +142,8 @@ struct SettingsView {
     /// The Quix Portal APIs HostPulse knows, offered beside the free URL field.
     portals: Vec<Choice>,
     interval_ms: u64,
+    battery_interval_ms: u64,
+    process_count: u64,
     portal_url: String,
     workspace_id: String,
     stream_id: String,
@@ -171,6 +177,8 @@ impl SettingsView {
                 .into(),
             portals: KNOWN_PORTALS.map(|(url, name)| Choice { value: url, text: name }).into(),
             interval_ms: s.interval_ms,
+            battery_interval_ms: s.battery_interval_ms,
+            process_count: s.process_count,
             portal_url: s.portal_url.clone().unwrap_or_default(),
             workspace_id: s.workspace_id.clone().unwrap_or_default(),
             stream_id: s.stream_id.clone().unwrap_or_default(),
@@ -285,7 +293,7 @@ impl App {
                 != (&checked.topic, &checked.portal_url, &checked.workspace_id, checked.tls_verify_hostname);
             launch.settings = settings;
             launch.checked = checked.clone();
-            (checked, changed, launch.agent_config())
+            (checked, changed, launch.desktop_agent_config())
         };
         self.agent.apply(config).await;
         self.notifier.lock().expect("not poisoned").set_config(checked.notify);
@@ -441,6 +449,7 @@ pub async fn get_history(state: State<'_, App>, id: Option<String>) -> Result<Hi
         .agent
         .definitions()
         .into_iter()
+        .filter(|d| !metrics::is_text_id(&d.id))
         .map(|d| ParameterView {
             name: d.name.unwrap_or_else(|| d.id.clone()),
             id: d.id,
@@ -449,8 +458,16 @@ pub async fn get_history(state: State<'_, App>, id: Option<String>) -> Result<Hi
         })
         .collect();
     let id = id.filter(|id| parameters.iter().any(|p| &p.id == id)).unwrap_or_else(|| CPU_LOAD.to_owned());
-    let interval_ms = state.launch.lock().expect("not poisoned").settings.interval_ms;
+    let interval_ms = state.agent.status().interval_ms;
     Ok(HistoryView { series: state.agent.history(&id), parameters, interval_ms })
+}
+
+/// The processes using the most CPU now, for the window's list: asking keeps the process table
+/// being read at each sample for a few seconds (the window asks every second while it is open).
+/// Empty until the next sample has read it.
+#[tauri::command]
+pub async fn get_processes(state: State<'_, App>) -> Result<Vec<TopProcess>> {
+    Ok(state.processes.top())
 }
 
 /// Opens the folder of the log files in the file manager.

@@ -132,20 +132,23 @@ fn setup(
     }
     let connector = SwitchableConnector::new(route);
     let store: Arc<dyn SecretStore> = Arc::new(KeyringStore::new());
+    let sampler = HostSampler::new()?;
+    let processes = sampler.process_view();
     let parts = Parts {
-        sampler: Box::new(HostSampler::new()?),
+        sampler: Box::new(sampler),
         outbox,
         connector: Some(Arc::new(connector.clone())),
         credential: None,
         publisher: None,
     };
-    let (agent, _task) = tauri::async_runtime::block_on(async { agent::spawn(launch.agent_config(), parts) });
+    let (agent, _task) = tauri::async_runtime::block_on(async { agent::spawn(launch.desktop_agent_config(), parts) });
     let token = assembly::credential(store.as_ref());
     let first_run = !matches!(token, Ok(Some(_))) && !direct;
     let notifier = Arc::new(Mutex::new(Notifier::new(launch.checked.notify)));
     app.manage(App {
         notifier: notifier.clone(),
         agent: agent.clone(),
+        processes,
         store,
         launch: Mutex::new(launch),
         settings_problem: Mutex::new(problem),
@@ -243,6 +246,7 @@ fn main() {
             commands::get_history,
             commands::confirm_portal,
             commands::open_log_folder,
+            commands::get_processes,
         ])
         .setup(move |app| {
             let (launch, problem) = launch?;

@@ -1,8 +1,9 @@
 //! The tray: what it shows is computed from the agent's `Status` by core's pure
-//! [`hostpulse_core::tray::view`]; [`Tray`] applies that view to the tray icon and its menu. On
+//! [`hostpulse_core::tray::view`], the icon drawn by [`hostpulse_core::tray::icon`] (the load as
+//! a level, the state as a badge); [`Tray`] applies that view to the tray icon and its menu. On
 //! Linux the tray has no click events (libayatana-appindicator), so everything is in the menu.
 
-use hostpulse_core::tray::{Look, TrayView};
+use hostpulse_core::tray::{ICON_SIZE, Look, TrayView};
 use tauri::image::Image;
 use tauri::menu::{Menu, MenuItem, PredefinedMenuItem};
 use tauri::tray::{TrayIcon, TrayIconBuilder};
@@ -24,14 +25,9 @@ pub mod ids {
     pub const QUIT: &str = "quit";
 }
 
-/// The icon for a look.
-fn png(look: Look) -> &'static [u8] {
-    match look {
-        Look::Unconfigured => include_bytes!("../../icons/tray-unconfigured@2x.png"),
-        Look::Paused => include_bytes!("../../icons/tray-paused@2x.png"),
-        Look::Publishing => include_bytes!("../../icons/tray-publishing@2x.png"),
-        Look::Error => include_bytes!("../../icons/tray-error@2x.png"),
-    }
+/// The icon for a look and a level.
+fn image(look: Look, level: Option<u8>) -> Image<'static> {
+    Image::new_owned(hostpulse_core::tray::icon(look, level), ICON_SIZE, ICON_SIZE)
 }
 
 /// The tray icon and the menu items whose text changes.
@@ -56,7 +52,7 @@ impl Tray {
         let separator = PredefinedMenuItem::separator(app)?;
         let menu = Menu::with_items(app, &[&status, &error, &separator, &toggle, &settings, &logs, &quit])?;
         let icon = TrayIconBuilder::with_id("hostpulse")
-            .icon(Image::from_bytes(png(Look::Unconfigured))?)
+            .icon(image(Look::Unconfigured, None))
             .tooltip("HostPulse")
             .menu(&menu)
             .show_menu_on_left_click(false)
@@ -73,11 +69,14 @@ impl Tray {
 
     /// Shows `v`, touching only what changed since the last view: each change is a round trip
     /// to the GTK main thread (and a D-Bus update of the indicator), and most status changes
-    /// only move the status line.
+    /// only move the status line. The icon changes only when its picture does (a new badge, or
+    /// the load in another tenth), at most once per sample.
     pub fn apply(&mut self, v: &TrayView) -> tauri::Result<()> {
         let last = self.shown.take();
+        if last.as_ref().map(|l| (l.look, l.level)) != Some((v.look, v.level)) {
+            self.icon.set_icon(Some(image(v.look, v.level)))?;
+        }
         if last.as_ref().map(|l| l.look) != Some(v.look) {
-            self.icon.set_icon(Some(Image::from_bytes(png(v.look))?))?;
             self.icon.set_tooltip(Some(format!("HostPulse — {}", v.look.name())))?;
         }
         if last.as_ref().map(|l| &l.status_line) != Some(&v.status_line) {

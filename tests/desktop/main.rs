@@ -8,8 +8,6 @@
 
 use std::path::Path;
 use std::process::Command;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use hostpulse_agent::token::{KeyringStore, SecretStore};
@@ -80,6 +78,9 @@ fn entry_path(home: &Path) -> std::path::PathBuf {
 /// Nothing sticks out of the window: every element ends within the viewport's width.
 const FITS: &str = "return [...document.querySelectorAll('body *')].filter(e => e.offsetParent !== null).every(e => e.getBoundingClientRect().right <= document.documentElement.clientWidth + 1) && document.documentElement.scrollWidth <= document.documentElement.clientWidth";
 
+/// The name of the test's busy child processes.
+const BUSY_NAME: &str = "hp-busy-probe";
+
 fn tray_icon(host: &mut SniHost) -> String {
     host.ask("icon")["icon_name"].as_str().unwrap_or_default().to_owned()
 }
@@ -143,6 +144,31 @@ fn the_desktop_app_end_to_end() {
         same
     });
     assert!(same, "the history's newest CPU value is the one the status shows");
+    // The figures under the chart, from its first seconds on, come from one source: the
+    // current value lies between the minimum and the maximum.
+    for _ in 0..10 {
+        let figures = s.js(
+            "return ['#chart-now', '#chart-min', '#chart-max'].map(c => parseFloat(document.querySelector(c).textContent.replace(/^[^0-9]*/, '')))",
+        );
+        let [now, min, max] = [0, 1, 2].map(|i| figures[i].as_f64());
+        if let (Some(now), Some(min), Some(max)) = (now, min, max) {
+            assert!(min <= now && now <= max, "Now {now}, min {min}, max {max}");
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    // The window lists the top processes, refreshed while it is open.
+    s.wait("the process list", 15, "return document.querySelectorAll('#processes td.name').length >= 3");
+    let listed = s.js(
+        "return [...document.querySelectorAll('#processes tbody tr')].map(r => [...r.cells].map(c => c.textContent))",
+    );
+    for row in listed.as_array().unwrap() {
+        let cells: Vec<&str> = row.as_array().unwrap().iter().map(|c| c.as_str().unwrap()).collect();
+        assert!(!cells[0].is_empty() && cells[1].parse::<u32>().is_ok(), "name and pid: {listed}");
+        assert!(cells[2].ends_with(" %") && cells[3].ends_with('B'), "CPU and memory: {listed}");
+    }
+    s.js("document.querySelector('#processes-title').scrollIntoView()");
+    s.screenshot(&out.join("01c-top-processes.png"));
+    s.js("window.scrollTo(0, 0)");
     s.screenshot(&out.join("01-first-run.png"));
     assert_eq!(s.js(FITS), Value::Bool(true), "nothing overflows at the default size");
     let unlabelled = s.js("return [...document.querySelectorAll('input')].filter(i => !document.querySelector(`label[for=${i.id}]`) && !i.closest('label')).map(i => i.id)");
@@ -369,28 +395,51 @@ fn the_desktop_app_end_to_end() {
     s.js("document.querySelector('#metrics-title').scrollIntoView()");
     s.screenshot(&out.join("05c-metrics-and-notifications.png"));
     let seen = host.ask("notifications")["notifications"].as_array().unwrap().len();
-    let busy = Arc::new(AtomicBool::new(true));
-    let spinners: Vec<_> = (0..2)
+    // Two busy child processes with a name of their own (a copy of `yes` writing to /dev/null):
+    // the notification, the tray and the window name them.
+    let busy_bin = home.path().join(BUSY_NAME);
+    std::fs::copy("/usr/bin/yes", &busy_bin).unwrap();
+    let mut children: Vec<_> = (0..2)
         .map(|_| {
-            let busy = busy.clone();
-            std::thread::spawn(move || {
-                let mut x = 0u64;
-                while busy.load(Ordering::Relaxed) {
-                    x = std::hint::black_box(x.wrapping_mul(6364136223846793005).wrapping_add(1));
-                }
-            })
+            std::process::Command::new(&busy_bin)
+                .stdout(std::process::Stdio::null())
+                .spawn()
+                .expect("the busy child starts")
         })
         .collect();
     host.wait_for("notifications", 30, |v| v["notifications"].as_array().is_some_and(|n| n.len() > seen));
+    let menu = host.wait_for("menu", 10, |v| v.to_string().contains(&format!("top: {BUSY_NAME}")));
+    assert!(menu.to_string().contains("CPU"), "the status line names the top process: {menu}");
+    s.wait(
+        "the busy process at the top of the list",
+        10,
+        &format!("return document.querySelector('#processes td.name')?.textContent === '{BUSY_NAME}'"),
+    );
+    keep_icon(&mut host, "busy");
     s.js("window.scrollTo(0, 0)");
     s.screenshot(&out.join("05b-busy.png"));
+    s.js("document.querySelector('#processes-title').scrollIntoView()");
+    s.screenshot(&out.join("05d-busy-processes.png"));
     std::thread::sleep(Duration::from_secs(10));
-    busy.store(false, Ordering::Relaxed);
-    spinners.into_iter().for_each(|t| t.join().unwrap());
+    for child in &mut children {
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
     let notes = host.ask("notifications")["notifications"].as_array().unwrap()[seen..].to_vec();
     assert_eq!(notes.len(), 1, "exactly one notification for one long busy spell: {notes:?}");
     assert_eq!(notes[0]["summary"], "HostPulse: high CPU load");
-    assert!(notes[0]["body"].as_str().unwrap().contains("at or above 60 % for 3 s"), "{notes:?}");
+    let body = notes[0]["body"].as_str().unwrap();
+    assert!(body.contains("for 3 s (at or above 60 %): "), "{body}");
+    let named = body.split(": ").nth(1).unwrap();
+    assert!(named.starts_with(&format!("{BUSY_NAME} ")), "the busy child is named first: {body}");
+    assert!(named.matches(BUSY_NAME).count() == 2, "both children are named: {body}");
+    assert_ne!(
+        std::fs::read(out.join("tray-busy.png")).ok(),
+        std::fs::read(out.join("tray-publishing.png")).ok(),
+        "the tray icon shows the load"
+    );
+    s.wait("the load back down", 20, "return parseFloat(document.querySelector('#cpu').textContent) < 50");
+    keep_icon(&mut host, "calm");
 
     // The page may call our commands only: a plugin command outside the capability is refused.
     let denied = s.js_async("window.__TAURI__.core.invoke('plugin:autostart|enable')");
@@ -433,10 +482,10 @@ fn the_desktop_app_end_to_end() {
     let menu = host.ask("menu");
     assert!(menu.to_string().contains("waiting"), "the tray counts the waiting records: {menu}");
     keep_icon(&mut host, "retrying");
-    assert_eq!(
+    assert_ne!(
         std::fs::read(out.join("tray-retrying.png")).ok(),
         std::fs::read(out.join("tray-error.png")).ok(),
-        "the tray shows its trouble icon"
+        "retrying looks different from an error"
     );
     s.js("window.scrollTo(0, 0)");
     s.screenshot(&out.join("03b-retrying.png"));

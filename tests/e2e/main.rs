@@ -13,6 +13,7 @@ mod faults;
 mod leaks;
 mod metrics;
 mod operations;
+mod processes;
 mod quix;
 mod reading;
 mod secure;

@@ -52,7 +52,8 @@ def on_stream(stream):
 
     def on_data(s, data):
         for ts in data.timestamps:
-            values = {name: v.numeric_value for name, v in ts.parameters.items()}
+            values = {name: v.string_value if v.type.name == "String" else v.numeric_value
+                      for name, v in ts.parameters.items()}
             emit({"event": "data", "id": sid, "timestamp_ns": ts.timestamp_nanoseconds,
                   "values": values, "tags": dict(ts.tags)})
 

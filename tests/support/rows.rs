@@ -3,8 +3,8 @@
 //! 3 yields ([`qs3_rows`], printed by `tests/python/read_qs3.py`) and the data quixstreams 0.5.7
 //! reports ([`qs057_rows`], printed by `tests/python/read_qs057.py`) all become [`DataRow`]s.
 //!
-//! A row holds every numeric parameter that has a value in it and every tag that has one: a
-//! `null` (a parameter or tag the row lacks) is left out on every side alike.
+//! A row holds every numeric and string parameter that has a value in it and every tag that has
+//! one: a `null` (a parameter or tag the row lacks) is left out on every side alike.
 
 use std::collections::BTreeMap;
 
@@ -21,6 +21,8 @@ pub struct DataRow {
     pub timestamp_ns: i64,
     /// Numeric parameter id -> value.
     pub values: BTreeMap<String, f64>,
+    /// String parameter id -> value (process names).
+    pub texts: BTreeMap<String, String>,
     /// Tag name -> value.
     pub tags: BTreeMap<String, String>,
 }
@@ -28,7 +30,13 @@ pub struct DataRow {
 impl DataRow {
     /// A row with no values or tags yet.
     pub fn new(stream_id: &str, timestamp_ns: i64) -> DataRow {
-        DataRow { stream_id: stream_id.into(), timestamp_ns, values: BTreeMap::new(), tags: BTreeMap::new() }
+        DataRow {
+            stream_id: stream_id.into(),
+            timestamp_ns,
+            values: BTreeMap::new(),
+            texts: BTreeMap::new(),
+            tags: BTreeMap::new(),
+        }
     }
 
     /// The row of stream `stream_id` that publishing `row` sends (NaN and infinities go as `null`,
@@ -36,6 +44,7 @@ impl DataRow {
     pub fn from_sample(stream_id: &str, row: &hostpulse_core::sample::Row) -> DataRow {
         DataRow {
             values: row.values.iter().filter(|(_, v)| v.is_finite()).map(|(k, v)| (k.to_string(), *v)).collect(),
+            texts: row.texts.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
             tags: row.tags.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
             ..DataRow::new(stream_id, row.timestamp_ns)
         }
@@ -68,7 +77,7 @@ pub fn sent_rows(records: &[RawRecord]) -> Vec<DataRow> {
 }
 
 /// The rows of a `ParameterData` payload (`V`): `Timestamps` (+ `Epoch`), `NumericValues`,
-/// `TagValues`; every column as long as `Timestamps`.
+/// `StringValues`, `TagValues`; every column as long as `Timestamps`.
 pub fn payload_rows(stream_id: &str, v: &Value) -> Vec<DataRow> {
     let epoch = v.get("Epoch").map_or(0, |e| e.as_i64().expect("Epoch is an integer"));
     let stamps = v["Timestamps"].as_array().unwrap_or_else(|| panic!("ParameterData without Timestamps: {v}"));
@@ -83,12 +92,13 @@ pub fn payload_rows(stream_id: &str, v: &Value) -> Vec<DataRow> {
             })
             .collect()
     };
-    let (numeric, tags) = (column("NumericValues"), column("TagValues"));
+    let (numeric, texts, tags) = (column("NumericValues"), column("StringValues"), column("TagValues"));
     stamps
         .iter()
         .enumerate()
         .map(|(i, ts)| DataRow {
             values: numeric.iter().filter_map(|(id, col)| Some(((*id).clone(), col[i].as_f64()?))).collect(),
+            texts: texts.iter().filter_map(|(id, col)| Some(((*id).clone(), col[i].as_str()?.to_owned()))).collect(),
             tags: tags.iter().filter_map(|(id, col)| Some(((*id).clone(), col[i].as_str()?.to_owned()))).collect(),
             ..DataRow::new(stream_id, epoch + ts.as_i64().expect("timestamps are integers"))
         })
@@ -101,12 +111,10 @@ pub fn qs3_rows(lines: &[Value]) -> Vec<DataRow> {
         .iter()
         .map(|l| {
             let row = l["row"].as_object().unwrap_or_else(|| panic!("no row in {l}"));
+            let parameters = || row.iter().filter(|(k, _)| !matches!(k.as_str(), "Timestamp" | "Tags"));
             DataRow {
-                values: row
-                    .iter()
-                    .filter(|(k, _)| !matches!(k.as_str(), "Timestamp" | "Tags"))
-                    .filter_map(|(k, v)| Some((k.clone(), v.as_f64()?)))
-                    .collect(),
+                values: parameters().filter_map(|(k, v)| Some((k.clone(), v.as_f64()?))).collect(),
+                texts: parameters().filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_owned()))).collect(),
                 tags: strings(&row["Tags"]),
                 ..DataRow::new(
                     l["key"].as_str().unwrap_or_else(|| panic!("no key in {l}")),
@@ -129,6 +137,7 @@ pub fn qs057_rows(events: &[Value]) -> Vec<DataRow> {
                 .iter()
                 .filter_map(|(k, v)| Some((k.clone(), v.as_f64()?)))
                 .collect(),
+            texts: strings(&e["values"]),
             tags: strings(&e["tags"]),
             ..DataRow::new(
                 e["id"].as_str().unwrap_or_else(|| panic!("no id in {e}")),

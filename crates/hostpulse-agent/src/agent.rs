@@ -1020,7 +1020,8 @@ impl Actor {
 
     fn apply(&mut self, mut config: AgentConfig) {
         if self.sampler_defines {
-            let selection = |c: &AgentConfig| (c.metrics.clone(), c.network_interfaces.clone(), c.process_count, c.spell_threshold);
+            let selection =
+                |c: &AgentConfig| (c.metrics.clone(), c.network_interfaces.clone(), c.process_count, c.spell_threshold);
             config.definitions = if selection(&config) != selection(&self.config) {
                 self.sampler.watch(config.process_count, config.spell_threshold);
                 self.sampler.select(&config.metrics, &config.network_interfaces).unwrap_or(config.definitions)

@@ -161,6 +161,12 @@ impl Launch {
         AgentConfig::from_checked(&self.checked, &self.facts.hostname)
     }
 
+    /// The desktop app's configuration: [`agent_config`](Self::agent_config), with the top
+    /// processes of a high-CPU spell tracked for its notification and tray.
+    pub fn desktop_agent_config(&self) -> AgentConfig {
+        AgentConfig { spell_threshold: Some(self.checked.notify.high_cpu_percent), ..self.agent_config() }
+    }
+
     /// The outbox file of `program` (`cli` or `app`: the two never share one).
     pub fn open_outbox(&self, program: &str) -> Result<Outbox, OutboxError> {
         Outbox::open(&Outbox::path_in(&self.data_dir, program), self.checked.outbox)

@@ -651,7 +651,10 @@ mod tests {
         s.watch(2, None);
         let defs = s.select(&[Metric::Processes], &[]).unwrap();
         let ids: Vec<&str> = defs.iter().map(|d| d.id.as_str()).collect();
-        assert_eq!(ids, [CPU_LOAD, "Proc_1_Name", "Proc_1_CPU", "Proc_1_Memory", "Proc_2_Name", "Proc_2_CPU", "Proc_2_Memory"]);
+        assert_eq!(
+            ids,
+            [CPU_LOAD, "Proc_1_Name", "Proc_1_CPU", "Proc_1_Memory", "Proc_2_Name", "Proc_2_CPU", "Proc_2_Memory"]
+        );
         let row = s.sample().unwrap();
         assert_eq!((row.text("Proc_1_Name"), row.value("Proc_1_CPU")), (Some("db"), Some(55.5)));
         assert_eq!((row.text("Proc_2_Name"), row.value("Proc_2_CPU")), (Some("web?server"), Some(30.0)));

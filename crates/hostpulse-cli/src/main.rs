@@ -171,6 +171,12 @@ struct Overrides {
     /// Metrics to publish besides CPU_Load, comma-separated, or `all` (see `hostpulse metrics`).
     #[arg(long, value_name = "LIST", value_delimiter = ',')]
     metrics: Option<Vec<String>>,
+    /// How many processes the `processes` metric publishes, 1 to 10 (default 3).
+    #[arg(long, value_name = "N")]
+    process_count: Option<u64>,
+    /// Sampling interval on battery (low-power mode), ms; 0: off (default 5000).
+    #[arg(long, value_name = "MS")]
+    battery_interval_ms: Option<u64>,
     /// Network interfaces for the `network` metric, comma-separated (default: all but loopback).
     #[arg(long, value_name = "LIST", value_delimiter = ',')]
     network_interfaces: Option<Vec<String>>,
@@ -224,6 +230,8 @@ impl Overrides {
             format,
             topic_partitions,
             interval_ms,
+            battery_interval_ms,
+            process_count,
             buffer_span_ms,
             shutdown_timeout_ms,
             outbox_max_kb,

@@ -77,7 +77,8 @@ mod tests {
         );
         let v: serde_json::Value = serde_json::from_str(&text).unwrap();
         assert_eq!(v["timestamp"].as_i64(), Some(1_795_804_632_942_947_123), "an exact integer");
-        let names = Row::new(6).with_value("Proc_1_CPU", 9.5).with_text("Proc_1_Name", "a\tb").with_text("Extra_Name", "x");
+        let names =
+            Row::new(6).with_value("Proc_1_CPU", 9.5).with_text("Proc_1_Name", "a\tb").with_text("Extra_Name", "x");
         assert_eq!(
             encode(&names, "h", ["Proc_1_Name", "Proc_1_CPU", "Proc_2_Name"]),
             r#"{"timestamp":6,"host":"h","Proc_1_Name":"a\tb","Proc_1_CPU":9.5,"Proc_2_Name":null,"Extra_Name":"x"}"#

@@ -164,6 +164,11 @@ pub fn process_ids(rank: usize) -> [String; 3] {
     ["Name", "CPU", "Memory"].map(|what| format!("Proc_{rank}_{what}"))
 }
 
+/// Whether parameter `id` holds text (a process name) rather than numbers.
+pub fn is_text_id(id: &str) -> bool {
+    id.starts_with("Proc_") && id.ends_with("_Name") && is_parameter_id(id)
+}
+
 /// The parameter ids of interface `name`: received and sent bytes per second.
 pub fn interface_ids(name: &str) -> (String, String) {
     let p = id_part(name);
@@ -312,16 +317,25 @@ pub fn definitions(metric: Metric, inv: &Inventory) -> Vec<ParameterDefinition> 
             .flat_map(|rank| {
                 let [name, cpu, memory] = process_ids(rank);
                 let location = format!("/processes/{rank}");
-                let mut name = def(name, format!("Process {rank} name"), "Name of the process ranked here by CPU", None);
+                let mut name =
+                    def(name, format!("Process {rank} name"), "Name of the process ranked here by CPU", None);
                 name.minimum = None;
                 [
                     at(name, &location),
                     at(
-                        percent(def(cpu, format!("Process {rank} CPU"), "Its CPU, percent of the whole machine", Some("%"))),
+                        percent(def(
+                            cpu,
+                            format!("Process {rank} CPU"),
+                            "Its CPU, percent of the whole machine",
+                            Some("%"),
+                        )),
                         &location,
                     ),
                     at(
-                        bounded(def(memory, format!("Process {rank} memory"), "Its resident memory", Some("B")), inv.memory_bytes),
+                        bounded(
+                            def(memory, format!("Process {rank} memory"), "Its resident memory", Some("B")),
+                            inv.memory_bytes,
+                        ),
                         &location,
                     ),
                 ]
@@ -663,6 +677,7 @@ mod tests {
     #[test]
     fn process_ids_are_parameter_ids_and_all_leaves_processes_out() {
         assert_eq!(process_ids(2), ["Proc_2_Name", "Proc_2_CPU", "Proc_2_Memory"]);
+        assert!(is_text_id("Proc_2_Name") && !is_text_id("Proc_2_CPU") && !is_text_id("Proc_x_Name"));
         for id in process_ids(10) {
             assert!(is_parameter_id(&id), "{id}");
         }

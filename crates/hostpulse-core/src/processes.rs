@@ -127,7 +127,11 @@ impl Spell {
 
 /// "firefox 71 %, cargo 18 %, Xorg 4 %": the processes that took some CPU (0.0 % ones are left out).
 pub fn summary(top: &[TopProcess]) -> String {
-    top.iter().filter(|p| p.cpu > 0.0).map(|p| format!("{} {} %", p.name, fmt_percent(p.cpu))).collect::<Vec<_>>().join(", ")
+    top.iter()
+        .filter(|p| p.cpu > 0.0)
+        .map(|p| format!("{} {} %", p.name, fmt_percent(p.cpu)))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// `71` for 71.0 and `4.5` for 4.5: whole percents without a decimal.
@@ -151,8 +155,13 @@ mod tests {
 
     #[test]
     fn one_reading_ranks_by_cpu_then_memory_then_name_then_pid() {
-        let readings =
-            [p(1, "idle", 0.0, 10), p(7, "b", 20.0, 5), p(3, "a", 20.0, 5), p(9, "big", 20.0, 50), p(4, "hot", 61.23, 1)];
+        let readings = [
+            p(1, "idle", 0.0, 10),
+            p(7, "b", 20.0, 5),
+            p(3, "a", 20.0, 5),
+            p(9, "big", 20.0, 50),
+            p(4, "hot", 61.23, 1),
+        ];
         let t = top(&readings, 4);
         assert_eq!(names(&t), ["hot", "big", "a", "b"]);
         assert_eq!(t[0].cpu, 61.2, "one decimal");

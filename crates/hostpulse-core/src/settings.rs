@@ -576,9 +576,7 @@ impl Settings {
     pub fn check(&self, machine: &MachineFacts) -> Result<Checked, SettingsErrors> {
         let mut errors = Vec::new();
         check_range(&mut errors, "interval_ms", self.interval_ms, MIN_INTERVAL_MS, MAX_INTERVAL_MS, " ms");
-        if self.battery_interval_ms != 0
-            && !(MIN_INTERVAL_MS..=MAX_INTERVAL_MS).contains(&self.battery_interval_ms)
-        {
+        if self.battery_interval_ms != 0 && !(MIN_INTERVAL_MS..=MAX_INTERVAL_MS).contains(&self.battery_interval_ms) {
             errors.push(FieldError {
                 field: "battery_interval_ms",
                 message: format!(
@@ -707,7 +705,8 @@ impl Settings {
                 stream_id,
                 stream_name,
                 interval: Duration::from_millis(self.interval_ms),
-                battery_interval: (self.battery_interval_ms > 0).then(|| Duration::from_millis(self.battery_interval_ms)),
+                battery_interval: (self.battery_interval_ms > 0)
+                    .then(|| Duration::from_millis(self.battery_interval_ms)),
                 process_count: self.process_count as usize,
                 buffer: BufferConfig {
                     time_span: Some(Duration::from_millis(self.buffer_span_ms)),

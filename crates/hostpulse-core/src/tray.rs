@@ -273,7 +273,10 @@ mod tests {
         ];
         s.low_power = true;
         s.interval_ms = 5000;
-        assert_eq!(view(&s).status_line, "Publishing · CPU 12.3 % · 42 acknowledged · top: cargo 71 % · on battery, every 5 s");
+        assert_eq!(
+            view(&s).status_line,
+            "Publishing · CPU 12.3 % · 42 acknowledged · top: cargo 71 % · on battery, every 5 s"
+        );
         assert_eq!([500, 2500].map(seconds), ["500 ms", "2.5 s"]);
     }
 
