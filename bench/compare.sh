@@ -199,6 +199,8 @@ if [ "${BENCH_CRITERION:-1}" = 1 ]; then
   say "criterion benches"
   cargo bench -p hostpulse-core --bench pipeline
   cargo bench -p hostpulse-agent --bench outbox
+  # The process table's bench is named after this machine's process count: drop older counts.
+  rm -rf target/criterion/process_table
   cargo bench -p hostpulse-agent --bench sampler
   # report.py reads every result under target/criterion: drop the retired burst bench's.
   rm -rf target/criterion/produce/burst_20k_values_100ms_span_to_tansu

@@ -13,7 +13,7 @@ use hostpulse_core::wire::ParameterDefinition;
 use thiserror::Error;
 
 use crate::power::{Batteries, PowerSource};
-use crate::processes::{ProcessSource, ProcessView, ProcessWatch, SystemProcesses};
+use crate::processes::{ProcessSource, ProcessView, ProcessWatch};
 
 /// Why a sample could not be taken. Never fatal: the agent logs it and samples again next time.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
@@ -99,7 +99,7 @@ impl HostSampler {
     /// Takes the baseline CPU reading; the first [`sample`](Sampler::sample) covers the time
     /// since. Publishes `CPU_Load` only until [`select`](Sampler::select) says more.
     pub fn new() -> Result<Self, SampleError> {
-        let processes = SystemProcesses::new().map(|p| Box::new(p) as Box<dyn ProcessSource>);
+        let processes = crate::processes::os_table();
         let power = match Batteries::new() {
             Ok(b) => Some(Box::new(b) as Box<dyn PowerSource>),
             Err(e) => {

@@ -125,6 +125,34 @@ impl Spell {
     }
 }
 
+/// What HostPulse takes from Linux's `/proc/<pid>/stat`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PidStat<'a> {
+    /// The name (`comm`: at most 15 bytes of the executable's name).
+    pub comm: &'a str,
+    /// CPU time in user and kernel mode, clock ticks.
+    pub ticks: u64,
+    /// When the process started, clock ticks after boot (with the pid, it tells a reused pid).
+    pub start: u64,
+    /// Resident pages.
+    pub rss_pages: u64,
+}
+
+/// Parses one `/proc/<pid>/stat` line. The name is in parentheses and may itself hold spaces and
+/// parentheses, so the fields are counted from the last `)`.
+pub fn parse_pid_stat(line: &str) -> Option<PidStat<'_>> {
+    let (open, close) = (line.find('(')?, line.rfind(')')?);
+    let comm = line.get(open + 1..close)?;
+    // After the name: state (field 3), …, utime (14), stime (15), …, starttime (22), vsize, rss (24).
+    let mut rest = line.get(close + 1..)?.split_ascii_whitespace();
+    let mut field = |n: usize| -> Option<u64> { rest.nth(n)?.parse().ok() };
+    let utime = field(11)?;
+    let stime = field(0)?;
+    let start = field(6)?;
+    let rss_pages = field(1)?;
+    Some(PidStat { comm, ticks: utime.saturating_add(stime), start, rss_pages })
+}
+
 /// "firefox 71 %, cargo 18 %, Xorg 4 %": the processes that took some CPU (0.0 % ones are left out).
 pub fn summary(top: &[TopProcess]) -> String {
     top.iter()
@@ -194,6 +222,18 @@ mod tests {
         spell.add(&[p(5, "make", 40.0, 1)], S);
         spell.add(&[p(5, "cc1", 60.0, 1)], S);
         assert_eq!(names(&spell.top(3)), ["cc1", "make"]);
+    }
+
+    #[test]
+    fn proc_pid_stat_lines_give_name_cpu_start_and_memory_whatever_the_name_holds() {
+        let line = "4242 (Web Content) S 1 4242 4242 0 -1 4194560 1234 0 5 0 1500 250 0 0 20 0 31 0 987654 2147483648 51200 18446744073709551615 1 1 0 0 0 0 0 4096 17663 0 0 0 17 1 0 0 0 0 0";
+        let s = parse_pid_stat(line).unwrap();
+        assert_eq!(s, PidStat { comm: "Web Content", ticks: 1750, start: 987_654, rss_pages: 51_200 });
+        let odd = "7 (a) b (c) R 1 7 7 0 -1 0 0 0 0 0 3 4 0 0 20 0 1 0 55 100 9 0";
+        let s = parse_pid_stat(odd).unwrap();
+        assert_eq!((s.comm, s.ticks, s.start, s.rss_pages), ("a) b (c", 7, 55, 9));
+        assert_eq!(parse_pid_stat("8 (cut) R 1 2"), None, "a short line is no reading");
+        assert_eq!(parse_pid_stat(""), None);
     }
 
     #[test]
