@@ -3,7 +3,7 @@
 //! a level, the state as a badge); [`Tray`] applies that view to the tray icon and its menu. On
 //! Linux the tray has no click events (libayatana-appindicator), so everything is in the menu.
 
-use hostpulse_core::tray::{ICON_SIZE, Look, TrayView};
+use hostpulse_core::tray::{ICON_SIZE, IconPacer, Look, TrayView};
 use tauri::image::Image;
 use tauri::menu::{Menu, MenuItem, PredefinedMenuItem};
 use tauri::tray::{TrayIcon, TrayIconBuilder};
@@ -38,6 +38,9 @@ pub struct Tray {
     toggle: MenuItem<Wry>,
     /// What the tray shows now (`None` before the first view).
     shown: Option<TrayView>,
+    /// When the icon is drawn again.
+    pacer: IconPacer,
+    started: std::time::Instant,
 }
 
 impl Tray {
@@ -64,17 +67,28 @@ impl Tray {
                 }
             })
             .build(app)?;
-        Ok(Tray { icon, status, error, toggle, shown: None })
+        Ok(Tray {
+            icon,
+            status,
+            error,
+            toggle,
+            shown: None,
+            pacer: IconPacer::default(),
+            started: std::time::Instant::now(),
+        })
     }
 
     /// Shows `v`, touching only what changed since the last view: each change is a round trip
     /// to the GTK main thread (and a D-Bus update of the indicator), and most status changes
-    /// only move the status line. The icon changes only when its picture does (a new badge, or
-    /// the load in another tenth), at most once per sample.
+    /// only move the status line. The icon changes only when its picture does: a new badge at
+    /// once, the load in another tenth at most once a second ([`IconPacer`]).
     pub fn apply(&mut self, v: &TrayView) -> tauri::Result<()> {
         let last = self.shown.take();
-        if last.as_ref().map(|l| (l.look, l.level)) != Some((v.look, v.level)) {
-            self.icon.set_icon(Some(image(v.look, v.level)))?;
+        if self.pacer.draw(self.started.elapsed(), v.look, v.level)
+            && let Err(e) = self.icon.set_icon(Some(image(v.look, v.level)))
+        {
+            self.pacer = IconPacer::default(); // drawn again with the next view
+            return Err(e);
         }
         if last.as_ref().map(|l| l.look) != Some(v.look) {
             self.icon.set_tooltip(Some(format!("HostPulse — {}", v.look.name())))?;

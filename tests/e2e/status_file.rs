@@ -8,7 +8,7 @@ use hostpulse_tests::{Hostpulse, parse_summary};
 use rdkafka::mocking::MockCluster;
 use serde_json::Value;
 
-const FIELDS: [&str; 13] = [
+const FIELDS: [&str; 16] = [
     "state",
     "label",
     "can_toggle",
@@ -21,6 +21,9 @@ const FIELDS: [&str; 13] = [
     "dropped",
     "next_try_ms",
     "error",
+    "spell_top",
+    "low_power",
+    "interval_ms",
     "stream_id",
 ];
 
@@ -47,6 +50,8 @@ fn the_status_file_holds_the_current_status_as_one_json_object_and_the_final_one
     assert_eq!(fields, BTreeSet::from(FIELDS), "the fields of StatusView and the stream id: {first}");
     assert_eq!((first["state"].as_str(), first["label"].as_str()), (Some("publishing"), Some("Publishing")));
     assert_eq!(first["stream_id"], "status-stream");
+    assert_eq!((first["interval_ms"].as_u64(), first["low_power"].as_bool()), (Some(200), Some(false)));
+    assert_eq!(first["spell_top"], serde_json::json!([]), "the headless agent watches no spells");
 
     // Kept current while it publishes: the counters move on.
     let later = run.wait_for_status("5 samples and 3 acknowledged records", 30, |s| {

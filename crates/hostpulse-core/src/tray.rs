@@ -93,6 +93,35 @@ fn seconds(ms: u64) -> String {
     }
 }
 
+/// The load level of the icon changes at most this often (a new state shows at once).
+pub const ICON_MIN_GAP: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Decides when the tray icon is drawn again: only when the picture changes, a new state at
+/// once, a new load level at most once per [`ICON_MIN_GAP`] (at 10 Hz the load would otherwise
+/// redraw the icon, a PNG and a D-Bus update, ten times a second).
+#[derive(Debug, Default)]
+pub struct IconPacer {
+    drawn: Option<(Look, Option<u8>)>,
+    at: Option<std::time::Duration>,
+}
+
+impl IconPacer {
+    /// Whether to draw `look` at `level` now (monotonic time `now`); if so, it counts as drawn.
+    pub fn draw(&mut self, now: std::time::Duration, look: Look, level: Option<u8>) -> bool {
+        let due = match self.drawn {
+            None => true,
+            Some(drawn) if drawn == (look, level) => false,
+            Some((drawn_look, _)) if drawn_look != look => true,
+            Some(_) => self.at.is_none_or(|at| now.saturating_sub(at) >= ICON_MIN_GAP),
+        };
+        if due {
+            self.drawn = Some((look, level));
+            self.at = Some(now);
+        }
+        due
+    }
+}
+
 /// The tray icon's side, pixels (panels scale it to 16–24).
 pub const ICON_SIZE: u32 = 32;
 
@@ -278,6 +307,19 @@ mod tests {
             "Publishing · CPU 12.3 % · 42 acknowledged · top: cargo 71 % · on battery, every 5 s"
         );
         assert_eq!([500, 2500].map(seconds), ["500 ms", "2.5 s"]);
+    }
+
+    #[test]
+    fn the_icon_is_drawn_when_its_picture_changes_a_new_level_at_most_once_a_second() {
+        let ms = std::time::Duration::from_millis;
+        let mut p = IconPacer::default();
+        assert!(p.draw(ms(0), Look::Publishing, Some(1)), "the first picture");
+        assert!(!p.draw(ms(100), Look::Publishing, Some(1)), "the same picture: nothing to do");
+        assert!(!p.draw(ms(200), Look::Publishing, Some(5)), "a new level within the second waits");
+        assert!(p.draw(ms(300), Look::Retrying, Some(5)), "a new state shows at once");
+        assert!(!p.draw(ms(900), Look::Retrying, Some(7)));
+        assert!(p.draw(ms(1300), Look::Retrying, Some(7)), "a second after the last drawing");
+        assert!(!p.draw(ms(1400), Look::Retrying, Some(7)));
     }
 
     /// The icon's pixel at (x, y): RGBA.
