@@ -458,7 +458,12 @@ pub async fn get_history(state: State<'_, App>, id: Option<String>) -> Result<Hi
         })
         .collect();
     let id = id.filter(|id| parameters.iter().any(|p| &p.id == id)).unwrap_or_else(|| CPU_LOAD.to_owned());
-    let interval_ms = state.agent.status().interval_ms;
+    // The chart breaks its line where samples are further apart than a few intervals: the
+    // longest interval in use (the battery one, when low-power mode has been on this hour).
+    let interval_ms = {
+        let s = &state.launch.lock().expect("not poisoned").settings;
+        s.interval_ms.max(s.battery_interval_ms)
+    };
     Ok(HistoryView { series: state.agent.history(&id), parameters, interval_ms })
 }
 

@@ -11,6 +11,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use hostpulse_agent::token::{KeyringStore, SecretStore};
+use hostpulse_core::tray::{Look, icon};
 use hostpulse_tests::desktop::{Driver, Session, SniHost, Xvfb, app_bin};
 use hostpulse_tests::portal::{PortalServer, PortalState};
 use hostpulse_tests::rows::record_rows;
@@ -85,13 +86,27 @@ fn tray_icon(host: &mut SniHost) -> String {
     host.ask("icon")["icon_name"].as_str().unwrap_or_default().to_owned()
 }
 
-/// Copies the tray's current icon file next to the screenshots.
-fn keep_icon(host: &mut SniHost, name: &str) {
+/// Which of the app's own drawings (`hostpulse_core::tray::icon`) a tray icon file shows: the
+/// state's badge and the load level.
+fn drawn(png_bytes: &[u8]) -> (Look, u8) {
+    let mut reader = png::Decoder::new(std::io::Cursor::new(png_bytes)).read_info().expect("a PNG");
+    let mut pixels = vec![0; reader.output_buffer_size().expect("a size")];
+    let info = reader.next_frame(&mut pixels).expect("one frame");
+    pixels.truncate(info.buffer_size());
+    let looks = [Look::Unconfigured, Look::Paused, Look::Publishing, Look::Retrying, Look::Error];
+    looks
+        .into_iter()
+        .flat_map(|look| (0..=10).map(move |level| (look, level)))
+        .find(|(look, level)| icon(*look, Some(*level)) == pixels)
+        .unwrap_or_else(|| panic!("the tray shows one of the app's drawings ({}x{})", info.width, info.height))
+}
+
+/// Copies the tray's current icon file next to the screenshots and returns its bytes.
+fn keep_icon(host: &mut SniHost, name: &str) -> Vec<u8> {
     let icon = tray_icon(host);
-    let src = Path::new(&icon);
-    if src.is_file() {
-        let _ = std::fs::copy(src, output_dir("desktop").join(format!("tray-{name}.png")));
-    }
+    let bytes = std::fs::read(&icon).unwrap_or_else(|e| panic!("the tray's icon file {icon}: {e}"));
+    std::fs::write(output_dir("desktop").join(format!("tray-{name}.png")), &bytes).unwrap();
+    bytes
 }
 
 #[test]
@@ -146,6 +161,7 @@ fn the_desktop_app_end_to_end() {
     assert!(same, "the history's newest CPU value is the one the status shows");
     // The figures under the chart, from its first seconds on, come from one source: the
     // current value lies between the minimum and the maximum.
+    let mut checked = 0;
     for _ in 0..10 {
         let figures = s.js(
             "return ['#chart-now', '#chart-min', '#chart-max'].map(c => parseFloat(document.querySelector(c).textContent.replace(/^[^0-9]*/, '')))",
@@ -153,9 +169,11 @@ fn the_desktop_app_end_to_end() {
         let [now, min, max] = [0, 1, 2].map(|i| figures[i].as_f64());
         if let (Some(now), Some(min), Some(max)) = (now, min, max) {
             assert!(min <= now && now <= max, "Now {now}, min {min}, max {max}");
+            checked += 1;
         }
         std::thread::sleep(Duration::from_millis(300));
     }
+    assert!(checked >= 5, "the figures show numbers in the first seconds ({checked} of 10 readings)");
     // The window lists the top processes, refreshed while it is open.
     s.wait("the process list", 15, "return document.querySelectorAll('#processes td.name').length >= 3");
     let listed = s.js(
@@ -433,12 +451,12 @@ fn the_desktop_app_end_to_end() {
     let named = body.split(": ").nth(1).unwrap();
     assert!(named.starts_with(&format!("{BUSY_NAME} ")), "the busy child is named first: {body}");
     assert!(named.matches(BUSY_NAME).count() == 2, "both children are named: {body}");
-    assert_ne!(
-        std::fs::read(out.join("tray-busy.png")).ok(),
-        std::fs::read(out.join("tray-publishing.png")).ok(),
-        "the tray icon shows the load"
-    );
+    let busy_icon = drawn(&std::fs::read(out.join("tray-busy.png")).unwrap());
+    assert!(busy_icon.0 == Look::Publishing && busy_icon.1 >= 8, "the tray icon shows the load: {busy_icon:?}");
     s.wait("the load back down", 20, "return parseFloat(document.querySelector('#cpu').textContent) < 50");
+    host.wait_for("icon", 10, |v| {
+        std::fs::read(v["icon_name"].as_str().unwrap_or_default()).is_ok_and(|b| drawn(&b).1 <= 5)
+    });
     keep_icon(&mut host, "calm");
 
     // The page may call our commands only: a plugin command outside the capability is refused.
@@ -482,10 +500,11 @@ fn the_desktop_app_end_to_end() {
     let menu = host.ask("menu");
     assert!(menu.to_string().contains("waiting"), "the tray counts the waiting records: {menu}");
     keep_icon(&mut host, "retrying");
-    assert_ne!(
-        std::fs::read(out.join("tray-retrying.png")).ok(),
-        std::fs::read(out.join("tray-error.png")).ok(),
-        "retrying looks different from an error"
+    assert_eq!(drawn(&std::fs::read(out.join("tray-retrying.png")).unwrap()).0, Look::Retrying);
+    assert_eq!(
+        drawn(&std::fs::read(out.join("tray-error.png")).unwrap()).0,
+        Look::Error,
+        "retrying looks unlike an error"
     );
     s.js("window.scrollTo(0, 0)");
     s.screenshot(&out.join("03b-retrying.png"));

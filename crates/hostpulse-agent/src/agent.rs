@@ -52,8 +52,17 @@ pub const RECONNECT: Backoff = Backoff::new(Duration::from_secs(1), Duration::fr
 
 /// How often the actor looks at the producer's health and the outbox's age bound.
 const HOUSEKEEPING: Duration = Duration::from_secs(1);
-/// The power source is read every this many housekeeping turns (low-power mode on).
-const POWER_CHECK_TURNS: u32 = 5;
+/// The power source is read this often (low-power mode on).
+const POWER_CHECK: Duration = Duration::from_secs(5);
+
+/// When housekeeping first runs after the ticker starts at `interval`, and how often: in step
+/// with the ticker (at 1 Hz both are one wake-up), every second at faster rates, and every
+/// [`POWER_CHECK`] at slower ones (on battery it wakes less, yet still notices the mains and the
+/// outbox's age bound within seconds).
+fn housekeeping_timing(interval: Duration) -> (Duration, Duration) {
+    let period = interval.clamp(HOUSEKEEPING, POWER_CHECK);
+    (interval.min(period), period)
+}
 
 /// A wall-clock step this much larger than the monotonic one means the machine slept.
 const SLEEP_DETECTION: Duration = Duration::from_secs(5);
@@ -353,7 +362,7 @@ pub fn spawn_with_clock(mut config: AgentConfig, parts: Parts, clock: Arc<dyn Cl
         reports: FuturesUnordered::new(),
         new_interval: None,
         low_power,
-        power_checked: 0,
+        power_checked: Instant::now(),
         connecting: None,
         retry_at: None,
         attempt: 0,
@@ -497,8 +506,8 @@ struct Actor {
     new_interval: Option<Duration>,
     /// Low-power mode: the machine runs on its battery and samples at the battery interval.
     low_power: bool,
-    /// Housekeeping turns since the power source was last read.
-    power_checked: u32,
+    /// When the power source was last read.
+    power_checked: Instant,
     connecting: Option<PendingConnect>,
     /// The next connection attempt after trouble.
     retry_at: Option<Instant>,
@@ -539,7 +548,8 @@ impl Actor {
         let mut ticker = tokio::time::interval_at(origin + interval, interval);
         ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
         // In step with the ticker, so that at 1 Hz both are one wake-up, not two.
-        let mut housekeeping = tokio::time::interval_at(origin + interval, HOUSEKEEPING);
+        let (first, period) = housekeeping_timing(interval);
+        let mut housekeeping = tokio::time::interval_at(origin + first, period);
         housekeeping.set_missed_tick_behavior(MissedTickBehavior::Delay);
         self.pump();
         loop {
@@ -613,10 +623,11 @@ impl Actor {
             }
             self.update_unsent();
             if let Some(interval) = self.new_interval.take() {
-                let first = Instant::now() + interval;
-                ticker = tokio::time::interval_at(first, interval);
+                let now = Instant::now();
+                ticker = tokio::time::interval_at(now + interval, interval);
                 ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
-                housekeeping = tokio::time::interval_at(first, HOUSEKEEPING);
+                let (first, period) = housekeeping_timing(interval);
+                housekeeping = tokio::time::interval_at(now + first, period);
                 housekeeping.set_missed_tick_behavior(MissedTickBehavior::Delay);
             }
             self.publish_status();
@@ -723,7 +734,7 @@ impl Actor {
         }
         // A buffer due before the next sample can come holds the same rows then as now: send it
         // now, and spare the wake-up at its deadline (one of the few an idle agent has).
-        if self.buffer.deadline().is_some_and(|d| d <= now + self.config.interval)
+        if self.buffer.deadline().is_some_and(|d| d <= now + self.interval())
             && let Some(rows) = self.buffer.flush()
         {
             self.publish(&rows);
@@ -921,9 +932,8 @@ impl Actor {
     }
 
     fn housekeeping(&mut self) {
-        self.power_checked += 1;
-        if self.power_checked >= POWER_CHECK_TURNS {
-            self.power_checked = 0;
+        if self.config.battery_interval.is_some() && self.power_checked.elapsed() >= POWER_CHECK {
+            self.power_checked = Instant::now();
             self.check_power();
         }
         // Only the history's delivery state needs it: without a history window (the CLI), no query.

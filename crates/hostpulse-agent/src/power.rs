@@ -29,11 +29,6 @@ impl Batteries {
     pub fn new() -> Result<Self, String> {
         starship_battery::Manager::new().map(|manager| Batteries { manager }).map_err(|e| e.to_string())
     }
-
-    /// Whether the machine has a battery at all.
-    pub fn present(&mut self) -> bool {
-        self.read().is_some_and(|r| r.battery.is_some())
-    }
 }
 
 fn state(s: starship_battery::State) -> BatteryState {
@@ -57,5 +52,28 @@ impl PowerSource for Batteries {
             (charge.clamp(0.0, 100.0), state(b.state()))
         });
         Some(PowerReading { on_battery, battery })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_crate_s_states_map_to_ours_and_only_discharging_is_on_battery() {
+        use starship_battery::State as S;
+        let cases = [
+            (S::Unknown, BatteryState::Unknown),
+            (S::Charging, BatteryState::Charging),
+            (S::Discharging, BatteryState::Discharging),
+            (S::Empty, BatteryState::Empty),
+            (S::Full, BatteryState::Full),
+            (S::Paused, BatteryState::NotCharging),
+        ];
+        for (theirs, ours) in cases {
+            assert_eq!(state(theirs), ours, "{theirs:?}");
+        }
+        let on: Vec<_> = cases.iter().filter(|(s, _)| state(*s).on_battery()).map(|(s, _)| *s).collect();
+        assert_eq!(on, [S::Discharging, S::Empty]);
     }
 }

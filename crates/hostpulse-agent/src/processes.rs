@@ -1,8 +1,9 @@
 //! The process table, read only when something needs it: the `processes` metric is on, the
 //! window shows its list (it asks through a [`ProcessView`]), or a high-CPU spell is running
 //! (the notification and the tray name its top processes). At most one read per sample; each read
-//! refreshes only the CPU and memory of processes (sysinfo), the most expensive reading HostPulse
-//! makes (`cargo bench -p hostpulse-agent --bench sampler`, `processes`).
+//! takes only the CPU time and memory of processes (on Linux from `/proc/<pid>/stat`, elsewhere
+//! with sysinfo), the most expensive reading HostPulse makes (`cargo bench -p hostpulse-agent
+//! --bench sampler`: `sample/processes`, `process_table/*`).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -39,12 +40,16 @@ impl SystemProcesses {
     }
 }
 
-/// The name to show: the OS's, or, where the OS cut it (Linux keeps 15 bytes of it), the
-/// executable's file name it was cut from (`WebKitWebProces` is `WebKitWebProcess`).
-fn full_name(name: &str, exe: Option<&std::path::Path>) -> Arc<str> {
+/// The name to show: the OS's, or, where the OS cut it (`cut`: Linux keeps 15 bytes of it), the
+/// executable's file name it was cut from (`WebKitWebProces` is `WebKitWebProcess`). An
+/// executable deleted since it started (an upgrade) still names it.
+fn full_name(name: &str, cut: bool, exe: Option<&std::path::Path>) -> Arc<str> {
     let file = exe.and_then(|e| e.file_name()).map(|f| f.to_string_lossy());
+    let file = file.as_deref().map(|f| f.strip_suffix(" (deleted)").unwrap_or(f));
     match file {
-        Some(file) if name.len() == 15 && file.len() > 15 && file.starts_with(name) => Arc::from(&*file),
+        Some(file) if cut && file.len() > 15 && String::from_utf8_lossy(&file.as_bytes()[..15]) == name => {
+            Arc::from(file)
+        }
         _ => Arc::from(name),
     }
 }
@@ -75,7 +80,8 @@ impl ProcessSource for SystemProcesses {
                     (Some(used), Some(wall)) if wall > 0.0 => used / (wall * self.cores) * 100.0,
                     _ => 0.0,
                 };
-                ProcessReading { pid, name: full_name(&p.name().to_string_lossy(), p.exe()), cpu, memory: p.memory() }
+                let name = p.name().to_string_lossy();
+                ProcessReading { pid, name: full_name(&name, name.len() == 15, p.exe()), cpu, memory: p.memory() }
             })
             .collect();
         self.before = before;
@@ -84,43 +90,47 @@ impl ProcessSource for SystemProcesses {
 }
 
 /// Linux's process table read directly: one read of `/proc/<pid>/stat` per process (name, CPU
-/// time, start, resident pages), the executable's name looked up once per process where the OS
-/// cut the name short. Measured (`cargo bench -p hostpulse-agent --bench sampler`,
+/// time, start, resident pages), the executable's name looked up once per process where the
+/// kernel cut the name short. Measured (`cargo bench -p hostpulse-agent --bench sampler`,
 /// `process_table`): several times cheaper than sysinfo's refresh, which reads more files per
 /// process.
 #[cfg(target_os = "linux")]
 pub struct ProcTable {
-    /// Each process seen at the previous read: its start, its name, its CPU ticks then.
+    root: std::path::PathBuf,
+    /// Each process seen at the previous read, by pid.
     known: HashMap<u32, Known>,
     read_at: Option<Instant>,
+    /// CPUs in `/proc/stat`, the ones `CPU_Load` covers (not only those this process may use).
     cores: f64,
     /// The kernel's clock ticks per second and page size (from the auxiliary vector).
     ticks_per_s: f64,
     page_size: u64,
-    line: String,
+    line: Vec<u8>,
 }
 
 #[cfg(target_os = "linux")]
 struct Known {
+    /// With the pid, tells a reused pid: another start is another process.
     start: u64,
+    /// The kernel's name for it, as read (a program that execs or renames itself changes it).
+    comm: Vec<u8>,
     name: Arc<str>,
     ticks: u64,
 }
 
-/// `AT_PAGESZ` and `AT_CLKTCK` from `/proc/self/auxv` (pairs of native-endian words), or Linux's
-/// usual 4096 and 100.
+/// `AT_PAGESZ` and `AT_CLKTCK` in an auxiliary vector (pairs of native-endian words).
 #[cfg(target_os = "linux")]
-fn page_size_and_clock_ticks() -> (u64, u64) {
+fn parse_auxv(auxv: &[u8]) -> (Option<u64>, Option<u64>) {
     const WORD: usize = std::mem::size_of::<usize>();
-    let (mut page, mut ticks) = (4096, 100);
-    if let Ok(auxv) = std::fs::read("/proc/self/auxv") {
-        let word = |c: &[u8]| usize::from_ne_bytes(c.try_into().expect("one word")) as u64;
-        for pair in auxv.chunks_exact(2 * WORD) {
-            match word(&pair[..WORD]) {
-                6 if word(&pair[WORD..]) > 0 => page = word(&pair[WORD..]),
-                17 if word(&pair[WORD..]) > 0 => ticks = word(&pair[WORD..]),
-                _ => {}
-            }
+    let word = |c: &[u8]| c.try_into().map(|b| usize::from_ne_bytes(b) as u64).unwrap_or(0);
+    let (mut page, mut ticks) = (None, None);
+    for pair in auxv.chunks_exact(2 * WORD) {
+        let (key, value) = (word(&pair[..WORD]), word(&pair[WORD..]));
+        match key {
+            0 => break, // AT_NULL ends the vector
+            6 if value > 0 => page = Some(value),
+            17 if value > 0 => ticks = Some(value),
+            _ => {}
         }
     }
     (page, ticks)
@@ -128,18 +138,26 @@ fn page_size_and_clock_ticks() -> (u64, u64) {
 
 #[cfg(target_os = "linux")]
 impl ProcTable {
-    /// A table not read yet; `None` when `/proc` cannot be read.
+    /// The machine's table; `None` when `/proc` cannot be read.
     pub fn new() -> Option<Self> {
-        std::fs::read_dir("/proc").ok()?;
-        let (page_size, ticks) = page_size_and_clock_ticks();
-        let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+        let (page, ticks) = std::fs::read("/proc/self/auxv").map(|a| parse_auxv(&a)).unwrap_or_default();
+        Self::at(std::path::Path::new("/proc"), page.unwrap_or(4096), ticks.unwrap_or(100))
+    }
+
+    /// The table under `root` (a `/proc`), with the kernel's page size and clock ticks per second.
+    fn at(root: &std::path::Path, page_size: u64, ticks_per_s: u64) -> Option<Self> {
+        std::fs::read_dir(root).ok()?;
+        let stat = std::fs::read_to_string(root.join("stat")).unwrap_or_default();
+        let cores = hostpulse_core::metrics::CpuTimes::parse_proc_stat_cpus(&stat).map_or(0, |c| c.len() - 1);
+        let cores = if cores > 0 { cores } else { std::thread::available_parallelism().map_or(1, |n| n.get()) };
         Some(ProcTable {
+            root: root.to_owned(),
             known: HashMap::new(),
             read_at: None,
-            cores,
-            ticks_per_s: ticks as f64,
+            cores: cores as f64,
+            ticks_per_s: ticks_per_s as f64,
             page_size,
-            line: String::with_capacity(512),
+            line: Vec::with_capacity(512),
         })
     }
 }
@@ -150,16 +168,27 @@ impl ProcessSource for ProcTable {
         use std::io::Read as _;
         let now = Instant::now();
         let wall_s = self.read_at.replace(now).map(|t| now.duration_since(t).as_secs_f64());
-        let Ok(dir) = std::fs::read_dir("/proc") else { return Vec::new() };
+        let Ok(dir) = std::fs::read_dir(&self.root) else { return Vec::new() };
         let mut known = HashMap::with_capacity(self.known.len());
         let mut readings = Vec::with_capacity(self.known.len());
         for entry in dir.flatten() {
             let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else { continue };
+            let dir = entry.path();
             self.line.clear();
-            // A process that ended meanwhile has no file any more: it is simply not listed.
-            let read =
-                std::fs::File::open(format!("/proc/{pid}/stat")).and_then(|mut f| f.read_to_string(&mut self.line));
-            let Some(stat) = read.ok().and_then(|_| processes::parse_pid_stat(&self.line)) else { continue };
+            // A process that ended meanwhile has no file any more: it is simply not listed. The
+            // name may hold any bytes (and the kernel may have cut a character in two): bytes.
+            let read = std::fs::File::open(dir.join("stat")).and_then(|mut f| f.read_to_end(&mut self.line));
+            if read.is_err() {
+                continue;
+            }
+            let (Some(open), Some(close)) =
+                (self.line.iter().position(|b| *b == b'('), self.line.iter().rposition(|b| *b == b')'))
+            else {
+                continue;
+            };
+            let comm = self.line.get(open + 1..close).unwrap_or_default().to_vec();
+            let text = String::from_utf8_lossy(&self.line);
+            let Some(stat) = processes::parse_pid_stat(&text) else { continue };
             let before = self.known.remove(&pid).filter(|k| k.start == stat.start);
             let cpu = match (&before, wall_s) {
                 (Some(b), Some(wall)) if wall > 0.0 => {
@@ -168,8 +197,12 @@ impl ProcessSource for ProcTable {
                 _ => 0.0,
             };
             let name = match before {
-                Some(b) => b.name,
-                None => full_name(stat.comm, std::fs::read_link(format!("/proc/{pid}/exe")).ok().as_deref()),
+                Some(b) if b.comm == comm => b.name,
+                // New, or renamed (exec): the executable is looked at only for a cut name.
+                _ if comm.len() == 15 => {
+                    full_name(stat.comm, true, std::fs::read_link(dir.join("exe")).ok().as_deref())
+                }
+                _ => Arc::from(stat.comm),
             };
             readings.push(ProcessReading {
                 pid,
@@ -177,7 +210,7 @@ impl ProcessSource for ProcTable {
                 cpu,
                 memory: stat.rss_pages.saturating_mul(self.page_size),
             });
-            known.insert(pid, Known { start: stat.start, name, ticks: stat.ticks });
+            known.insert(pid, Known { start: stat.start, comm, name, ticks: stat.ticks });
         }
         self.known = known;
         readings
@@ -215,8 +248,15 @@ impl ProcessView {
         s.latest.clone()
     }
 
+    /// Whether the window asks for the list; once it stops, the list is forgotten (a window
+    /// opened later does not see an old one).
     fn wanted(&self, now: Instant) -> bool {
-        self.inner.lock().expect("not poisoned").wanted_until.is_some_and(|t| t > now)
+        let mut s = self.inner.lock().expect("not poisoned");
+        let wanted = s.wanted_until.is_some_and(|t| t > now);
+        if !wanted && !s.latest.is_empty() {
+            s.latest = Vec::new();
+        }
+        wanted
     }
 
     fn show(&self, top: Vec<TopProcess>) {
@@ -281,7 +321,13 @@ impl ProcessWatch {
     /// Called once per sample taken at `at_ns` with the CPU load `load`: reads the table if
     /// anything needs it, and hands each need its part.
     pub fn on_sample(&mut self, at_ns: i64, load: Option<f64>) -> Taken {
-        let in_spell = self.spell_threshold.zip(load).is_some_and(|(t, v)| v >= t);
+        let in_spell = match (self.spell_threshold, load) {
+            (Some(threshold), Some(load)) => load >= threshold,
+            // A sample without a CPU figure neither starts nor ends a spell (nor does the
+            // notifier's clock, which keeps the last value).
+            (Some(_), None) => self.spell.is_some(),
+            (None, _) => false,
+        };
         if !in_spell {
             self.spell = None;
         }
@@ -290,11 +336,14 @@ impl ProcessWatch {
             self.last_read = None;
             return Taken::default();
         };
-        let readings = source.read();
+        let mut readings = source.read();
         self.reads += 1;
-        // CPU figures cover the time since the previous read: they count for a spell only when
-        // that read was this spell's previous sample (the first read of a spell primes).
+        // CPU figures cover the time since the previous read. After a pause in reading (nothing
+        // needed the table) that is the whole pause: no figures then, this read only primes.
         let since = self.last_read.replace(at_ns).map(|t| at_ns.saturating_sub(t).max(0) as u64);
+        if since.is_none() {
+            readings.iter_mut().for_each(|r| r.cpu = 0.0);
+        }
         if in_spell {
             let spell = self.spell.get_or_insert_with(Spell::default);
             if let Some(ns) = since {
@@ -414,20 +463,116 @@ mod tests {
 
     #[test]
     fn names_the_os_cut_short_are_completed_from_the_executable() {
-        let exe = std::path::Path::new("/usr/lib/webkit/WebKitWebProcess");
-        assert_eq!(&*full_name("WebKitWebProces", Some(exe)), "WebKitWebProcess");
-        assert_eq!(&*full_name("bash", Some(std::path::Path::new("/usr/bin/bash"))), "bash");
-        assert_eq!(&*full_name("kworker/0:1-eve", None), "kworker/0:1-eve", "no executable: as the OS says");
-        let other = std::path::Path::new("/usr/bin/python3.11");
-        assert_eq!(&*full_name("my-long-service", Some(other)), "my-long-service", "renamed: the OS's name");
+        let path = std::path::Path::new;
+        let exe = path("/usr/lib/webkit/WebKitWebProcess");
+        assert_eq!(&*full_name("WebKitWebProces", true, Some(exe)), "WebKitWebProcess");
+        let deleted = path("/usr/lib/webkit/WebKitWebProcess (deleted)");
+        assert_eq!(&*full_name("WebKitWebProces", true, Some(deleted)), "WebKitWebProcess", "upgraded meanwhile");
+        assert_eq!(&*full_name("bash", false, Some(path("/usr/bin/bash"))), "bash");
+        assert_eq!(&*full_name("kworker/0:1-eve", true, None), "kworker/0:1-eve", "no executable: as the OS says");
+        let other = path("/usr/bin/python3.11");
+        assert_eq!(&*full_name("my-long-service", true, Some(other)), "my-long-service", "renamed: the OS's name");
+        // 15 bytes cut in the middle of a two-byte character: the lossy name ends in U+FFFD.
+        let cyrillic = "ааааааааа"; // 9 characters, 18 bytes
+        let cut = String::from_utf8_lossy(&cyrillic.as_bytes()[..15]).into_owned();
+        assert_eq!(&*full_name(&cut, true, Some(&path("/opt").join(cyrillic))), cyrillic);
     }
 
     #[test]
     #[cfg(target_os = "linux")]
-    fn page_size_and_clock_ticks_come_from_the_kernel() {
-        let (page, ticks) = page_size_and_clock_ticks();
-        assert!(page.is_power_of_two() && page >= 4096, "{page}");
-        assert_eq!(ticks, 100, "USER_HZ on this machine");
+    fn the_auxiliary_vector_gives_the_page_size_and_the_clock_ticks() {
+        let words = |pairs: &[(usize, usize)]| -> Vec<u8> {
+            pairs.iter().flat_map(|(k, v)| k.to_ne_bytes().into_iter().chain(v.to_ne_bytes())).collect()
+        };
+        assert_eq!(parse_auxv(&words(&[(33, 7), (6, 16384), (17, 250), (0, 0)])), (Some(16384), Some(250)));
+        assert_eq!(parse_auxv(&words(&[(0, 0), (6, 16384)])), (None, None), "nothing after AT_NULL");
+        assert_eq!(parse_auxv(&[1, 2, 3]), (None, None), "a torn vector gives nothing, no panic");
+        let real = parse_auxv(&std::fs::read("/proc/self/auxv").unwrap());
+        assert!(real.0.is_some_and(|p| p.is_power_of_two()) && real.1.is_some(), "{real:?}");
+    }
+
+    /// A `/proc` of our own: each process a directory with a `stat` file and an `exe` link.
+    #[cfg(target_os = "linux")]
+    fn fake_proc(processes: &[(u32, &[u8], u64, u64, &str)]) -> tempfile::TempDir {
+        let root = tempfile::tempdir().unwrap();
+        std::fs::write(root.path().join("stat"), "cpu  1 0 1 1 0 0 0 0\ncpu0 1 0 1 1 0 0 0 0\ncpu1 1 0 1 1 0 0 0 0\n")
+            .unwrap();
+        for (pid, comm, ticks, start, exe) in processes {
+            let dir = root.path().join(pid.to_string());
+            std::fs::create_dir(&dir).unwrap();
+            let mut line = format!("{pid} (").into_bytes();
+            line.extend_from_slice(comm);
+            line.extend_from_slice(
+                format!(") S 1 1 1 0 -1 0 0 0 0 0 {ticks} 0 0 0 20 0 1 0 {start} 1000 25 0\n").as_bytes(),
+            );
+            std::fs::write(dir.join("stat"), line).unwrap();
+            std::os::unix::fs::symlink(exe, dir.join("exe")).unwrap();
+        }
+        root
+    }
+
+    #[test]
+    #[cfg(target_os = "linux")]
+    fn the_proc_reader_counts_cpu_per_process_and_tells_a_reused_pid_and_a_renamed_program() {
+        let long = "a-rather-long-program-name";
+        let root = fake_proc(&[(10, b"a-rather-long-p", 100, 5, long), (11, b"\xd0\xb0\xd0", 0, 6, "/bin/x")]);
+        let mut t = ProcTable::at(root.path(), 4096, 100).unwrap();
+        let first = t.read();
+        let get = |rs: &[ProcessReading], pid| rs.iter().find(|r| r.pid == pid).unwrap().clone();
+        assert_eq!(first.len(), 2, "a name with a torn character is listed too: {first:?}");
+        assert_eq!(&*get(&first, 10).name, long, "completed from the executable");
+        assert_eq!(&*get(&first, 11).name, "а\u{fffd}");
+        assert_eq!((get(&first, 10).cpu, get(&first, 10).memory), (0.0, 25 * 4096), "no CPU figure on the first read");
+        // 0.2 s later pid 10 used 20 more ticks (0.2 s of CPU: one of the two cores); pid 11 is
+        // now another program (exec) and pid 12 a reused pid of 11's old start.
+        std::thread::sleep(Duration::from_millis(200));
+        let root2 = fake_proc(&[
+            (10, b"a-rather-long-p", 120, 5, long),
+            (11, b"sh", 50, 6, "/bin/sh"),
+            (13, b"new", 70, 9, "/bin/new"),
+        ]);
+        t.root = root2.path().to_owned();
+        let second = t.read();
+        let busy = get(&second, 10);
+        assert!((40.0..=51.0).contains(&busy.cpu), "20 ticks over ~0.2 s of two cores: {busy:?}");
+        assert_eq!(&*get(&second, 11).name, "sh", "renamed: named again");
+        assert_eq!(get(&second, 13).cpu, 0.0, "new: no figure yet");
+        let root3 = fake_proc(&[(10, b"a-rather-long-p", 999, 77, long)]);
+        t.root = root3.path().to_owned();
+        assert_eq!(get(&t.read(), 10).cpu, 0.0, "pid 10 started again (another start): no figure from the old one");
+    }
+
+    #[test]
+    fn after_a_pause_in_reading_the_first_read_has_no_cpu_figures_and_a_sample_without_cpu_keeps_the_spell() {
+        let (mut w, readings) = watch();
+        w.metric_count = 2;
+        assert_eq!(w.on_sample(0, Some(5.0)).metric.iter().map(|t| t.cpu).collect::<Vec<_>>(), [0.0, 0.0]);
+        assert_eq!(w.on_sample(S, Some(5.0)).metric[0].cpu, 40.0);
+        w.metric_count = 0;
+        w.on_sample(2 * S, Some(5.0)); // not read
+        w.metric_count = 2;
+        assert!(w.on_sample(3 * S, Some(5.0)).metric.iter().all(|t| t.cpu == 0.0), "the pause is not averaged in");
+        w.metric_count = 0;
+        w.spell_threshold = Some(30.0);
+        w.on_sample(4 * S, Some(50.0));
+        w.on_sample(5 * S, Some(50.0));
+        assert!(!w.spell_top().is_empty());
+        *readings.lock().unwrap() = vec![p(2, "busy", 40.0)];
+        w.on_sample(6 * S, None);
+        assert_eq!(w.spell_top()[0].name, "busy", "a sample without a CPU figure keeps the spell");
+        assert_eq!(w.reads, 6);
+    }
+
+    #[test]
+    fn a_window_opened_again_does_not_see_the_last_session_s_list() {
+        let (mut w, _) = watch();
+        let view = w.view();
+        view.top();
+        w.on_sample(0, Some(5.0));
+        assert!(!view.top().is_empty());
+        w.view.inner.lock().unwrap().wanted_until = Some(Instant::now());
+        w.on_sample(S, Some(5.0));
+        assert!(view.top().is_empty(), "the lease lapsed: the list went with it");
     }
 
     #[test]
@@ -465,6 +610,8 @@ mod tests {
         stop.store(true, std::sync::atomic::Ordering::Relaxed);
         spinner.join().unwrap();
         let mine = second.iter().find(|r| r.pid == me).unwrap();
+        let exe = std::env::current_exe().unwrap();
+        assert_eq!(&*mine.name, exe.file_name().unwrap().to_str().unwrap(), "the test binary's whole name");
         let cores = std::thread::available_parallelism().unwrap().get() as f64;
         assert!(mine.cpu >= 80.0 / cores && mine.cpu <= 100.0, "one spinning thread: {mine:?}");
         assert!(mine.memory > 1 << 20, "{mine:?}");

@@ -655,6 +655,8 @@ mod tests {
             ids,
             [CPU_LOAD, "Proc_1_Name", "Proc_1_CPU", "Proc_1_Memory", "Proc_2_Name", "Proc_2_CPU", "Proc_2_Memory"]
         );
+        let first = s.sample().unwrap();
+        assert_eq!(first.value("Proc_1_CPU"), Some(0.0), "the first read has no CPU figures yet");
         let row = s.sample().unwrap();
         assert_eq!((row.text("Proc_1_Name"), row.value("Proc_1_CPU")), (Some("db"), Some(55.5)));
         assert_eq!((row.text("Proc_2_Name"), row.value("Proc_2_CPU")), (Some("web?server"), Some(30.0)));
@@ -665,6 +667,39 @@ mod tests {
         let reads = s.process_reads();
         let row = s.sample().unwrap();
         assert!(row.texts.is_empty() && s.process_reads() == reads, "{row:?}");
+    }
+
+    /// A power source that reads as given.
+    struct Power(Option<crate::power::PowerReading>);
+
+    impl PowerSource for Power {
+        fn read(&mut self) -> Option<crate::power::PowerReading> {
+            self.0
+        }
+    }
+
+    #[test]
+    fn the_battery_metric_and_the_power_state_come_from_the_power_source() {
+        use crate::power::PowerReading;
+        use hostpulse_core::metrics::BatteryState;
+        let with = |reading: Option<PowerReading>| {
+            let mut s = HostSampler::with_sources(None, Some(Box::new(Power(reading)))).unwrap();
+            let ids: Vec<String> = s.select(&[Metric::Battery], &[]).unwrap().into_iter().map(|d| d.id).collect();
+            (ids, s.on_battery(), s.sample().unwrap())
+        };
+        let (ids, on_battery, row) =
+            with(Some(PowerReading { on_battery: true, battery: Some((41.5, BatteryState::Discharging)) }));
+        assert_eq!(ids, [CPU_LOAD, "Battery_Charge", "Battery_State"]);
+        assert_eq!(
+            (on_battery, row.value("Battery_Charge"), row.value("Battery_State")),
+            (Some(true), Some(41.5), Some(2.0))
+        );
+        let (ids, on_battery, _) = with(Some(PowerReading { on_battery: false, battery: None }));
+        assert_eq!((ids.len(), on_battery), (1, Some(false)), "no battery: the metric is skipped, on mains");
+        let (ids, on_battery, _) = with(None);
+        assert_eq!((ids.len(), on_battery), (1, None), "an unreadable power source: skipped, and no low-power mode");
+        let mut none = HostSampler::with_sources(None, None).unwrap();
+        assert_eq!(none.on_battery(), None);
     }
 
     #[test]

@@ -61,21 +61,37 @@ fn one_decimal(v: f64) -> f64 {
 
 /// Higher CPU first; then more memory; then by name and pid, so that equal readings always
 /// come out in the same order.
-fn ranked(mut list: Vec<TopProcess>, n: usize) -> Vec<TopProcess> {
-    list.sort_by(|a, b| {
-        b.cpu.total_cmp(&a.cpu).then(b.memory.cmp(&a.memory)).then_with(|| a.name.cmp(&b.name)).then(a.pid.cmp(&b.pid))
-    });
-    list.truncate(n);
-    list
+fn order(a: &(f64, u64, &str, u32), b: &(f64, u64, &str, u32)) -> std::cmp::Ordering {
+    b.0.total_cmp(&a.0).then(b.1.cmp(&a.1)).then_with(|| a.2.cmp(b.2)).then(a.3.cmp(&b.3))
+}
+
+/// The first `n` of `list` (CPU, memory, name, pid) in [`order`], made into [`TopProcess`]es:
+/// only those `n` are sorted and have their names made safe.
+fn ranked(mut list: Vec<(f64, u64, &str, u32)>, n: usize) -> Vec<TopProcess> {
+    if n == 0 {
+        return Vec::new();
+    }
+    if list.len() > n {
+        list.select_nth_unstable_by(n - 1, order);
+        list.truncate(n);
+    }
+    list.sort_by(order);
+    list.into_iter()
+        .map(|(cpu, memory, name, pid)| TopProcess { pid, name: display_name(name), cpu: one_decimal(cpu), memory })
+        .collect()
 }
 
 /// The `n` processes with the most CPU in one reading.
 pub fn top(readings: &[ProcessReading], n: usize) -> Vec<TopProcess> {
-    let list = readings
-        .iter()
-        .map(|r| TopProcess { pid: r.pid, name: display_name(&r.name), cpu: one_decimal(r.cpu), memory: r.memory })
-        .collect();
-    ranked(list, n)
+    if n == 0 {
+        return Vec::new();
+    }
+    ranked(readings.iter().map(|r| (cpu_value(r.cpu), r.memory, &*r.name, r.pid)).collect(), n)
+}
+
+/// A CPU figure to rank and show: a reading that is no number counts as 0.
+fn cpu_value(v: f64) -> f64 {
+    if v.is_finite() { v.max(0.0) } else { 0.0 }
 }
 
 /// A high-CPU spell: what each process used over it.
@@ -89,14 +105,20 @@ pub struct Spell {
 }
 
 impl Spell {
-    /// Counts one reading that covered `interval_ns` of the spell.
+    /// Counts one reading that covered `interval_ns` of the spell. Only processes that used CPU
+    /// in it are kept (a long spell of many short idle processes does not grow).
     pub fn add(&mut self, readings: &[ProcessReading], interval_ns: u64) {
         let dt = interval_ns as f64;
         self.length_ns += dt;
         for r in readings {
-            let entry = self.used.entry((r.pid, r.name.clone())).or_default();
-            entry.0 += if r.cpu.is_finite() { r.cpu.max(0.0) * dt } else { 0.0 };
-            entry.1 = r.memory;
+            let used = cpu_value(r.cpu) * dt;
+            if used > 0.0 {
+                let entry = self.used.entry((r.pid, r.name.clone())).or_default();
+                entry.0 += used;
+                entry.1 = r.memory;
+            } else if let Some(entry) = self.used.get_mut(&(r.pid, r.name.clone())) {
+                entry.1 = r.memory;
+            }
         }
     }
 
@@ -111,17 +133,9 @@ impl Spell {
         if self.is_empty() {
             return Vec::new();
         }
-        let list = self
-            .used
-            .iter()
-            .map(|((pid, name), (cpu_ns, memory))| TopProcess {
-                pid: *pid,
-                name: display_name(name),
-                cpu: one_decimal(cpu_ns / self.length_ns),
-                memory: *memory,
-            })
-            .collect();
-        ranked(list, n)
+        let list =
+            self.used.iter().map(|((pid, name), (cpu_ns, memory))| (cpu_ns / self.length_ns, *memory, &**name, *pid));
+        ranked(list.collect(), n)
     }
 }
 
