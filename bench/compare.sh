@@ -50,8 +50,9 @@ for py in "$HOSTPULSE_QS057_PYTHON" "$HOSTPULSE_QS3_PYTHON"; do
   "$py" -c 'import psutil' 2>/dev/null || "$py" -m pip install -q -r bench/requirements.txt
 done
 
-say "building the release binaries"
-cargo build --release -p hostpulse-cli -p hostpulse-app
+say "building the release binaries (the headless agent as servers get it: profile server)"
+cargo build --profile server -p hostpulse-cli
+cargo build --release -p hostpulse-app
 cargo build --release -p hostpulse-agent --example throughput
 cargo build --release -p hostpulse-tests --example mock_broker
 
@@ -134,7 +135,7 @@ for rate in $RATES; do
     source_args=(--synthetic "$rate")
   fi
   measure hostpulse "$rate" "$BROKER" "hostpulse-$rate" -- env XDG_DATA_HOME="$WORK/data-cli-$rate" \
-    ./target/release/hostpulse run --broker "$BROKER" --topic "hostpulse-$rate" --buffer-span-ms 100 "${source_args[@]}"
+    ./target/server/hostpulse run --broker "$BROKER" --topic "hostpulse-$rate" --buffer-span-ms 100 "${source_args[@]}"
   if [ "$interval_ms" -ge 100 ]; then
     # "reopened": the window is opened at 1 s and closed again 5 s later (the window manager's
     # close button), before the warm-up ends; then what stays is measured (at 1 Hz only).

@@ -16,12 +16,12 @@ if [ ! -x "$CARGO_DEB" ]; then
 fi
 apt_install dpkg-dev systemd man-db
 
-say "building hostpulse (release) and its man page"
-cargo build --release -p hostpulse-cli
+say "building hostpulse (profile server: size-optimised, LTO) and its man page"
+cargo build --profile server -p hostpulse-cli
 mkdir -p target/man
-./target/release/hostpulse manpage | gzip -9n > target/man/hostpulse.1.gz
+./target/server/hostpulse manpage | gzip -9n > target/man/hostpulse.1.gz
 say "building the package"
-deb=$(realpath "$("$CARGO_DEB" -p hostpulse-cli --no-build --no-strip | tail -n 1)")
+deb=$(realpath "$("$CARGO_DEB" -p hostpulse-cli --profile server --no-build --no-strip | tail -n 1)")
 [ -f "$deb" ] || { echo "cargo deb made no package" >&2; exit 1; }
 echo "package: $deb ($(du -k "$deb" | cut -f1) KiB)"
 dpkg-deb --info "$deb" | sed -n 's/^ //p' | grep -E '^(Package|Version|Depends|Section)'

@@ -10,8 +10,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 HOSTPULSE_SETUP_PARTS="tansu venv-qs3" source scripts/setup.sh
 
-say "building hostpulse (release)"
-cargo build --release -p hostpulse-cli
+say "building hostpulse (profile server: size-optimised, as the server package has it)"
+cargo build --profile server -p hostpulse-cli
 PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 LOG_DIR="$(mktemp -d)"
 say "starting tansu on 127.0.0.1:$PORT (log: $LOG_DIR/tansu.log)"
@@ -37,5 +37,5 @@ READER_PID=$!
 say "publishing; Ctrl-C to stop"
 trap 'true' INT
 rc=0
-./target/release/hostpulse run --broker "127.0.0.1:$PORT" --topic cpu-load "$@" || rc=$?
+./target/server/hostpulse run --broker "127.0.0.1:$PORT" --topic cpu-load "$@" || rc=$?
 exit "$rc"
