@@ -76,28 +76,36 @@ function formatMs(ms) {
   return `${Number.isInteger(ms / 1000) ? ms / 1000 : (ms / 1000).toFixed(1)} s`;
 }
 
-// The top processes, asked for each second while the window is open (asking is what keeps the
-// backend reading the process table; a closed window asks nothing).
-async function refreshProcesses() {
-  let list;
-  try { list = await invoke("get_processes"); } catch (err) { return; }
+// The top processes come with each status while the window is open (the backend reads the
+// process table only then); asked for once when the page loads. Rows are reused and only text
+// that changed is set, so a second's update repaints little.
+function renderProcesses(list) {
   const body = $("processes").tBodies[0];
   if (!list.length) {
-    body.replaceChildren(row([["Reading…", "muted", 4]]));
+    if (body.dataset.rows !== "0") body.replaceChildren(row(["Reading…"], ["muted"], 4));
+    body.dataset.rows = "0";
     return;
   }
-  body.replaceChildren(...list.map((p) => row([
-    [p.name, "name"], [String(p.pid), "num"], [formatValue(p.cpu, "%"), "num"], [formatValue(p.memory, "B"), "num"],
-  ])));
+  if (body.dataset.rows !== String(list.length)) {
+    body.replaceChildren(...list.map(() => row(["", "", "", ""], ["name", "num", "num", "num"])));
+    body.dataset.rows = String(list.length);
+  }
+  list.forEach((p, i) => {
+    const texts = [p.name, String(p.pid), formatValue(p.cpu, "%"), formatValue(p.memory, "B")];
+    [...body.rows[i].cells].forEach((cell, k) => {
+      if (cell.textContent !== texts[k]) cell.textContent = texts[k];
+    });
+    if (body.rows[i].cells[0].title !== p.name) body.rows[i].cells[0].title = p.name;
+  });
 }
 
-function row(cells) {
+function row(texts, classes, span) {
   const tr = document.createElement("tr");
-  for (const [text, cls, span] of cells) {
-    const td = Object.assign(document.createElement("td"), { textContent: text, className: cls, title: text });
+  texts.forEach((text, k) => {
+    const td = Object.assign(document.createElement("td"), { textContent: text, className: classes[k] });
     if (span) td.colSpan = span;
     tr.append(td);
-  }
+  });
   return tr;
 }
 
@@ -428,11 +436,13 @@ async function main() {
   $("format").addEventListener("change", showFormatHelp);
   window.addEventListener("resize", drawChart);
   $("metric").addEventListener("change", () => { chartAsked = 0; refreshHistory(); });
-  await listen("status", (e) => renderStatus(e.payload));
+  await listen("status", (e) => {
+    renderStatus(e.payload);
+    if (e.payload.processes) renderProcesses(e.payload.processes);
+  });
   render(await invoke("get_state"));
   refreshHistory();
-  refreshProcesses();
-  setInterval(refreshProcesses, 1000);
+  try { renderProcesses(await invoke("get_processes")); } catch (err) { /* shown with the next status */ }
 }
 
 main();

@@ -467,9 +467,9 @@ pub async fn get_history(state: State<'_, App>, id: Option<String>) -> Result<Hi
     Ok(HistoryView { series: state.agent.history(&id), parameters, interval_ms })
 }
 
-/// The processes using the most CPU now, for the window's list: asking keeps the process table
-/// being read at each sample for a few seconds (the window asks every second while it is open).
-/// Empty until the next sample has read it.
+/// The processes using the most CPU now, for the window's list when its page loads (then they
+/// come with each status): asking keeps the process table being read at each sample for a few
+/// seconds. Empty until the next sample has read it.
 #[tauri::command]
 pub async fn get_processes(state: State<'_, App>) -> Result<Vec<TopProcess>> {
     Ok(state.processes.top())

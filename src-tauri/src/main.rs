@@ -30,6 +30,14 @@ const STATUS_EVENT: &str = "status";
 /// How long Quit waits for the broker before exiting anyway (the rest is reported, not hung on).
 const QUIT_TIMEOUT: Duration = Duration::from_secs(3);
 
+/// The [`STATUS_EVENT`]'s payload: the status, and the processes using the most CPU now.
+#[derive(Clone, serde::Serialize)]
+struct StatusEvent {
+    #[serde(flatten)]
+    status: StatusView,
+    processes: Vec<hostpulse_core::processes::TopProcess>,
+}
+
 /// Shows and focuses the settings window, creating it first: the window (and with it WebKit's
 /// processes, a few hundred MB) exists only while it is open, so the tray app stays small.
 pub fn show_settings(app: &AppHandle) {
@@ -134,6 +142,7 @@ fn setup(
     let store: Arc<dyn SecretStore> = Arc::new(KeyringStore::new());
     let sampler = HostSampler::new()?;
     let processes = sampler.process_view();
+    let window_processes = processes.clone();
     let parts = Parts {
         sampler: Box::new(sampler),
         outbox,
@@ -171,7 +180,12 @@ fn setup(
             if let Some(notice) = notice {
                 notify(&handle, &notice);
             }
-            let _ = handle.emit_to(SETTINGS_WINDOW, STATUS_EVENT, StatusView::from(&s));
+            // The window gets the status with the top processes, once per sample while it exists
+            // (asking for them keeps the process table being read; no window, no reading).
+            if handle.get_webview_window(SETTINGS_WINDOW).is_some() {
+                let event = StatusEvent { status: StatusView::from(&s), processes: window_processes.top() };
+                let _ = handle.emit_to(SETTINGS_WINDOW, STATUS_EVENT, event);
+            }
             if status.changed().await.is_err() {
                 break;
             }
