@@ -190,6 +190,16 @@ impl Hostpulse {
         }
         run.stop()
     }
+
+    /// [`run_for`](Self::run_for), and the run ended well with everything it sent acknowledged
+    /// and nothing waiting, failed or dropped; returns the samples it took.
+    pub fn run_acknowledged(self, duration: Duration) -> u64 {
+        let (status, out, err) = self.run_for(duration);
+        assert!(status.success(), "hostpulse run failed: {status}\n{err}");
+        let [samples, sent, acked, pending, failed, dropped] = parse_summary(&out);
+        assert_eq!((acked, pending, failed, dropped), (sent, 0, 0, 0), "{out}");
+        samples
+    }
 }
 
 /// A running `hostpulse`: its output is collected as it goes; `stop`, `terminate`, `wait`,

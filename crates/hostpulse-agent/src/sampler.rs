@@ -144,8 +144,9 @@ impl HostSampler {
         self.processes.view()
     }
 
-    /// Reads of the process table so far (benchmarks, tests).
-    pub fn process_reads(&self) -> u64 {
+    /// Reads of the process table so far.
+    #[cfg(test)]
+    fn process_reads(&self) -> u64 {
         self.processes.reads
     }
 

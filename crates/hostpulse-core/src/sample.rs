@@ -27,48 +27,49 @@ impl Row {
 
     /// Adds (or replaces) a value.
     pub fn with_value(mut self, id: impl Into<Arc<str>>, v: f64) -> Self {
-        let id = id.into();
-        match self.values.iter_mut().find(|(k, _)| *k == id) {
-            Some(slot) => slot.1 = v,
-            None => self.values.push((id, v)),
-        }
+        put(&mut self.values, id.into(), v);
         self
     }
 
     /// Adds (or replaces) a string value.
     pub fn with_text(mut self, id: impl Into<Arc<str>>, v: impl Into<Arc<str>>) -> Self {
-        let (id, v) = (id.into(), v.into());
-        match self.texts.iter_mut().find(|(k, _)| *k == id) {
-            Some(slot) => slot.1 = v,
-            None => self.texts.push((id, v)),
-        }
+        put(&mut self.texts, id.into(), v.into());
         self
-    }
-
-    /// The string value of parameter `id`, if the row has one.
-    pub fn text(&self, id: &str) -> Option<&str> {
-        self.texts.iter().find(|(k, _)| &**k == id).map(|(_, v)| &**v)
     }
 
     /// Adds (or replaces) a tag.
     pub fn with_tag(mut self, id: impl Into<Arc<str>>, v: impl Into<Arc<str>>) -> Self {
-        let (id, v) = (id.into(), v.into());
-        match self.tags.iter_mut().find(|(k, _)| *k == id) {
-            Some(slot) => slot.1 = v,
-            None => self.tags.push((id, v)),
-        }
+        put(&mut self.tags, id.into(), v.into());
         self
     }
 
     /// The value of parameter `id`, if the row has one.
     pub fn value(&self, id: &str) -> Option<f64> {
-        self.values.iter().find(|(k, _)| &**k == id).map(|(_, v)| *v)
+        get(&self.values, id).copied()
+    }
+
+    /// The string value of parameter `id`, if the row has one.
+    pub fn text(&self, id: &str) -> Option<&str> {
+        get(&self.texts, id).map(|v| &**v)
     }
 
     /// The value of tag `id`, if the row has one.
     pub fn tag(&self, id: &str) -> Option<&str> {
-        self.tags.iter().find(|(k, _)| &**k == id).map(|(_, v)| &**v)
+        get(&self.tags, id).map(|v| &**v)
     }
+}
+
+/// Sets `id` to `v` in `entries`, keeping one entry per id.
+fn put<T>(entries: &mut Vec<(Arc<str>, T)>, id: Arc<str>, v: T) {
+    match entries.iter_mut().find(|(k, _)| *k == id) {
+        Some(slot) => slot.1 = v,
+        None => entries.push((id, v)),
+    }
+}
+
+/// The entry for `id` in `entries`.
+fn get<'a, T>(entries: &'a [(Arc<str>, T)], id: &str) -> Option<&'a T> {
+    entries.iter().find(|(k, _)| &**k == id).map(|(_, v)| v)
 }
 
 /// Turns a CPU busy fraction reported as percent (sysinfo's `f32`) into the value we publish:
