@@ -21,9 +21,15 @@ const HOUR_MS = 3600 * 1000;
 let chart = null; // the last get_history answer
 let chartAsked = 0;
 
+// Text and visibility are set only when they change: setting the same text again still makes
+// WebKit lay out and repaint the element, once a second for every figure on the page.
+function setText(el, text) {
+  if (el.textContent !== text) el.textContent = text;
+}
+
 function show(el, text) {
-  el.textContent = text ?? "";
-  el.hidden = !text;
+  setText(el, text ?? "");
+  if (el.hidden !== !text) el.hidden = !text;
 }
 
 function fieldError(field, message) {
@@ -46,14 +52,11 @@ function clearErrors() {
 // acknowledged / waiting / failed / dropped counts): nothing is re-derived here.
 function renderStatus(s) {
   const pill = $("state");
-  pill.textContent = s.label;
-  pill.className = `pill ${s.state}`;
-  $("cpu").textContent = s.last_value == null ? "–" : `${s.last_value.toFixed(1)} %`;
-  $("acknowledged").textContent = s.acknowledged;
-  $("waiting").textContent = s.waiting;
-  $("failed").textContent = s.failed;
-  $("dropped").textContent = s.dropped;
-  $("dropped-row").hidden = s.dropped === 0;
+  setText(pill, s.label);
+  if (pill.className !== `pill ${s.state}`) pill.className = `pill ${s.state}`;
+  setText($("cpu"), s.last_value == null ? "–" : `${s.last_value.toFixed(1)} %`);
+  for (const f of ["acknowledged", "waiting", "failed", "dropped"]) setText($(f), String(s[f]));
+  if ($("dropped-row").hidden !== (s.dropped === 0)) $("dropped-row").hidden = s.dropped === 0;
   let error = s.error ? `Last error: ${s.error}` : "";
   if (s.next_try_ms != null) {
     const next = new Date(s.next_try_ms).toLocaleTimeString();
@@ -61,14 +64,27 @@ function renderStatus(s) {
   }
   show($("last-error"), error);
   const toggle = $("toggle");
-  toggle.disabled = !s.can_toggle;
-  toggle.textContent = s.toggle_label;
+  if (toggle.disabled !== !s.can_toggle) toggle.disabled = !s.can_toggle;
+  setText(toggle, s.toggle_label);
   show($("low-power"), s.low_power ? `On battery: low-power mode, one sample every ${formatMs(s.interval_ms)}.` : "");
-  if (s.samples !== renderStatus.samples) {
-    renderStatus.samples = s.samples;
-    // The figures under the chart come with its line, from the same history answer.
-    refreshHistory();
-  }
+}
+
+// A status that brings a new sample brings a new chart: its history answer is fetched first and
+// then the figures, the process list and the chart are set together, so the page is painted
+// once per sample rather than once per message. Statuses are handled in order.
+let statusQueue = Promise.resolve();
+function onStatus(s) {
+  statusQueue = statusQueue.then(async () => {
+    let fetched = false;
+    if (s.samples !== onStatus.samples) {
+      onStatus.samples = s.samples;
+      if (Date.now() - chartAsked >= 900) fetched = await fetchHistory();
+      else refreshHistory(); // faster than once a second: one trailing refresh
+    }
+    renderStatus(s);
+    if (s.processes) renderProcesses(s.processes);
+    if (fetched) renderChart();
+  });
 }
 
 function formatMs(ms) {
@@ -92,9 +108,7 @@ function renderProcesses(list) {
   }
   list.forEach((p, i) => {
     const texts = [p.name, String(p.pid), formatValue(p.cpu, "%"), formatValue(p.memory, "B")];
-    [...body.rows[i].cells].forEach((cell, k) => {
-      if (cell.textContent !== texts[k]) cell.textContent = texts[k];
-    });
+    [...body.rows[i].cells].forEach((cell, k) => setText(cell, texts[k]));
     if (body.rows[i].cells[0].title !== p.name) body.rows[i].cells[0].title = p.name;
   });
 }
@@ -132,12 +146,21 @@ async function refreshHistory() {
     chartTrailing ??= setTimeout(() => { chartTrailing = null; refreshHistory(); }, 900 - (now - chartAsked));
     return;
   }
-  chartAsked = now;
+  if (await fetchHistory()) renderChart();
+}
+
+async function fetchHistory() {
+  chartAsked = Date.now();
   try {
     chart = await invoke("get_history", { id: $("metric").value || null });
+    return true;
   } catch (err) {
-    return;
+    return false;
   }
+}
+
+// The figures under the chart come with its line, from the same history answer.
+function renderChart() {
   const select = $("metric");
   const ids = chart.parameters.map((p) => p.id).join("\n");
   if (select.dataset.ids !== ids) {
@@ -149,9 +172,9 @@ async function refreshHistory() {
     select.value = chart.series.id;
   }
   const unit = chart.parameters.find((p) => p.id === chart.series.id)?.unit ?? "";
-  $("chart-now").textContent = `Now ${formatValue(chart.series.current, unit)}`;
-  $("chart-min").textContent = `min ${formatValue(chart.series.min, unit)}`;
-  $("chart-max").textContent = `max ${formatValue(chart.series.max, unit)}`;
+  setText($("chart-now"), `Now ${formatValue(chart.series.current, unit)}`);
+  setText($("chart-min"), `min ${formatValue(chart.series.min, unit)}`);
+  setText($("chart-max"), `max ${formatValue(chart.series.max, unit)}`);
   drawChart();
 }
 
@@ -161,10 +184,14 @@ function drawChart() {
   const canvas = $("chart");
   const ratio = window.devicePixelRatio || 1;
   const w = canvas.clientWidth, h = canvas.clientHeight;
-  canvas.width = w * ratio;
-  canvas.height = h * ratio;
+  // A new backing store only when the size changed; otherwise the old picture is cleared.
+  if (canvas.width !== w * ratio || canvas.height !== h * ratio) {
+    canvas.width = w * ratio;
+    canvas.height = h * ratio;
+  }
   const ctx = canvas.getContext("2d");
-  ctx.scale(ratio, ratio);
+  ctx.setTransform(ratio, 0, 0, ratio, 0, 0);
+  ctx.clearRect(0, 0, w, h);
   const css = getComputedStyle(document.documentElement);
   const color = (name) => css.getPropertyValue(name).trim();
   const top = 14, bottom = h - 14;
@@ -191,6 +218,7 @@ function drawChart() {
   }
   ctx.fillStyle = color("--muted");
   ctx.font = "10px system-ui, sans-serif";
+  ctx.textAlign = "left"; // the kept context still has the last draw's "right"
   ctx.textBaseline = "top";
   ctx.fillText(formatValue(hi, unit), 2, 1);
   ctx.textBaseline = "bottom";
@@ -205,15 +233,36 @@ function drawChart() {
   };
   ctx.lineWidth = 2;
   ctx.lineJoin = "round";
+  // One path per run of segments in the same style (one stroke, not one per sample).
+  let run = null;
+  const flush = () => {
+    if (!run) return;
+    const [stroke, dash] = style[run] ?? style.sent;
+    ctx.strokeStyle = stroke;
+    ctx.setLineDash(dash);
+    ctx.stroke();
+    run = null;
+  };
+  let joined = false; // the path's pen is at the previous sample
   for (let i = 1; i < series.times_ms.length; i++) {
     const [t0, t1] = [series.times_ms[i - 1], series.times_ms[i]];
     const [v0, v1] = [series.values[i - 1], series.values[i]];
-    if (v0 == null || v1 == null || t1 - t0 > gap || now - t0 > span) continue;
-    const [stroke, dash] = style[series.delivery[i]] ?? style.sent;
-    ctx.strokeStyle = stroke;
-    ctx.setLineDash(dash);
-    ctx.beginPath(); ctx.moveTo(x(t0), y(v0)); ctx.lineTo(x(t1), y(v1)); ctx.stroke();
+    if (v0 == null || v1 == null || t1 - t0 > gap || now - t0 > span) {
+      joined = false;
+      continue;
+    }
+    const kind = style[series.delivery[i]] ? series.delivery[i] : "sent";
+    if (kind !== run) {
+      flush();
+      run = kind;
+      ctx.beginPath();
+      joined = false;
+    }
+    if (!joined) ctx.moveTo(x(t0), y(v0));
+    ctx.lineTo(x(t1), y(v1));
+    joined = true;
   }
+  flush();
   ctx.setLineDash([]);
   const last = series.times_ms.length - 1;
   if (series.values[last] != null) {
@@ -436,10 +485,7 @@ async function main() {
   $("format").addEventListener("change", showFormatHelp);
   window.addEventListener("resize", drawChart);
   $("metric").addEventListener("change", () => { chartAsked = 0; refreshHistory(); });
-  await listen("status", (e) => {
-    renderStatus(e.payload);
-    if (e.payload.processes) renderProcesses(e.payload.processes);
-  });
+  await listen("status", (e) => onStatus(e.payload));
   render(await invoke("get_state"));
   refreshHistory();
   try { renderProcesses(await invoke("get_processes")); } catch (err) { /* shown with the next status */ }

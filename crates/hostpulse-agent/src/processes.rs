@@ -267,6 +267,12 @@ impl ProcessView {
 /// How many processes the window lists.
 pub const VIEW_COUNT: usize = 8;
 
+/// How often the window's list is refreshed when only the window needs the table, as `top` and
+/// GNOME System Monitor refresh theirs: each share is then the average over those seconds, easier
+/// to read than a figure that changes every second, and the open window repaints (and the agent
+/// reads the table) a third as often.
+pub const VIEW_PACE: Duration = Duration::from_secs(3);
+
 /// Reads the process table when needed and keeps what each need takes from it.
 pub struct ProcessWatch {
     source: Option<Box<dyn ProcessSource>>,
@@ -276,8 +282,10 @@ pub struct ProcessWatch {
     pub(crate) spell_threshold: Option<f64>,
     spell: Option<Spell>,
     view: ProcessView,
-    /// When the table was last read (`None`: never, or not at the previous sample).
+    /// When the table was last read (`None`: never, or not needed since).
     last_read: Option<i64>,
+    /// When the window's list was last refreshed (`None`: not since it was last asked for).
+    view_shown: Option<i64>,
     /// Reads of the table, for tests and benchmarks.
     pub(crate) reads: u64,
 }
@@ -299,6 +307,7 @@ impl ProcessWatch {
             spell: None,
             view: ProcessView::default(),
             last_read: None,
+            view_shown: None,
             reads: 0,
         }
     }
@@ -332,8 +341,19 @@ impl ProcessWatch {
             self.spell = None;
         }
         let viewed = self.view.wanted(Instant::now());
-        let Some(source) = self.source.as_mut().filter(|_| in_spell || viewed || self.metric_count > 0) else {
-            self.last_read = None;
+        if !viewed {
+            self.view_shown = None;
+        }
+        // Due a little early, so that a sample's jitter does not put the refresh a whole
+        // interval later.
+        let pace = VIEW_PACE.as_nanos() as i64 * 9 / 10;
+        let view_due = viewed && self.view_shown.is_none_or(|t| at_ns.saturating_sub(t) >= pace);
+        let Some(source) = self.source.as_mut().filter(|_| in_spell || view_due || self.metric_count > 0) else {
+            // The window waiting for its next refresh keeps the time of the last read (its next
+            // figures cover the seconds since); otherwise reading pauses.
+            if !viewed {
+                self.last_read = None;
+            }
             return Taken::default();
         };
         let mut readings = source.read();
@@ -350,8 +370,11 @@ impl ProcessWatch {
                 spell.add(&readings, ns);
             }
         }
-        if viewed {
+        // A read that only primed has no figures to show: the list is refreshed at the next
+        // sample, then at the window's pace.
+        if view_due && since.is_some() {
             self.view.show(processes::top(&readings, VIEW_COUNT));
+            self.view_shown = Some(at_ns);
         }
         Taken { metric: processes::top(&readings, self.metric_count) }
     }
@@ -450,6 +473,35 @@ mod tests {
         w.view.inner.lock().unwrap().wanted_until = Some(Instant::now());
         w.on_sample(2 * S, Some(5.0));
         assert_eq!(w.reads, 2, "the window stopped asking");
+    }
+
+    #[test]
+    fn the_window_alone_has_the_table_read_at_its_pace_with_figures_over_the_seconds_between() {
+        let (mut w, readings) = watch();
+        let view = w.view();
+        let ms = 1_000_000;
+        view.top();
+        w.on_sample(0, Some(5.0));
+        assert!(view.top().is_empty(), "the first read only primes: nothing to show");
+        w.on_sample(S + 3 * ms, Some(5.0));
+        assert_eq!(view.top()[0].cpu, 40.0, "then a list at once, at the next sample");
+        assert_eq!(w.reads, 2);
+        *readings.lock().unwrap() = vec![p(3, "later", 70.0)];
+        w.on_sample(2 * S, Some(5.0));
+        w.on_sample(3 * S + 2 * ms, Some(5.0));
+        assert_eq!((w.reads, view.top()[0].name.as_str()), (2, "busy"), "not read between refreshes");
+        // Due a little early: a sample 2.98 s after the refresh refreshes it.
+        w.on_sample(4 * S - 20 * ms, Some(5.0));
+        assert_eq!((w.reads, view.top()[0].name.as_str()), (3, "later"));
+        assert_eq!(w.last_read, Some(4 * S - 20 * ms));
+        // A spell reads at each sample; the window's list still follows its own pace.
+        w.spell_threshold = Some(50.0);
+        *readings.lock().unwrap() = vec![p(4, "spinner", 99.0)];
+        w.on_sample(5 * S, Some(95.0));
+        w.on_sample(6 * S, Some(95.0));
+        assert_eq!((w.reads, view.top()[0].name.as_str()), (5, "later"));
+        w.on_sample(7 * S, Some(95.0));
+        assert_eq!((w.reads, view.top()[0].name.as_str()), (6, "spinner"));
     }
 
     #[test]
@@ -569,10 +621,16 @@ mod tests {
         let view = w.view();
         view.top();
         w.on_sample(0, Some(5.0));
+        w.on_sample(S, Some(5.0));
         assert!(!view.top().is_empty());
         w.view.inner.lock().unwrap().wanted_until = Some(Instant::now());
-        w.on_sample(S, Some(5.0));
+        w.on_sample(2 * S, Some(5.0));
         assert!(view.top().is_empty(), "the lease lapsed: the list went with it");
+        view.top();
+        w.on_sample(3 * S, Some(5.0));
+        assert!(view.top().is_empty(), "asked again: the first read primes, no figures of the pause");
+        w.on_sample(4 * S, Some(5.0));
+        assert_eq!(view.top()[0].cpu, 40.0, "and the next sample shows a list at once");
     }
 
     #[test]
