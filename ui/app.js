@@ -71,7 +71,8 @@ function renderStatus(s) {
 
 // A status that brings a new sample brings a new chart: its history answer is fetched first and
 // then the figures, the process list and the chart are set together, so the page is painted
-// once per sample rather than once per message. Statuses are handled in order.
+// once per sample rather than once per message. Statuses are handled in order; one that fails
+// to render is logged and the next is handled all the same.
 let statusQueue = Promise.resolve();
 function onStatus(s) {
   statusQueue = statusQueue.then(async () => {
@@ -84,7 +85,7 @@ function onStatus(s) {
     renderStatus(s);
     if (s.processes) renderProcesses(s.processes);
     if (fetched) renderChart();
-  });
+  }).catch((err) => console.error("status update failed", err));
 }
 
 function formatMs(ms) {
@@ -149,10 +150,16 @@ async function refreshHistory() {
   if (await fetchHistory()) renderChart();
 }
 
+// Only the latest request's answer is kept: an answer for the metric chosen before does not
+// replace the one for the metric chosen now.
+let historyAsked = 0;
 async function fetchHistory() {
   chartAsked = Date.now();
+  const asked = ++historyAsked;
   try {
-    chart = await invoke("get_history", { id: $("metric").value || null });
+    const answer = await invoke("get_history", { id: $("metric").value || null });
+    if (asked !== historyAsked) return false;
+    chart = answer;
     return true;
   } catch (err) {
     return false;
@@ -185,9 +192,10 @@ function drawChart() {
   const ratio = window.devicePixelRatio || 1;
   const w = canvas.clientWidth, h = canvas.clientHeight;
   // A new backing store only when the size changed; otherwise the old picture is cleared.
-  if (canvas.width !== w * ratio || canvas.height !== h * ratio) {
-    canvas.width = w * ratio;
-    canvas.height = h * ratio;
+  const [bw, bh] = [Math.round(w * ratio), Math.round(h * ratio)];
+  if (canvas.width !== bw || canvas.height !== bh) {
+    canvas.width = bw;
+    canvas.height = bh;
   }
   const ctx = canvas.getContext("2d");
   ctx.setTransform(ratio, 0, 0, ratio, 0, 0);

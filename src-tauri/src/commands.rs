@@ -468,8 +468,8 @@ pub async fn get_history(state: State<'_, App>, id: Option<String>) -> Result<Hi
 }
 
 /// The processes using the most CPU now, for the window's list when its page loads (then they
-/// come with each status): asking keeps the process table being read at each sample for a few
-/// seconds. Empty until the next sample has read it.
+/// come with each status): asking keeps the process table being read at the list's pace. Empty
+/// until the second sample after the first request (the first read only primes).
 #[tauri::command]
 pub async fn get_processes(state: State<'_, App>) -> Result<Vec<TopProcess>> {
     Ok(state.processes.top())
