@@ -37,6 +37,12 @@ OUT_DIR=${BENCH_OUT:-target/bench}
 REPORT=${BENCH_REPORT:-BENCHMARKS.md}
 mkdir -p "$OUT_DIR"
 rm -f "$OUT_DIR"/*.json
+# What is measured, recorded now: the report may be written again later (new notes) at a newer
+# commit, and must still name this one. Uncommitted changes to the code are said so.
+measured_commit="$(git rev-parse --short HEAD 2>/dev/null || echo '?')"
+git diff --quiet HEAD -- . ':!BENCHMARKS.md' ':!bench/NOTES.md' 2>/dev/null || measured_commit+=" with uncommitted changes"
+python3 -c 'import json, sys; json.dump({"commit": sys.argv[1], "date": sys.argv[2]}, open(sys.argv[3], "w"))' \
+  "$measured_commit" "$(date -u '+%Y-%m-%d %H:%M UTC')" "$OUT_DIR/measured.json"
 
 # What only the comparison needs: collectd with write_kafka, psutil for the Python programs.
 for p in collectd-core librdkafka1; do

@@ -94,8 +94,8 @@ function formatMs(ms) {
 }
 
 // The top processes come with each status while the window is open (the backend reads the
-// process table only then); asked for once when the page loads. Rows are reused and only text
-// that changed is set, so a second's update repaints little.
+// process table only then, and refreshes the list every 3 s); asked for once when the page
+// loads. Rows are reused and only text that changed is set, so an unchanged list repaints nothing.
 function renderProcesses(list) {
   const body = $("processes").tBodies[0];
   if (!list.length) {
