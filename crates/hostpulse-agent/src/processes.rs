@@ -274,10 +274,10 @@ impl ProcessView {
 /// How many processes the window lists.
 pub const VIEW_COUNT: usize = 8;
 
-/// How often the window's list is refreshed when only the window needs the table, as `top` and
-/// GNOME System Monitor refresh theirs: each share is then the average over those seconds, easier
-/// to read than a figure that changes every second, and the open window repaints (and the agent
-/// reads the table) a third as often.
+/// How often the window's list is refreshed, as `top` and GNOME System Monitor refresh theirs.
+/// When only the window needs the table it is read at this pace too, so each share is the
+/// average over those seconds (while a spell or the metric reads at each sample, over the last
+/// interval), and the open window repaints (and the agent reads the table) a third as often.
 pub const VIEW_PACE: Duration = Duration::from_secs(3);
 
 /// Reads the process table when needed and keeps what each need takes from it.
