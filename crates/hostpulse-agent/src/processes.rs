@@ -679,8 +679,16 @@ mod tests {
     fn both_tables_agree_on_a_process_of_steady_size() {
         // A child that only sleeps: its memory stays put between the two reads (this test
         // process's own changes with the tests running beside it).
-        let mut child = std::process::Command::new("sleep").arg("30").spawn().expect("sleep runs");
-        let pid = child.id();
+        // Ended when the test ends, however it ends (a panicking table read included).
+        struct Sleeper(std::process::Child);
+        impl Drop for Sleeper {
+            fn drop(&mut self) {
+                let _ = self.0.kill();
+                let _ = self.0.wait();
+            }
+        }
+        let child = Sleeper(std::process::Command::new("sleep").arg("30").spawn().expect("sleep runs"));
+        let pid = child.0.id();
         // Asleep in `sleep` itself: its loader has finished mapping it.
         let stat = format!("/proc/{pid}/stat");
         for _ in 0..400 {
@@ -692,8 +700,7 @@ mod tests {
         let find = |table: &mut dyn ProcessSource| table.read().into_iter().find(|r| r.pid == pid);
         let (mut ours, mut sysinfo) = (ProcTable::new().unwrap(), SystemProcesses::new().unwrap());
         let (a, b) = (find(&mut ours), find(&mut sysinfo));
-        child.kill().unwrap();
-        child.wait().unwrap();
+        drop(child);
         let (a, b) = (a.expect("listed by ours"), b.expect("listed by sysinfo"));
         assert_eq!((&*a.name, &*b.name), ("sleep", "sleep"));
         // `stat`'s resident figure is the kernel's quick approximation of its per-CPU counters
