@@ -1,6 +1,7 @@
 //! The streaming token never appears in output (at the most verbose log level), files,
 //! command lines or errors, on success and on every failure path we can provoke.
 
+use std::net::TcpListener;
 use std::path::Path;
 use std::time::Duration;
 
@@ -77,4 +78,30 @@ fn the_token_appears_in_no_output_file_or_command_line() {
     assert!(home.path().join("status-0.json").exists(), "the runs wrote their status files");
     assert_eq!(files_containing(home.path(), CANARY), Vec::<String>::new(), "no file holds the token");
     assert!(portal.log().iter().any(|r| r.path.ends_with("/topics/cpu-load")), "the run did reach the Portal");
+}
+
+#[test]
+#[ignore = "end-to-end: needs tansu, the Quix SDK venvs, a Secret Service or a display; run `bash scripts/test.sh` (or `source scripts/setup.sh` and add `-- --include-ignored`)"]
+fn a_proxy_from_the_environment_never_gets_a_plain_http_portal_request() {
+    // Corporate machines often set `http_proxy` for everything, without `no_proxy`: a request for
+    // a loopback Portal over plain http must still go straight to it, or the proxy would get the
+    // bearer token in clear text.
+    let broker = Tansu::start();
+    let portal = PortalServer::start(PortalState::single("proxy-ws", CANARY, &broker.addr));
+    let proxy = TcpListener::bind("127.0.0.1:0").unwrap();
+    proxy.set_nonblocking(true).unwrap();
+    let proxy_url = format!("http://{}", proxy.local_addr().unwrap());
+    let home = tempfile::tempdir().unwrap();
+    let mut check = Hostpulse::new(["check", "--portal-url", &portal.url]).env("Quix__Sdk__Token", CANARY);
+    for key in ["http_proxy", "HTTP_PROXY", "all_proxy", "ALL_PROXY"] {
+        check = check.env(key, &proxy_url);
+    }
+    let out = check.env_remove("no_proxy").env_remove("NO_PROXY").home(home.path()).output();
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "check went through the Portal to the broker:\n{text}");
+    assert!(portal.log().iter().any(|r| r.path == "/workspaces"), "the Portal was asked directly");
+    match proxy.accept() {
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+        other => panic!("the proxy was connected to: {other:?}"),
+    }
 }

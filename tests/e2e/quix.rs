@@ -234,6 +234,13 @@ fn hostile_portal_answers_each_give_a_clear_error() {
         (repeat(200, &format!("[{}]", "{},".repeat(20_000) + "{}")), "/workspaces: "),
         // A workspace id that would walk out of the data dir, or into a URL, is refused.
         (repeat(200, r#"[{"workspaceId": "../../etc"}]"#), "the workspace id \"../../etc\" is not 1 to 100 letters"),
+        // A server that echoes the request's Authorization header into a 2xx answer: where the
+        // error quotes the answer (the parser's complaint, an id), the token is blacked out.
+        (repeat(200, &format!(r#"["Bearer {TOKEN_1}"]"#)), "invalid type: string \"Bearer [redacted]\""),
+        (
+            repeat(200, &format!(r#"[{{"workspaceId": "Bearer {TOKEN_1}"}}]"#)),
+            "the workspace id \"Bearer [redacted]\" is not 1 to 100 letters",
+        ),
         // More than HostPulse reads (2 MiB of JSON).
         (repeat(200, &format!("[\"{}\"]", "x".repeat(2 << 20))), "with more than 1024 KiB, more than HostPulse reads"),
         // A message far too long for a log line or the window is cut, on one line.

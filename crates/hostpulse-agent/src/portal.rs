@@ -134,6 +134,36 @@ impl PortalError {
         }
     }
 
+    /// The error with every occurrence of `secret` (the token) blacked out. Answers with a 2xx
+    /// status are quoted in errors (a parser's complaint, an id, a setting's value, a topic's
+    /// last error): a server that echoes the request can put the token in any of them.
+    fn redacted(self, secret: &str) -> Self {
+        if secret.is_empty() {
+            return self;
+        }
+        let r = |text: String| if text.contains(secret) { text.replace(secret, "[redacted]") } else { text };
+        let ro = |text: Option<String>| text.map(r);
+        match self {
+            PortalError::TokenRejected { token_source, status, message } => {
+                PortalError::TokenRejected { token_source, status, message: ro(message) }
+            }
+            PortalError::WorkspaceNotFound { workspace } => PortalError::WorkspaceNotFound { workspace: r(workspace) },
+            PortalError::NoWorkspaces => PortalError::NoWorkspaces,
+            PortalError::SeveralWorkspaces { list } => {
+                PortalError::SeveralWorkspaces { list: list.into_iter().map(r).collect() }
+            }
+            PortalError::Topic { topic, reason } => PortalError::Topic { topic: r(topic), reason: r(reason) },
+            PortalError::Status { url, status, method, path, message } => {
+                PortalError::Status { url: r(url), status, method, path: r(path), message: ro(message) }
+            }
+            PortalError::Unreachable { url, reason } => PortalError::Unreachable { url: r(url), reason: r(reason) },
+            PortalError::Malformed { url, reason } => PortalError::Malformed { url: r(url), reason: r(reason) },
+            PortalError::TooLarge { url } => PortalError::TooLarge { url: r(url) },
+            PortalError::Url(text) => PortalError::Url(r(text)),
+            PortalError::Certificate { path, reason } => PortalError::Certificate { path, reason: r(reason) },
+        }
+    }
+
     /// Whether only the user can fix it: a rejected token, a workspace to choose or that does
     /// not exist, a Portal URL HostPulse will not send the token to. Everything else the agent
     /// tries again later, as it may pass by itself.
@@ -283,9 +313,13 @@ impl Portal {
             .timeout(options.request_timeout)
             .user_agent(concat!("hostpulse/", env!("CARGO_PKG_VERSION")))
             // The Portal API does not redirect; following one could carry the token elsewhere.
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .map_err(|e| PortalError::Unreachable { url: base_url.into(), reason: e.to_string() })?;
+            .redirect(reqwest::redirect::Policy::none());
+        // A proxy from `http_proxy`/`ALL_PROXY` would get a plain-http request, bearer token and
+        // all, on its way to this machine (reqwest does not exempt loopback hosts): plain http
+        // goes direct. Over https a proxy sees only an encrypted tunnel, and may be the way out.
+        let http = if parsed.scheme() == "http" { http.no_proxy() } else { http };
+        let http =
+            http.build().map_err(|e| PortalError::Unreachable { url: base_url.into(), reason: e.to_string() })?;
         let base = if base_url.ends_with('/') { base_url.to_owned() } else { format!("{base_url}/") };
         Ok(Portal { http, base, token, source, options })
     }
@@ -309,6 +343,31 @@ impl Portal {
 
     /// The token's only workspace.
     pub async fn discover_workspace(&self) -> Result<String, PortalError> {
+        self.redact(self.only_workspace().await)
+    }
+
+    /// The librdkafka connection settings of workspace `ws` (CA stored under `data_dir`).
+    pub async fn broker_settings(
+        &self,
+        ws: &str,
+        data_dir: &Path,
+        verify_hostname: bool,
+    ) -> Result<BTreeMap<String, String>, PortalError> {
+        self.redact(self.workspace_broker_settings(ws, data_dir, verify_hostname).await)
+    }
+
+    /// The Kafka topic id of topic `name` in `ws`, creating it and waiting until it is Ready.
+    pub async fn ensure_topic(&self, ws: &str, name: &str) -> Result<String, PortalError> {
+        self.redact(self.ready_topic(ws, name).await)
+    }
+
+    /// `result` with the token blacked out of its error ([`PortalError::redacted`]): every
+    /// error leaves the client through here.
+    fn redact<T>(&self, result: Result<T, PortalError>) -> Result<T, PortalError> {
+        result.map_err(|e| e.redacted(self.token.expose()))
+    }
+
+    async fn only_workspace(&self) -> Result<String, PortalError> {
         let list: Vec<Workspace> = self.get_json("workspaces").await?;
         match list.as_slice() {
             [] => Err(PortalError::NoWorkspaces),
@@ -332,8 +391,7 @@ impl Portal {
         }
     }
 
-    /// The librdkafka connection settings of workspace `ws` (CA stored under `data_dir`).
-    pub async fn broker_settings(
+    async fn workspace_broker_settings(
         &self,
         ws: &str,
         data_dir: &Path,
@@ -453,8 +511,7 @@ impl Portal {
         Ok(kafka)
     }
 
-    /// The Kafka topic id of topic `name` in `ws`, creating it and waiting until it is Ready.
-    pub async fn ensure_topic(&self, ws: &str, name: &str) -> Result<String, PortalError> {
+    async fn ready_topic(&self, ws: &str, name: &str) -> Result<String, PortalError> {
         let topic_error = |reason: String| PortalError::Topic { topic: name.into(), reason };
         let path = format!("{ws}/topics/{name}");
         let topic: Topic = match self.get_json(&path).await {
