@@ -422,8 +422,19 @@ fn kept_history(outbox: &Outbox, window: Duration, now_ns: i64) -> History {
 
 type ReplaceReply = oneshot::Sender<Result<(), ReplaceError>>;
 
-/// A delivery report with the window generation and outbox position it belongs to.
-type Tracked = std::pin::Pin<Box<dyn std::future::Future<Output = (u64, i64, u64, Result<(), DeliveryError>)> + Send>>;
+/// A delivery report with what it answers.
+type Tracked = std::pin::Pin<Box<dyn std::future::Future<Output = (Handed, Result<(), DeliveryError>)> + Send>>;
+
+/// A record handed to a producer: the window generation and outbox position it belongs to, its
+/// bytes, and whether it went alone (nothing else awaited a report meanwhile, so a broker that
+/// refused it refused it alone, not a batch it was part of).
+#[derive(Debug, Clone, Copy)]
+struct Handed {
+    generation: u64,
+    seq: i64,
+    bytes: u64,
+    alone: bool,
+}
 
 /// After an error only the user can fix, once the agent has published: how long until it tries
 /// again by itself (a rotated token may come back, a password be restored).
@@ -444,11 +455,27 @@ struct Window {
     bytes: u64,
     /// The last acknowledgement (or the moment records went in flight after a quiet spell).
     last_progress: Instant,
+    /// A record of this window failed while a new connection was being made, so it could not be
+    /// rebuilt yet: nothing more goes through this producer, and what it did not deliver is sent
+    /// again through the next one.
+    troubled: Option<String>,
+    /// Records up to this position go one at a time, each alone in the producer: the broker
+    /// refused a batch holding one of them as too large (it refuses whole batches), and only a
+    /// record refused on its own is removed as unsendable.
+    alone_through: i64,
 }
 
 impl Window {
     fn new() -> Self {
-        Window { generation: 0, cursor: 0, count: 0, bytes: 0, last_progress: Instant::now() }
+        Window {
+            generation: 0,
+            cursor: 0,
+            count: 0,
+            bytes: 0,
+            last_progress: Instant::now(),
+            troubled: None,
+            alone_through: 0,
+        }
     }
 
     /// A new window with nothing in flight. With `resend`, everything still in the outbox is
@@ -457,6 +484,7 @@ impl Window {
         self.generation += 1;
         self.count = 0;
         self.bytes = 0;
+        self.troubled = None;
         if resend {
             self.cursor = 0;
         }
@@ -472,6 +500,11 @@ impl Window {
         self.cursor = seq;
     }
 
+    /// The next record to send goes alone ([`Window::alone_through`]).
+    fn one_at_a_time(&self) -> bool {
+        self.cursor < self.alone_through
+    }
+
     /// What the outbox's bounds must spare.
     fn in_flight(&self) -> InFlight {
         InFlight { upto: self.cursor, bytes: self.bytes }
@@ -483,6 +516,9 @@ struct PendingConnect {
     future: Connecting,
     reply: Option<ReplaceReply>,
     credential: Option<Credential>,
+    /// A new token came while the producer of a removed one still drained the outbox: that
+    /// producer takes nothing new, and a failure leaves the agent without a connection.
+    after_removal: bool,
 }
 
 /// A connected producer waiting for the old one's records in flight, until a deadline.
@@ -587,12 +623,12 @@ impl Actor {
                         return;
                     }
                 },
-                Some((generation, seq, bytes, result)) = self.reports.next(), if !self.reports.is_empty() => {
-                    self.on_delivery(generation, seq, bytes, result);
+                Some((handed, result)) = self.reports.next(), if !self.reports.is_empty() => {
+                    self.on_delivery(handed, result);
                 }
                 connected = async { (&mut self.connecting.as_mut().expect("guarded").future).await }, if self.connecting.is_some() => {
-                    let PendingConnect { reply, credential, .. } = self.connecting.take().expect("guarded");
-                    self.on_connected(connected, reply, credential);
+                    let PendingConnect { reply, credential, after_removal, .. } = self.connecting.take().expect("guarded");
+                    self.on_connected(connected, reply, credential, after_removal);
                 }
                 _ = sleep_until(switch_deadline) => {
                     tracing::warn!("the old connection still has unacknowledged records; switching anyway, they are sent again");
@@ -805,11 +841,26 @@ impl Actor {
     /// record the producer refuses because of its own content is removed and counted; any other
     /// refusal is trouble with the producer: that record and all after it stay.
     fn pump(&mut self) {
-        if self.switching.is_some() || self.retry_at.is_some() || self.publisher.is_none() {
+        if self.switching.is_some()
+            || self.retry_at.is_some()
+            || self.publisher.is_none()
+            || self.window.troubled.is_some()
+            || self.connecting.as_ref().is_some_and(|c| c.after_removal)
+        {
             return;
         }
-        while self.window.count < MAX_IN_FLIGHT {
-            let batch = match self.outbox.after(self.window.cursor, MAX_IN_FLIGHT - self.window.count) {
+        loop {
+            // Alone means with no report outstanding, from this window or an earlier one.
+            let alone = self.window.one_at_a_time();
+            let room = match alone {
+                true if self.reports.is_empty() => 1,
+                true => return,
+                false => MAX_IN_FLIGHT.saturating_sub(self.window.count),
+            };
+            if room == 0 {
+                return;
+            }
+            let batch = match self.outbox.after(self.window.cursor, room) {
                 Ok(batch) if batch.is_empty() => return,
                 Ok(batch) => batch,
                 Err(e) => {
@@ -825,7 +876,8 @@ impl Actor {
                         let bytes = (record.key.len() + record.value.len()) as u64;
                         self.window.sent(seq, bytes);
                         self.status.records_sent += 1;
-                        self.reports.push(track(self.window.generation, seq, bytes, delivery));
+                        let handed = Handed { generation: self.window.generation, seq, bytes, alone };
+                        self.reports.push(track(handed, delivery));
                     }
                     // librdkafka's queue is full: the next report (or housekeeping) pumps again.
                     Err(PublishError::QueueFull) => return,
@@ -848,7 +900,8 @@ impl Actor {
         }
     }
 
-    fn on_delivery(&mut self, generation: u64, seq: i64, bytes: u64, result: Result<(), DeliveryError>) {
+    fn on_delivery(&mut self, handed: Handed, result: Result<(), DeliveryError>) {
+        let Handed { generation, seq, bytes, alone } = handed;
         let current = generation == self.window.generation;
         if current {
             self.window.count -= 1;
@@ -871,11 +924,19 @@ impl Actor {
                     }
                 }
             }
-            Err(e) if e.unsendable => {
+            Err(e) if e.unsendable && alone => {
                 let _ = self.outbox.remove(seq);
                 self.status.records_failed += 1;
                 tracing::error!("record refused by the broker, removed from the outbox: {e}");
                 self.status.last_error = Some(e.to_string());
+            }
+            Err(e) if e.unsendable && current => {
+                // The broker refuses a whole batch for one record too large for the topic: each
+                // record sent so far goes again, alone, once every report is in (so none is
+                // sent twice), and only one refused on its own is removed.
+                tracing::warn!("a batch of records was refused ({e}); sending them again one at a time");
+                self.window.alone_through = self.window.alone_through.max(self.window.cursor);
+                self.window.reset(true);
             }
             Err(e) if current => self.recover(format!("{e}; unacknowledged records stay in the outbox")),
             Err(_) => {} // from a producer already replaced: the outbox sends it again
@@ -895,7 +956,15 @@ impl Actor {
     /// The producer is in trouble: drop it (when a new one can be made) and try again after a
     /// backoff; everything unacknowledged is sent again from the outbox.
     fn recover(&mut self, reason: String) {
-        if self.retry_at.is_some() || self.connecting.is_some() {
+        if self.retry_at.is_some() {
+            return;
+        }
+        if self.connecting.is_some() {
+            // The producer cannot be rebuilt while a new one is being made: it takes nothing
+            // more, and the new connection (or, if it fails, this recovery) sends again what it
+            // did not deliver.
+            tracing::warn!("{reason}; waiting for the connection being made");
+            self.window.troubled.get_or_insert(reason);
             return;
         }
         tracing::warn!("{reason}");
@@ -1092,11 +1161,14 @@ impl Actor {
         // A slow retry after an error that needs the user keeps showing that error until it
         // works; a new token (with a reply) shows that it is being tried.
         let quiet_retry = reply.is_none() && matches!(self.status.state, PublisherState::Failed { .. });
-        if self.publisher.is_none() && !quiet_retry {
+        // The token was removed and its producer still drains the outbox: the new token starts
+        // publishing as a first one does.
+        let after_removal = self.publisher.is_some() && matches!(self.status.state, PublisherState::Unconfigured);
+        if (self.publisher.is_none() || after_removal) && !quiet_retry {
             self.transition(StateEvent::Connect);
         }
         if let Some(PendingConnect { reply: Some(superseded), .. }) =
-            self.connecting.replace(PendingConnect { future, reply, credential })
+            self.connecting.replace(PendingConnect { future, reply, credential, after_removal })
         {
             let _ = superseded.send(Err(ReplaceError::Stopped));
         }
@@ -1117,13 +1189,23 @@ impl Actor {
         connected: Result<Box<dyn Publisher>, ConnectError>,
         reply: Option<ReplaceReply>,
         credential: Option<Credential>,
+        after_removal: bool,
     ) {
+        if after_removal && connected.is_err() {
+            // No going back to the removed token: what its producer did not deliver waits in
+            // the outbox for a token that works.
+            self.drop_publisher();
+        }
         match connected {
             Err(e) if self.publisher.is_some() => {
                 tracing::error!("the new token cannot be used; publishing continues as before: {e}");
                 self.status.last_error = Some(e.to_string());
                 if let Some(reply) = reply {
                     let _ = reply.send(Err(e.into()));
+                }
+                // A record failed meanwhile: the producer is in trouble after all.
+                if let Some(reason) = self.window.troubled.take() {
+                    self.recover(reason);
                 }
             }
             Err(e) => {
@@ -1191,11 +1273,19 @@ impl Actor {
     /// order. Records still unacknowledged on the old one are sent again.
     fn finish_switch(&mut self) {
         let Some(Switch { publisher, reply, .. }) = self.switching.take() else { return };
-        let drained = self.window.count == 0;
+        // Everything answered, and nothing failed on the old producer: sending goes on after
+        // the cursor; otherwise the new one sends again all that is unacknowledged.
+        let drained = self.window.count == 0 && self.window.troubled.is_none();
         if let Some(old) = self.publisher.replace(publisher) {
             tokio::task::spawn_blocking(move || drop(old));
         }
         self.window.reset(!drained);
+        if matches!(self.status.state, PublisherState::Connecting) {
+            // A token given while a removed one's producer drained (see `connect`).
+            self.transition(StateEvent::Connected);
+            self.status.last_error = None;
+            self.status.token_rejected = false;
+        }
         tracing::info!(queued = self.outbox.len(), "switched to the new connection");
         let _ = reply.send(Ok(()));
         self.pump();
@@ -1213,7 +1303,7 @@ impl Actor {
             let drain = async {
                 while !self.outbox.is_empty() {
                     match self.reports.next().await {
-                        Some((generation, seq, bytes, result)) => self.on_delivery(generation, seq, bytes, result),
+                        Some((handed, result)) => self.on_delivery(handed, result),
                         None => break,
                     }
                 }
@@ -1231,11 +1321,8 @@ impl Actor {
     }
 }
 
-fn track(generation: u64, seq: i64, bytes: u64, delivery: DeliveryReport) -> Tracked {
-    Box::pin(async move {
-        let result = delivery.await;
-        (generation, seq, bytes, result)
-    })
+fn track(handed: Handed, delivery: DeliveryReport) -> Tracked {
+    Box::pin(async move { (handed, delivery.await) })
 }
 
 async fn sleep_until(deadline: Option<Instant>) {

@@ -34,6 +34,12 @@ struct Memory {
     refuse: Arc<Mutex<Option<MakeError>>>,
     /// `send` refuses records whose value contains this text as unsendable.
     unsendable: Option<&'static str>,
+    /// The broker refuses a batch of more than this many bytes, every record in it, as too
+    /// large (as Kafka refuses a batch over the topic's `max.message.bytes`): a record handed
+    /// while others await their answer is in one batch with them.
+    batch_limit: Option<usize>,
+    /// The bytes of the records awaiting their answer.
+    in_batch: Arc<AtomicUsize>,
 }
 
 impl Publisher for Memory {
@@ -52,10 +58,19 @@ impl Publisher for Memory {
             self.broken.store(true, Ordering::SeqCst);
         }
         let record = record.clone();
+        let size = record.key.len() + record.value.len();
+        let batch = self.batch_limit.map(|limit| (limit, self.in_batch.fetch_add(size, Ordering::SeqCst) + size));
+        let in_batch = self.in_batch.clone();
         Ok(Box::pin(async move {
             match ack_after {
                 Some(d) if !lost => tokio::time::sleep(d).await,
                 _ => std::future::pending().await,
+            }
+            if let Some((limit, bytes)) = batch {
+                in_batch.fetch_sub(size, Ordering::SeqCst);
+                if bytes > limit {
+                    return Err(DeliveryError::unsendable("Broker: Message size too large"));
+                }
             }
             if fail {
                 Err(DeliveryError::unsendable("broker said no"))
@@ -212,8 +227,10 @@ async fn failed_deliveries_are_counted_and_reported() {
     let agent = start(config(200, 100), 1, &memory);
     tokio::time::sleep(Duration::from_millis(500)).await;
     let status = agent.status();
-    assert!(status.records_sent > 0, "records were attempted: {status:?}");
-    assert_eq!(status.records_failed, status.records_sent);
+    assert!(status.records_failed > 0, "records were attempted: {status:?}");
+    // Each went alone before it was removed (a batch refused is not proof against its records).
+    assert!(status.records_sent >= status.records_failed, "{status:?}");
+    assert_eq!((status.records_acknowledged, status.records_pending()), (0, 0), "{status:?}");
     assert_eq!(status.last_error.as_deref(), Some("delivery failed: broker said no"));
     agent.shutdown().await;
 }
@@ -1189,5 +1206,116 @@ async fn on_battery_it_samples_at_the_battery_interval_and_back_on_mains_at_its_
     let s = agent.status();
     assert_eq!((s.low_power, s.interval_ms), (false, 1000), "{s:?}");
     assert_eq!(reads.load(Ordering::SeqCst), asked, "not read while the mode is off");
+    agent.shutdown().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_batch_refused_as_too_large_is_sent_again_one_record_at_a_time_and_nothing_is_removed() {
+    // An outage fills the outbox; afterwards everything goes at once, and the broker refuses
+    // every record handed while more than ~4 records' bytes await an answer.
+    let memory = Memory { ack_after: Some(Duration::from_millis(5)), batch_limit: Some(1200), ..Default::default() };
+    let connector = Reconnecting::new(&memory);
+    let cfg = config(200, 100);
+    let (agent, _) =
+        spawn(cfg.clone(), parts(ScriptedSampler::new(rows(40, cfg.interval)), None, Some(connector.clone())));
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    memory.down.store(true, Ordering::SeqCst);
+    connector.refuse.store(true, Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(agent.status().records_queued > 10, "{:?}", agent.status());
+    memory.down.store(false, Ordering::SeqCst);
+    connector.refuse.store(false, Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_secs(12)).await;
+    let status = agent.shutdown().await;
+    let sent = memory.sent.lock().unwrap().clone();
+    assert!(sent.iter().all(|(_, r)| r.key.len() + r.value.len() <= 1200), "each record fits alone");
+    assert_each_once_in_order(&memory.acked.lock().unwrap(), 40);
+    assert_eq!((status.records_queued, status.records_failed), (0, 0), "{status:?}");
+    let data_sent = sent.iter().filter(|(_, r)| r.model == ModelKey::ParameterData).count();
+    assert!(data_sent > 40, "some went twice: refused in a batch, then alone ({data_sent})");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_delivery_failing_while_a_new_token_connects_is_sent_again_through_the_new_connection() {
+    /// Connects after `0`, the Portal being slow.
+    struct SlowPrepared(Duration, Mutex<Option<Memory>>);
+    impl Connector for SlowPrepared {
+        fn uses_token(&self) -> bool {
+            true
+        }
+        fn connect(&self, _: Option<Credential>) -> Connecting {
+            let (wait, next) = (self.0, self.1.lock().unwrap().take().expect("one connection prepared"));
+            Box::pin(async move {
+                tokio::time::sleep(wait).await;
+                Ok(Box::new(next) as Box<dyn Publisher>)
+            })
+        }
+    }
+    let old = Memory { ack_after: Some(Duration::from_millis(50)), ..Default::default() };
+    let new = Memory { ack_after: Some(Duration::from_millis(1)), ..Default::default() };
+    let connector = Arc::new(SlowPrepared(Duration::from_millis(700), Mutex::new(Some(new.clone()))));
+    let cfg = config(200, 100);
+    let sampler = ScriptedSampler::new(rows(10, cfg.interval));
+    let (agent, _) = spawn(cfg, parts(sampler, Some(old.clone()), Some(connector)));
+    tokio::time::sleep(Duration::from_millis(610)).await; // 3 samples; the 3rd record in flight
+    // The old connection's deliveries start timing out just as a new token is given.
+    old.down.store(true, Ordering::SeqCst);
+    agent.replace_token(token(TokenSource::CredentialStore)).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(2000)).await;
+    let status = agent.status();
+    assert_eq!(status.state, PublisherState::Publishing);
+    assert_eq!(status.records_queued, 0, "nothing is left behind in the outbox: {status:?}");
+    let acked: Vec<Record> =
+        old.acked.lock().unwrap().iter().chain(new.acked.lock().unwrap().iter()).cloned().collect();
+    assert_each_once_in_order(&acked, 10);
+    agent.shutdown().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_token_given_while_the_removed_one_still_drains_starts_publishing() {
+    // The old broker answers slowly, so the removed token's producer is still draining.
+    let old = Memory { ack_after: Some(Duration::from_millis(1500)), ..Default::default() };
+    let new = Memory { ack_after: Some(Duration::from_millis(1)), ..Default::default() };
+    *old.origin.lock().unwrap() = Some(Instant::now());
+    *new.origin.lock().unwrap() = Some(Instant::now());
+    let connector = Arc::new(Prepared(Mutex::new(Some(Ok(new.clone())))));
+    let cfg = config(200, 100);
+    let sampler = ScriptedSampler::new(rows(30, cfg.interval));
+    let (agent, _) = spawn(cfg, parts(sampler, Some(old.clone()), Some(connector)));
+    tokio::time::sleep(Duration::from_millis(650)).await;
+    agent.disconnect().await;
+    assert_eq!(agent.status().state, PublisherState::Unconfigured);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    agent.replace_token(token(TokenSource::CredentialStore)).await.unwrap();
+    assert_eq!(agent.status().state, PublisherState::Publishing, "{:?}", agent.status());
+    let given_at = new.origin.lock().unwrap().unwrap().elapsed();
+    tokio::time::sleep(Duration::from_millis(2000)).await;
+    let status = agent.status();
+    assert_eq!(status.state, PublisherState::Publishing);
+    assert_eq!(status.records_queued, 0, "{status:?}");
+    // The new connection publishes what is sampled from now on; the removed token's producer
+    // sent nothing after the new token came.
+    let new_data = data_records(&new);
+    assert!(new_data.len() >= 8, "samples after the new token go out: {new_data:?}");
+    assert!(old.sent.lock().unwrap().iter().all(|(t, _)| *t < given_at), "nothing new on the old connection");
+    agent.shutdown().await;
+
+    // A new token that cannot connect does not bring the removed one back: its producer goes,
+    // and what waits stays in the outbox for a token that works.
+    let old = Memory { ack_after: Some(Duration::from_millis(1500)), ..Default::default() };
+    *old.origin.lock().unwrap() = Some(Instant::now());
+    let failing = Arc::new(Prepared(Mutex::new(Some(Err(token_rejected())))));
+    let sampler = ScriptedSampler::new(rows(30, Duration::from_millis(200)));
+    let (agent, _) = spawn(config(200, 100), parts(sampler, Some(old.clone()), Some(failing)));
+    tokio::time::sleep(Duration::from_millis(650)).await;
+    agent.disconnect().await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(agent.replace_token(token(TokenSource::CredentialStore)).await.is_err());
+    let refused_at = old.origin.lock().unwrap().unwrap().elapsed();
+    tokio::time::sleep(Duration::from_millis(3000)).await;
+    let status = agent.status();
+    assert!(matches!(status.state, PublisherState::Failed { .. }), "{status:?}");
+    assert!(old.sent.lock().unwrap().iter().all(|(t, _)| *t < refused_at), "nothing more through the removed token");
+    assert!(status.records_queued > 0, "samples wait in the outbox for a token that works: {status:?}");
     agent.shutdown().await;
 }
