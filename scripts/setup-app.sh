@@ -34,12 +34,25 @@ if [ "${1:-}" != "--headless" ]; then
 fi
 apt_install "${APP_PACKAGES[@]}"
 
-if ! command -v cargo >/dev/null 2>&1; then
+# The workspace's `rust-version`; an older cargo on PATH (Debian 12's is 1.63) cannot build it.
+RUST_MIN=$(sed -n 's/^rust-version = "\(.*\)"/\1/p' "$(dirname "${BASH_SOURCE[0]}")/../Cargo.toml")
+rust_new_enough() {
+  local v
+  v=$(rustc --version 2>/dev/null | awk '{print $2}') || return 1
+  [ -n "$v" ] && [ "$(printf '%s\n%s\n' "$RUST_MIN" "$v" | sort -V | head -1)" = "$RUST_MIN" ]
+}
+if ! command -v cargo >/dev/null 2>&1 || ! rust_new_enough; then
   if [ -x "$HOME/.cargo/bin/cargo" ]; then
     export PATH="$HOME/.cargo/bin:$PATH"
-  else
-    say "installing the Rust toolchain (rustup)"
-    curl -sSf https://sh.rustup.rs | sh -s -- -y --profile minimal --component rustfmt,clippy
-    export PATH="$HOME/.cargo/bin:$PATH"
+  fi
+  if ! rust_new_enough; then
+    if command -v rustup >/dev/null 2>&1; then
+      say "updating the Rust toolchain to $RUST_MIN or newer (rustup)"
+      rustup toolchain install stable --profile minimal && rustup default stable
+    else
+      say "installing the Rust toolchain (rustup; the system's is older than $RUST_MIN or missing)"
+      curl -sSf https://sh.rustup.rs | sh -s -- -y --profile minimal
+      export PATH="$HOME/.cargo/bin:$PATH"
+    fi
   fi
 fi

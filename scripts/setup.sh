@@ -2,7 +2,8 @@
 # Installs everything HostPulse's tests need, reusing whatever is already there: what the app
 # needs (scripts/setup-app.sh), then the test tools: Debian packages (clang and protoc to build
 # tansu; a D-Bus session bus and gnome-keyring, the Secret Service; stunnel4 and openssl for a
-# TLS broker; Xvfb, the WebKit WebDriver, X11 and image tools for the desktop suite), rustfmt and
+# TLS broker; Xvfb, the WebKit WebDriver, X11 and image tools for the desktop suite; systemd for
+# systemd-analyze, which checks the service unit), rustfmt and
 # clippy, the tansu broker (built from crates.io with storage engines), tauri-driver, and the
 # pinned Python venvs (the Quix SDK readers, the tray test's D-Bus host). Sourced by test.sh,
 # soak.sh, package.sh and bench/compare.sh; exports HOSTPULSE_TANSU, HOSTPULSE_TAURI_DRIVER,
@@ -27,7 +28,7 @@ fi
 TEST_PACKAGES=(procps cmake clang libclang-dev protobuf-compiler)
 if [ "${#PARTS[@]}" -eq 0 ]; then
   TEST_PACKAGES+=(dbus gnome-keyring stunnel4 openssl xvfb libglib2.0-bin x11-utils imagemagick xdotool
-    webkit2gtk-driver)
+    webkit2gtk-driver systemd)
 fi
 # Debian's python3 needs python3-venv for the SDK venvs; a pyenv Python brings its own.
 python3 -c 'import venv, ensurepip' 2>/dev/null || TEST_PACKAGES+=(python3 python3-venv python3-pip)
