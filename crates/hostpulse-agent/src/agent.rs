@@ -367,6 +367,7 @@ pub fn spawn_with_clock(mut config: AgentConfig, parts: Parts, clock: Arc<dyn Cl
         retry_at: None,
         attempt: 0,
         switching: None,
+        alone_in_flight: false,
         drain_until: None,
         connected_once,
         clock,
@@ -485,6 +486,7 @@ impl Window {
         self.count = 0;
         self.bytes = 0;
         self.troubled = None;
+        self.last_progress = Instant::now();
         if resend {
             self.cursor = 0;
         }
@@ -550,6 +552,9 @@ struct Actor {
     /// Failed attempts in a row (for the backoff).
     attempt: u32,
     switching: Option<Switch>,
+    /// A record sent alone ([`Window::one_at_a_time`]) awaits its report: nothing joins it in
+    /// the producer's batch until then.
+    alone_in_flight: bool,
     /// The token was removed: the producer goes once the outbox is sent or at this deadline.
     drain_until: Option<Instant>,
     /// A producer was connected once: from then on no error stops the agent for good.
@@ -594,11 +599,11 @@ impl Actor {
             // The watchdog watches the producer only while it is on its own: a connection being
             // made or a retry scheduled replaces it anyway (and a deadline left armed meanwhile
             // would fire at once, again and again).
-            let stall = (self.window.count > 0
-                && self.publisher.is_some()
-                && self.connecting.is_none()
-                && self.retry_at.is_none())
-            .then(|| self.window.last_progress + self.config.stall_timeout);
+            // Also while the reports of a refused batch are awaited before records go one at a
+            // time (the window is empty then, but the producer still has to answer).
+            let awaited = self.window.count > 0 || (self.window.one_at_a_time() && !self.reports.is_empty());
+            let stall = (awaited && self.publisher.is_some() && self.connecting.is_none() && self.retry_at.is_none())
+                .then(|| self.window.last_progress + self.config.stall_timeout);
             tokio::select! {
                 biased;
                 cmd = self.commands.recv() => match cmd {
@@ -850,6 +855,9 @@ impl Actor {
             return;
         }
         loop {
+            if self.alone_in_flight {
+                return;
+            }
             // Alone means with no report outstanding, from this window or an earlier one.
             let alone = self.window.one_at_a_time();
             let room = match alone {
@@ -878,6 +886,10 @@ impl Actor {
                         self.status.records_sent += 1;
                         let handed = Handed { generation: self.window.generation, seq, bytes, alone };
                         self.reports.push(track(handed, delivery));
+                        if alone {
+                            self.alone_in_flight = true;
+                            break;
+                        }
                     }
                     // librdkafka's queue is full: the next report (or housekeeping) pumps again.
                     Err(PublishError::QueueFull) => return,
@@ -902,6 +914,9 @@ impl Actor {
 
     fn on_delivery(&mut self, handed: Handed, result: Result<(), DeliveryError>) {
         let Handed { generation, seq, bytes, alone } = handed;
+        if alone {
+            self.alone_in_flight = false;
+        }
         let current = generation == self.window.generation;
         if current {
             self.window.count -= 1;
@@ -909,6 +924,10 @@ impl Actor {
         }
         match result {
             Ok(()) => {
+                if self.window.one_at_a_time() {
+                    // Waiting for the last reports before going one at a time is progress too.
+                    self.window.last_progress = Instant::now();
+                }
                 if self.outbox.remove(seq).unwrap_or_else(|e| {
                     tracing::error!("{e}");
                     false
@@ -1163,7 +1182,8 @@ impl Actor {
         let quiet_retry = reply.is_none() && matches!(self.status.state, PublisherState::Failed { .. });
         // The token was removed and its producer still drains the outbox: the new token starts
         // publishing as a first one does.
-        let after_removal = self.publisher.is_some() && matches!(self.status.state, PublisherState::Unconfigured);
+        let after_removal = (self.publisher.is_some() && matches!(self.status.state, PublisherState::Unconfigured))
+            || self.connecting.as_ref().is_some_and(|c| c.after_removal);
         if (self.publisher.is_none() || after_removal) && !quiet_retry {
             self.transition(StateEvent::Connect);
         }

@@ -35,11 +35,18 @@ struct Memory {
     /// `send` refuses records whose value contains this text as unsendable.
     unsendable: Option<&'static str>,
     /// The broker refuses a batch of more than this many bytes, every record in it, as too
-    /// large (as Kafka refuses a batch over the topic's `max.message.bytes`): a record handed
-    /// while others await their answer is in one batch with them.
+    /// large (as Kafka refuses a batch over the topic's `max.message.bytes`): records handed
+    /// while others await their answer are in one batch with them, the first one included.
     batch_limit: Option<usize>,
-    /// The bytes of the records awaiting their answer.
-    in_batch: Arc<AtomicUsize>,
+    /// The batch whose records await their answer.
+    batch: Arc<Mutex<Option<Batch>>>,
+}
+
+/// Records handed while others of them await their answer, as librdkafka batches them.
+struct Batch {
+    records: usize,
+    bytes: usize,
+    refused: Arc<AtomicBool>,
 }
 
 impl Publisher for Memory {
@@ -58,17 +65,30 @@ impl Publisher for Memory {
             self.broken.store(true, Ordering::SeqCst);
         }
         let record = record.clone();
-        let size = record.key.len() + record.value.len();
-        let batch = self.batch_limit.map(|limit| (limit, self.in_batch.fetch_add(size, Ordering::SeqCst) + size));
-        let in_batch = self.in_batch.clone();
+        let batch = self.batch_limit.map(|limit| {
+            let mut open = self.batch.lock().unwrap();
+            let b = open.get_or_insert_with(|| Batch { records: 0, bytes: 0, refused: Arc::default() });
+            b.records += 1;
+            b.bytes += record.key.len() + record.value.len();
+            if b.bytes > limit {
+                b.refused.store(true, Ordering::SeqCst);
+            }
+            (self.batch.clone(), b.refused.clone())
+        });
         Ok(Box::pin(async move {
             match ack_after {
                 Some(d) if !lost => tokio::time::sleep(d).await,
                 _ => std::future::pending().await,
             }
-            if let Some((limit, bytes)) = batch {
-                in_batch.fetch_sub(size, Ordering::SeqCst);
-                if bytes > limit {
+            if let Some((open, refused)) = batch {
+                let mut open = open.lock().unwrap();
+                if open.as_mut().is_some_and(|b| {
+                    b.records -= 1;
+                    b.records == 0
+                }) {
+                    *open = None;
+                }
+                if refused.load(Ordering::SeqCst) {
                     return Err(DeliveryError::unsendable("Broker: Message size too large"));
                 }
             }
@@ -1213,7 +1233,8 @@ async fn on_battery_it_samples_at_the_battery_interval_and_back_on_mains_at_its_
 async fn a_batch_refused_as_too_large_is_sent_again_one_record_at_a_time_and_nothing_is_removed() {
     // An outage fills the outbox; afterwards everything goes at once, and the broker refuses
     // every record handed while more than ~4 records' bytes await an answer.
-    let memory = Memory { ack_after: Some(Duration::from_millis(5)), batch_limit: Some(1200), ..Default::default() };
+    // Answers take 50 ms, so new records wait behind those going one at a time.
+    let memory = Memory { ack_after: Some(Duration::from_millis(50)), batch_limit: Some(1200), ..Default::default() };
     let connector = Reconnecting::new(&memory);
     let cfg = config(200, 100);
     let (agent, _) =
@@ -1317,5 +1338,47 @@ async fn a_token_given_while_the_removed_one_still_drains_starts_publishing() {
     assert!(matches!(status.state, PublisherState::Failed { .. }), "{status:?}");
     assert!(old.sent.lock().unwrap().iter().all(|(t, _)| *t < refused_at), "nothing more through the removed token");
     assert!(status.records_queued > 0, "samples wait in the outbox for a token that works: {status:?}");
+    agent.shutdown().await;
+
+    // Two tokens in a row while the removed one drains: the second, failing, does not bring the
+    // removed token's producer back either.
+    struct TwoTokens(Mutex<Vec<(Duration, Result<Memory, ConnectError>)>>);
+    impl Connector for TwoTokens {
+        fn uses_token(&self) -> bool {
+            true
+        }
+        fn connect(&self, _: Option<Credential>) -> Connecting {
+            let (wait, next) = self.0.lock().unwrap().remove(0);
+            Box::pin(async move {
+                tokio::time::sleep(wait).await;
+                next.map(|m| Box::new(m) as Box<dyn Publisher>)
+            })
+        }
+    }
+    let old = Memory { ack_after: Some(Duration::from_millis(1500)), ..Default::default() };
+    *old.origin.lock().unwrap() = Some(Instant::now());
+    let unused = Memory { ack_after: Some(Duration::from_millis(1)), ..Default::default() };
+    let connector = Arc::new(TwoTokens(Mutex::new(vec![
+        (Duration::from_millis(800), Ok(unused.clone())),
+        (Duration::from_millis(30), Err(token_rejected())),
+    ])));
+    let sampler = ScriptedSampler::new(rows(30, Duration::from_millis(200)));
+    let (agent, _) = spawn(config(200, 100), parts(sampler, Some(old.clone()), Some(connector)));
+    tokio::time::sleep(Duration::from_millis(650)).await;
+    agent.disconnect().await;
+    let first = tokio::spawn({
+        let agent = agent.clone();
+        async move { agent.replace_token(token(TokenSource::CredentialStore)).await }
+    });
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    let given_at = old.origin.lock().unwrap().unwrap().elapsed();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(agent.replace_token(token(TokenSource::CredentialStore)).await.is_err());
+    assert!(first.await.unwrap().is_err(), "the first token's attempt was superseded");
+    tokio::time::sleep(Duration::from_millis(3000)).await;
+    let status = agent.status();
+    assert!(matches!(status.state, PublisherState::Failed { .. }), "{status:?}");
+    assert!(old.sent.lock().unwrap().iter().all(|(t, _)| *t < given_at), "nothing more through the removed token");
+    assert!(unused.sent.lock().unwrap().is_empty());
     agent.shutdown().await;
 }
