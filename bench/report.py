@@ -189,7 +189,10 @@ if hp and cd:
     target("headless CPU at 1 Hz at or below collectd's (steady, exact)", f"{exact(hp)} s vs {exact(cd)} s",
            exact(hp) <= exact(cd))
 if hp:
-    target("headless RSS ≤ 12 MB (peak)", f"{hp['rss_peak_mb']} MiB", hp["rss_peak_mb"] <= 12)
+    # The issue's "MB" figures are this report's MiB (it quotes them from here); in SI
+    # megabytes the same figure is shown beside it.
+    target("headless RSS ≤ 12 MB (peak; MB read as MiB, as the issue quotes this report)",
+           f"{hp['rss_peak_mb']} MiB ({hp['rss_peak_mb'] * 1.048576:.1f} MB)", hp["rss_peak_mb"] <= 12)
 if app and "uss_steady_mb" in app:
     target("tray app, window closed: USS ≤ 40 MB (steady, all its processes)", f"{app['uss_steady_mb']} MiB",
            app["uss_steady_mb"] <= 40)
