@@ -500,6 +500,10 @@ impl Window {
         self.count += 1;
         self.bytes += bytes;
         self.cursor = seq;
+        if seq >= self.alone_through {
+            // The refused batch is behind: records go as usual after this one is answered.
+            self.alone_through = 0;
+        }
     }
 
     /// The next record to send goes alone ([`Window::alone_through`]).
@@ -507,9 +511,10 @@ impl Window {
         self.cursor < self.alone_through
     }
 
-    /// What the outbox's bounds must spare.
+    /// What the outbox's bounds must spare: up to the cursor, and while records go one at a
+    /// time, the refused batch too (its reports may still come).
     fn in_flight(&self) -> InFlight {
-        InFlight { upto: self.cursor, bytes: self.bytes }
+        InFlight { upto: self.cursor.max(self.alone_through), bytes: self.bytes }
     }
 }
 
@@ -834,7 +839,8 @@ impl Actor {
                 Some(appended.seq)
             }
             Err(e) => {
-                self.status.records_dropped += 1;
+                // This record, and the older ones dropped to make room before it failed.
+                self.status.records_dropped += 1 + e.dropped;
                 tracing::error!(model = record.model.as_str(), "record dropped: {e}");
                 self.status.last_error = Some(e.to_string());
                 None

@@ -75,6 +75,17 @@ pub struct Appended {
     pub dropped: u64,
 }
 
+/// An append that failed, and the older records it had already dropped to make room (they are
+/// gone all the same and must be counted).
+#[derive(Debug, Error)]
+#[error("{error}")]
+pub struct AppendError {
+    /// Why the record could not be stored.
+    pub error: OutboxError,
+    /// Records dropped before it failed (age bound, size bound, disk-full rounds).
+    pub dropped: u64,
+}
+
 /// The records handed to the producer and not yet answered: every stored record up to `upto`,
 /// holding `bytes`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -222,7 +233,7 @@ impl Outbox {
     /// Stores `record` (made at `now_ms`, ms since the Unix epoch), first dropping records older
     /// than the age bound and, oldest first, as many as the size bound needs.
     pub fn append(&mut self, record: &Record, now_ms: i64) -> Result<Appended, OutboxError> {
-        self.append_after(record, now_ms, &InFlight::default())
+        self.append_after(record, now_ms, &InFlight::default()).map_err(|e| e.error)
     }
 
     /// [`append`](Self::append) while the records in `in_flight` are with the producer: those
@@ -233,13 +244,15 @@ impl Outbox {
         record: &Record,
         now_ms: i64,
         in_flight: &InFlight,
-    ) -> Result<Appended, OutboxError> {
+    ) -> Result<Appended, AppendError> {
         let size = record_bytes(record);
-        let mut dropped = self.expire_after(now_ms, in_flight.upto)?;
+        let mut dropped = 0;
+        let fail = |error: OutboxError, dropped: u64| AppendError { error, dropped };
+        dropped += self.expire_after(now_ms, in_flight.upto).map_err(|e| fail(e, dropped))?;
         let limit = self.limits.max_bytes;
         let counted = self.bytes.saturating_sub(in_flight.bytes);
         if counted + size > limit {
-            dropped += self.drop_oldest_bytes(counted + size - limit, in_flight.upto)?;
+            dropped += self.drop_oldest_bytes(counted + size - limit, in_flight.upto).map_err(|e| fail(e, dropped))?;
         }
         let mut rounds = 0;
         loop {
@@ -271,14 +284,14 @@ impl Outbox {
                 Err(e) if e.sqlite_error_code() == Some(ErrorCode::DiskFull) && rounds < DISK_FULL_ROUNDS => {
                     rounds += 1;
                     let tenth = (self.len / 10).max(1);
-                    let made_room = self.drop_oldest(tenth, in_flight.upto)?;
+                    let made_room = self.drop_oldest(tenth, in_flight.upto).map_err(|e| fail(e, dropped))?;
                     if made_room == 0 {
-                        return Err(self.storage(e));
+                        return Err(fail(self.storage(e), dropped));
                     }
                     tracing::warn!(path = %self.path.display(), "disk full: dropped the {made_room} oldest unsent records");
                     dropped += made_room;
                 }
-                Err(e) => return Err(self.storage(e)),
+                Err(e) => return Err(fail(self.storage(e), dropped)),
             }
         }
     }
@@ -576,6 +589,21 @@ mod tests {
     }
 
     #[test]
+    fn an_append_that_fails_on_a_full_disk_says_how_many_it_dropped_before() {
+        let mut o = Outbox::in_memory(limits(1 << 30));
+        for i in 0..30 {
+            o.append(&record(i), 0).unwrap();
+        }
+        o.limit_pages(o.conn.query_row("PRAGMA page_count", [], |r| r.get::<_, u32>(0)).unwrap());
+        // Far larger than what dropping a few small records frees: every round fails.
+        let huge = Record { value: "x".repeat(200_000), ..record(30) };
+        let e = o.append_after(&huge, 0, &InFlight::default()).unwrap_err();
+        assert!(matches!(e.error, OutboxError::DiskFull { .. }), "{e}");
+        assert!(e.dropped > 0, "the rounds dropped the oldest: {e:?}");
+        assert_eq!(e.dropped, 30 - o.len() as u64, "each one dropped is counted");
+    }
+
+    #[test]
     fn a_full_disk_never_drops_records_in_flight_and_gives_up_instead_of_emptying_the_outbox() {
         let mut o = Outbox::in_memory(limits(1 << 30));
         let big = |i: i64| Record { value: "x".repeat(3000) + &i.to_string(), ..record(i) };
@@ -584,19 +612,25 @@ mod tests {
         let in_flight = InFlight { upto: *seqs.last().unwrap(), bytes: o.bytes() };
         o.limit_pages(o.conn.query_row("PRAGMA page_count", [], |r| r.get::<_, u32>(0)).unwrap());
         let e = o.append_after(&big(6), 0, &in_flight).unwrap_err();
-        assert!(matches!(e, OutboxError::DiskFull { .. }), "{e}");
+        assert!(matches!(e.error, OutboxError::DiskFull { .. }), "{e}");
+        assert_eq!(e.dropped, 0);
         assert_eq!(values(&o), [0, 1, 2, 3, 4, 5], "nothing in flight was dropped");
         // With unsent records after them, those make room, a tenth at a time, a few rounds at most.
         o.limit_pages(o.conn.query_row("PRAGMA page_count", [], |r| r.get::<_, u32>(0)).unwrap() + 3);
-        let mut appended = 0;
+        let (mut appended, mut dropped) = (0, 0);
         for i in 6..40 {
             match o.append_after(&big(i), 0, &in_flight) {
-                Ok(_) => appended += 1,
-                Err(OutboxError::DiskFull { .. }) => {}
+                Ok(a) => {
+                    appended += 1;
+                    dropped += a.dropped;
+                }
+                // What a failed append dropped before it gave up is counted too.
+                Err(AppendError { error: OutboxError::DiskFull { .. }, dropped: d }) => dropped += d,
                 Err(e) => panic!("{e}"),
             }
         }
         assert!(appended > 0);
+        assert_eq!(6 + appended - dropped, o.len() as u64, "every record is stored, or counted as dropped");
         assert_eq!(&values(&o)[..6], [0, 1, 2, 3, 4, 5], "the records in flight are all still there");
         assert!(o.len() > 6, "the newest unsent records are kept");
     }

@@ -64,6 +64,13 @@ pub fn now_ns() -> i64 {
     i64::try_from(d.as_nanos()).unwrap_or(i64::MAX)
 }
 
+/// Nanoseconds on the monotonic clock (since its first use in this process): what rates are
+/// timed with, so that a wall clock set back or forward neither stops them nor makes them spike.
+fn monotonic_ns() -> i64 {
+    static ORIGIN: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    i64::try_from(ORIGIN.get_or_init(std::time::Instant::now).elapsed().as_nanos()).unwrap_or(i64::MAX)
+}
+
 /// The host's metrics from the catalog ([`hostpulse_core::metrics`]), read with sysinfo (and
 /// `/proc/stat` and `/proc/net/dev` on Linux), the battery with starship-battery. `CPU_Load` is total
 /// CPU busy percentage across all cores since the previous call: the quantity of
@@ -265,7 +272,9 @@ impl HostSampler {
 
     /// Reads every selected metric into `row` (a failed reading leaves the value out: `null`).
     fn read_into(&mut self, mut row: Row) -> Row {
-        let at = row.timestamp_ns;
+        // Rates divide by the time between readings as the monotonic clock measures it; the
+        // row keeps its wall-clock time.
+        let at = monotonic_ns();
         for i in 0..self.metrics.len() {
             let metric = self.metrics[i];
             match metric {
@@ -554,6 +563,21 @@ mod tests {
     use std::sync::Arc;
     use std::sync::atomic::{AtomicBool, Ordering};
     use std::time::Duration;
+
+    #[test]
+    #[cfg(target_os = "linux")]
+    fn rates_are_timed_on_the_monotonic_clock_so_a_wall_clock_set_back_changes_nothing() {
+        let mut s = HostSampler::new().unwrap();
+        s.select(&[Metric::Network], &["lo".to_owned()]);
+        let (rx, _) = metrics::interface_ids("lo");
+        let later = 2_000_000_000_000_000_000;
+        let _ = s.read_into(Row::new(later)); // the first reading only primes the counters
+        std::thread::sleep(Duration::from_millis(20));
+        // The wall clock was set back an hour between the two samples.
+        let row = s.read_into(Row::new(later - 3_600_000_000_000));
+        let rate = row.value(&rx);
+        assert!(rate.is_some_and(|r| (0.0..1e9).contains(&r)), "a sane rate despite the clock: {rate:?}");
+    }
 
     #[test]
     fn the_interval_floor_is_what_the_cpu_reading_can_measure() {
