@@ -600,7 +600,7 @@ mod tests {
         let e = o.append_after(&huge, 0, &InFlight::default()).unwrap_err();
         assert!(matches!(e.error, OutboxError::DiskFull { .. }), "{e}");
         assert!(e.dropped > 0, "the rounds dropped the oldest: {e:?}");
-        assert_eq!(e.dropped, 30 - o.len() as u64, "each one dropped is counted");
+        assert_eq!(e.dropped, 30 - o.len(), "each one dropped is counted");
     }
 
     #[test]
@@ -630,7 +630,7 @@ mod tests {
             }
         }
         assert!(appended > 0);
-        assert_eq!(6 + appended - dropped, o.len() as u64, "every record is stored, or counted as dropped");
+        assert_eq!(6 + appended - dropped, o.len(), "every record is stored, or counted as dropped");
         assert_eq!(&values(&o)[..6], [0, 1, 2, 3, 4, 5], "the records in flight are all still there");
         assert!(o.len() > 6, "the newest unsent records are kept");
     }
