@@ -208,7 +208,8 @@ function drawChart() {
   let lo = 0, hi = 100;
   if (unit !== "%" && series?.max != null) {
     lo = Math.min(0, series.min);
-    hi = series.max > lo ? series.max * 1.1 : lo + 1;
+    // 10 % of headroom above the highest value, whatever its sign (−10 × 1.1 would be below it).
+    hi = series.max > lo ? series.max + Math.max(series.max - lo, Math.abs(series.max)) * 0.1 : lo + 1;
   }
   // The last hour; while there is less history, the time since the first sample (at least
   // 20 s), so that the first seconds already draw a line across the chart.
@@ -308,7 +309,10 @@ function renderToken(t) {
   show($("token-error"), t.problem ?? "");
 }
 
-function render(state) {
+// The settings form, from what the file holds: when the window opens and after Save only. The
+// other buttons (token, pause, Portal confirmation) leave it alone, so that what the user is
+// typing there is not thrown away.
+function renderSettings(state) {
   const s = state.settings;
   $("stream_name").value = s.stream_name;
   $("stream_name").placeholder = s.default_stream_name;
@@ -327,9 +331,13 @@ function render(state) {
   for (const c of CHECKS) $(c).checked = s[c];
   for (const f of ["network_interfaces", "tags", "high_cpu_percent", "high_cpu_seconds",
     "outbox_max_kb", "outbox_max_age_hours", "stall_timeout_ms", "log_level"]) $(f).value = s[f];
+  renderMetrics(s.metrics);
+}
+
+// Everything else the state tells: the token, the Portal question, the status, the system part.
+function render(state) {
   $("log-where").textContent = state.log_dir ? `Log files: ${state.log_dir}` : "Logs go to standard error.";
   $("open-logs").hidden = !state.log_dir;
-  renderMetrics(s.metrics);
   $("autostart").checked = state.autostart;
   show($("settings-problem"), state.settings_problem ?? "");
   renderToken(state.token);
@@ -410,7 +418,9 @@ async function saveSettings(event) {
   for (const c of CHECKS) input[c] = $(c).checked;
   input.metrics = [...$("metrics").querySelectorAll("input:checked")].map((i) => i.value);
   try {
-    render(await invoke("save_settings", { input }));
+    const state = await invoke("save_settings", { input });
+    renderSettings(state);
+    render(state);
     show($("settings-saved"), "Saved.");
   } catch (err) {
     showCommandError(err, $("settings-error"));
@@ -428,6 +438,11 @@ async function saveToken(event) {
   } catch (err) {
     if (err?.kind === "invalid") {
       showCommandError(err, $("token-error"));
+      return;
+    }
+    if (err?.kind === "credential_store") {
+      // Not stored: the typed token stays in the field, to try again once the store answers.
+      show($("token-error"), err?.message ?? String(err));
       return;
     }
     field.value = "";
@@ -494,7 +509,9 @@ async function main() {
   window.addEventListener("resize", drawChart);
   $("metric").addEventListener("change", () => { chartAsked = 0; refreshHistory(); });
   await listen("status", (e) => onStatus(e.payload));
-  render(await invoke("get_state"));
+  const state = await invoke("get_state");
+  renderSettings(state);
+  render(state);
   refreshHistory();
   try { renderProcesses(await invoke("get_processes")); } catch (err) { /* shown with the next status */ }
 }

@@ -362,6 +362,28 @@ fn the_desktop_app_end_to_end() {
     });
     assert_eq!(raw[before].model(), "StreamProperties", "a new stream life starts with its properties");
 
+    // The window's own Pause and Start leave what is being typed in the settings form alone.
+    let saved_name = s.js("return document.querySelector('#stream_name').value");
+    s.fill("#stream_name", "typed, not saved");
+    s.click("#toggle");
+    s.wait("Paused from the window", 10, "return document.querySelector('#state').className.includes('paused')");
+    s.click("#toggle");
+    s.wait(
+        "publishing again from the window",
+        20,
+        "return !document.querySelector('#state').className.includes('paused')",
+    );
+    assert_eq!(
+        s.js("return document.querySelector('#stream_name').value"),
+        "typed, not saved",
+        "an edit not saved yet survives Pause and Start"
+    );
+    s.js(&format!("document.querySelector('#stream_name').value = {saved_name}"));
+    let before = raw_records(&broker.addr, &topic).len();
+    let raw = wait_records(&broker.addr, &topic, "data after the window's Start", |r| {
+        r.len() > before && r[before..].iter().any(|x| x.model() == "ParameterData")
+    });
+
     // More than CPU: a metric switched on in the window reaches the broker with its definition
     // and the tags; the chart draws its last hour from the local history.
     let before = raw.len();
