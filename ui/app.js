@@ -417,6 +417,9 @@ async function saveSettings(event) {
   const input = Object.fromEntries(FIELDS.map((f) => [f, $(f).value]));
   for (const c of CHECKS) input[c] = $(c).checked;
   input.metrics = [...$("metrics").querySelectorAll("input:checked")].map((i) => i.value);
+  // One Save at a time: a second one started before the first is applied could be overtaken.
+  const button = event.submitter ?? $("settings").querySelector("button[type=submit]");
+  button.disabled = true;
   try {
     const state = await invoke("save_settings", { input });
     renderSettings(state);
@@ -424,6 +427,8 @@ async function saveSettings(event) {
     show($("settings-saved"), "Saved.");
   } catch (err) {
     showCommandError(err, $("settings-error"));
+  } finally {
+    button.disabled = false;
   }
 }
 
@@ -456,6 +461,7 @@ async function saveToken(event) {
 async function testConnection() {
   const list = $("steps");
   list.replaceChildren(Object.assign(document.createElement("li"), { textContent: "Testing…" }));
+  $("test").disabled = true; // one test at a time: an older answer must not replace a newer one
   try {
     const steps = await invoke("test_connection");
     list.replaceChildren(...steps.map((s) => {
@@ -466,6 +472,8 @@ async function testConnection() {
     }));
   } catch (err) {
     list.replaceChildren(Object.assign(document.createElement("li"), { className: "fail", textContent: err?.message ?? String(err) }));
+  } finally {
+    $("test").disabled = false;
   }
 }
 

@@ -34,8 +34,13 @@ pub struct App {
     pub store: Arc<dyn SecretStore>,
     /// The settings (as the file holds them, and as the agent runs them) and where they live.
     pub launch: Mutex<Launch>,
-    /// Why the settings file could not be read at start, if it could not (it is kept as is).
+    /// Why the settings file could not be read at start, if it could not (it is kept as is, and
+    /// copied aside at the first Save).
     pub settings_problem: Mutex<Option<String>>,
+    /// Why the outbox file could not be opened at start (records are then kept in memory until
+    /// the app restarts): shown beside the settings problem, never cleared by a Save, and no
+    /// reason to copy a readable settings file aside.
+    pub outbox_problem: Option<String>,
     /// What the agent connects with; replaced when connection settings change.
     pub connector: SwitchableConnector,
     /// Decides on notifications; its rules change with the settings.
@@ -190,7 +195,7 @@ impl SettingsView {
                 .map(|m| MetricView { id: m.id(), label: m.label(), on: on.contains(&m) })
                 .collect(),
             network_interfaces: s.network_interfaces.join(", "),
-            tags: s.tags.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(", "),
+            tags: hostpulse_core::form::tags_text(&s.tags),
             notify_high_cpu: s.notify_high_cpu,
             high_cpu_percent: s.high_cpu_percent,
             high_cpu_seconds: s.high_cpu_seconds,
@@ -249,7 +254,13 @@ impl App {
             status: StatusView::from(&self.agent.status()),
             portal_pending: self.pending_portal.lock().expect("not poisoned").as_ref().map(|p| p.url.clone()),
             autostart: app.autolaunch().is_enabled().unwrap_or(false),
-            settings_problem: self.settings_problem.lock().expect("not poisoned").clone(),
+            settings_problem: {
+                let settings = self.settings_problem.lock().expect("not poisoned").clone();
+                match (settings, self.outbox_problem.clone()) {
+                    (Some(a), Some(b)) => Some(format!("{a}\n{b}")),
+                    (a, b) => a.or(b),
+                }
+            },
             log_dir: self.logs.dir.as_ref().map(|d| d.display().to_string()),
         }
     }

@@ -127,10 +127,6 @@ fn setup(
     // outbox), done in `main`. A file that cannot be used gave the defaults and a problem the
     // window shows; an outbox that cannot be opened gives one in memory and another.
     let (outbox, outbox_problem) = launch.open_outbox_or_memory("app");
-    let problem = match (problem, outbox_problem) {
-        (Some(a), Some(b)) => Some(format!("{a}\n{b}")),
-        (a, b) => a.or(b),
-    };
     let route = launch.route();
     // A `broker` in the settings file publishes there directly, without a token (a local broker,
     // benchmarks); the window then has no connection settings to change.
@@ -161,6 +157,7 @@ fn setup(
         store,
         launch: Mutex::new(launch),
         settings_problem: Mutex::new(problem),
+        outbox_problem,
         connector,
         pending_portal: Mutex::new(None),
         logs,

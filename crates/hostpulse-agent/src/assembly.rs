@@ -133,11 +133,27 @@ impl Launch {
             Some(p) => p,
             None => settings_file::default_path()?,
         };
+        let ignored = format!(
+            "(the environment variables {PORTAL_URL_ENV} and {WORKSPACE_ENV} are ignored until they are fixed)"
+        );
         match Launch::load(Some(settings_path.clone()), env.clone(), |_| {}) {
             Err(e @ (LaunchError::File(_) | LaunchError::Invalid { .. })) => {
                 tracing::error!("{e}");
+                // The environment alone may be at fault: the file is then used without it.
+                if env != EnvOverrides::default()
+                    && let Ok(launch) = Launch::load(Some(settings_path.clone()), EnvOverrides::default(), |_| {})
+                {
+                    return Ok((launch, Some(format!("{e}\n{ignored}"))));
+                }
                 let problem = format!("{e}\n(the file {} is kept as it is until you save)", settings_path.display());
-                Ok((Launch::from_file(settings_path, Settings::default(), env, |_| {})?, Some(problem)))
+                match Launch::from_file(settings_path.clone(), Settings::default(), env, |_| {}) {
+                    Err(LaunchError::Invalid { .. }) => {
+                        let launch =
+                            Launch::from_file(settings_path, Settings::default(), EnvOverrides::default(), |_| {})?;
+                        Ok((launch, Some(format!("{problem}\n{ignored}"))))
+                    }
+                    other => Ok((other?, Some(problem))),
+                }
             }
             other => other.map(|launch| (launch, None)),
         }
@@ -312,6 +328,28 @@ mod tests {
         let problem = problem.unwrap();
         assert!(problem.contains("interval_ms") && problem.contains("is kept as it is until you save"), "{problem}");
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "interval_ms = \"fast\"");
+    }
+
+    #[test]
+    fn a_bad_environment_variable_is_ignored_and_named_and_the_app_still_starts() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("settings.toml");
+        std::fs::write(&path, "interval_ms = 2000").unwrap();
+        let bad = EnvOverrides { portal_url: Some("http://portal.example/".into()), workspace_id: None };
+        // A good file: used, without the environment.
+        let (launch, problem) = Launch::load_or_defaults(Some(path.clone()), bad.clone()).unwrap();
+        assert_eq!(launch.settings.interval_ms, 2000);
+        assert_eq!(launch.env, EnvOverrides::default(), "a Save is checked without it");
+        let problem = problem.unwrap();
+        assert!(problem.contains("`portal_url` must use https://"), "{problem}");
+        assert!(problem.contains("Quix__Portal__Api and Quix__Workspace__Id are ignored"), "{problem}");
+        assert!(!problem.contains("is kept as it is"), "the file is not to blame: {problem}");
+        // A broken file too: the defaults, and both problems.
+        std::fs::write(&path, "interval_ms = \"fast\"").unwrap();
+        let (launch, problem) = Launch::load_or_defaults(Some(path.clone()), bad).unwrap();
+        assert_eq!(launch.settings, Settings::default());
+        let problem = problem.unwrap();
+        assert!(problem.contains("is kept as it is") && problem.contains("are ignored"), "{problem}");
     }
 
     #[test]

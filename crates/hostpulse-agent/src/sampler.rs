@@ -395,7 +395,13 @@ impl Sampler for HostSampler {
                     SampleError::Unreadable(e)
                 })?;
                 let load = now[0].busy_since(&before[0]);
-                self.core_loads = now[1..].iter().zip(&before[1..]).map(|(n, b)| n.busy_since(b)).collect();
+                // A core offline in either reading (zeros in its place) has no load this time.
+                let offline = CpuTimes::default();
+                self.core_loads = now[1..]
+                    .iter()
+                    .zip(&before[1..])
+                    .map(|(n, b)| if *n == offline || *b == offline { None } else { n.busy_since(b) })
+                    .collect();
                 self.cpu_split = now[0].split_since(&before[0]);
                 // No clock tick since the last reading (10 ms, only in a tight loop): no CPU
                 // figure in this row (`null`), and the next one measures from the old baseline.

@@ -69,6 +69,11 @@ fn number(field: &'static str, unit: &str, text: &str, problems: &mut Vec<FieldE
         .ok()
 }
 
+/// The tags as the window's field shows them: `name=value` pairs separated by commas.
+pub fn tags_text(tags: &std::collections::BTreeMap<String, String>) -> String {
+    tags.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(", ")
+}
+
 fn optional(text: &str) -> Option<String> {
     let t = text.trim();
     (!t.is_empty()).then(|| t.to_owned())
@@ -102,9 +107,13 @@ impl SettingsForm {
             .filter(|n| !n.is_empty())
             .map(str::to_owned)
             .collect();
-        match parse_tags(&self.tags) {
-            Ok(tags) => s.tags = tags,
-            Err(message) => problems.push(FieldError { field: "tags", message }),
+        // Tags the field shows as they came stay as they are: a value from the file may hold a
+        // comma (or spaces at its ends) that the field's text cannot carry back.
+        if self.tags != tags_text(&current.tags) {
+            match parse_tags(&self.tags) {
+                Ok(tags) => s.tags = tags,
+                Err(message) => problems.push(FieldError { field: "tags", message }),
+            }
         }
         match LogLevel::parse(self.log_level.trim()) {
             Some(level) => s.log_level = level,
@@ -162,6 +171,18 @@ mod tests {
             metrics: vec!["memory".into()],
             ..Default::default()
         }
+    }
+
+    #[test]
+    fn tags_the_field_cannot_carry_back_stay_as_they_are_unless_the_user_changes_them() {
+        let tags = [("site".to_owned(), "a,b".to_owned()), ("rack".to_owned(), " 3 ".to_owned())].into();
+        let current = Settings { tags, ..Default::default() };
+        let shown = SettingsForm { tags: tags_text(&current.tags), ..form() };
+        let (s, problems) = shown.merge(&current);
+        assert!(problems.is_empty(), "saving anything else still works: {problems:?}");
+        assert_eq!(s.tags, current.tags);
+        let changed = SettingsForm { tags: "site=lab".into(), ..form() };
+        assert_eq!(changed.merge(&current).0.tags.get("site").map(String::as_str), Some("lab"));
     }
 
     #[test]

@@ -446,13 +446,24 @@ impl CpuTimes {
         Self::parse_line(text.lines().find(|l| l.starts_with("cpu "))?)
     }
 
-    /// Reads every `cpu` line of `/proc/stat` text: the whole machine first, then `cpu0`,
-    /// `cpu1`, … in the order the kernel lists them (`None` without a readable aggregate line;
-    /// an unreadable core line ends the list there).
+    /// Reads every `cpu` line of `/proc/stat` text: the whole machine first, then core N at
+    /// position N + 1, by the number in its `cpuN` label. Linux lists only online cores: an
+    /// offline one's place holds zeros ([`CpuTimes::default`]), so that the cores after it keep
+    /// their places. `None` without a readable aggregate line; an unreadable core line ends the
+    /// list there.
     pub fn parse_proc_stat_cpus(text: &str) -> Option<Vec<CpuTimes>> {
         let mut lines = text.lines().skip_while(|l| !l.starts_with("cpu "));
         let mut cpus = vec![Self::parse_line(lines.next()?)?];
-        cpus.extend(lines.take_while(|l| l.starts_with("cpu")).map_while(Self::parse_line));
+        for line in lines.take_while(|l| l.starts_with("cpu")) {
+            let Some(n) = line.split_whitespace().next().and_then(|l| l["cpu".len()..].parse::<usize>().ok()) else {
+                break;
+            };
+            let Some(times) = Self::parse_line(line) else { break };
+            if n + 1 >= cpus.len() {
+                cpus.resize(n + 2, CpuTimes::default());
+            }
+            cpus[n + 1] = times;
+        }
         Some(cpus)
     }
 
@@ -587,6 +598,10 @@ mod tests {
         assert_eq!(all_busy.busy_since(&a[0]), Some(100.0));
         assert_eq!(CpuTimes::parse_proc_stat_cpus("intr 1\n"), None);
         assert_eq!(CpuTimes::parse_proc_stat_cpus("cpu  1 2 3 4\ncpu0 1 x 3 4\ncpu1 1 2 3 4\n").unwrap().len(), 1);
+        // cpu1 offline: cpu2 keeps its place, and cpu1's holds zeros.
+        let gap = CpuTimes::parse_proc_stat_cpus("cpu  9 9 9 9\ncpu0 1 2 3 4\ncpu2 5 6 7 8\n").unwrap();
+        assert_eq!(gap.len(), 4);
+        assert_eq!((gap[2], gap[3].idle), (CpuTimes::default(), 8));
     }
 
     #[test]
