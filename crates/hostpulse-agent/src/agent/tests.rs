@@ -269,8 +269,21 @@ async fn without_a_publisher_the_agent_samples_but_sends_nothing() {
     assert_eq!(agent.shutdown().await.samples, 2, "a stopped agent still answers");
 }
 
-/// Hands out a prepared publisher (or a failure) for any token.
-struct Prepared(Mutex<Option<Result<Memory, ConnectError>>>);
+/// Hands out prepared publishers (or failures) for any token, in order, each after its wait
+/// (the Portal round trips).
+struct Prepared(Mutex<std::collections::VecDeque<(Duration, Result<Memory, ConnectError>)>>);
+
+impl Prepared {
+    /// One connection, made in 30 ms.
+    fn one(result: Result<Memory, ConnectError>) -> Arc<Prepared> {
+        Prepared::each([(Duration::from_millis(30), result)])
+    }
+
+    /// Connections made in turn, each after its wait.
+    fn each(list: impl IntoIterator<Item = (Duration, Result<Memory, ConnectError>)>) -> Arc<Prepared> {
+        Arc::new(Prepared(Mutex::new(list.into_iter().collect())))
+    }
+}
 
 impl Connector for Prepared {
     fn uses_token(&self) -> bool {
@@ -278,15 +291,19 @@ impl Connector for Prepared {
     }
 
     fn connect(&self, _: Option<Credential>) -> Connecting {
-        let next = self.0.lock().unwrap().take().expect("one connection prepared");
+        let (wait, next) = self.0.lock().unwrap().pop_front().expect("a connection prepared");
         Box::pin(async move {
-            tokio::time::sleep(Duration::from_millis(30)).await; // the Portal round trips
-            match next {
-                Ok(m) => Ok(Box::new(m) as Box<dyn Publisher>),
-                Err(e) => Err(e),
-            }
+            tokio::time::sleep(wait).await;
+            next.map(|m| Box::new(m) as Box<dyn Publisher>)
         })
     }
+}
+
+/// A broker answering after `ack_ms`, its clock (`sent` times) starting now.
+fn answering_after(ack_ms: u64) -> Memory {
+    let memory = Memory { ack_after: Some(Duration::from_millis(ack_ms)), ..Default::default() };
+    *memory.origin.lock().unwrap() = Some(Instant::now());
+    memory
 }
 
 fn token(source: TokenSource) -> Credential {
@@ -296,11 +313,8 @@ fn token(source: TokenSource) -> Credential {
 #[tokio::test(start_paused = true)]
 async fn replacing_the_token_switches_over_in_order_without_loss_or_stream_end() {
     // The old broker connection answers slowly, so records are in flight at the switch.
-    let old = Memory { ack_after: Some(Duration::from_millis(150)), ..Default::default() };
-    let new = Memory { ack_after: Some(Duration::from_millis(1)), ..Default::default() };
-    *old.origin.lock().unwrap() = Some(Instant::now());
-    *new.origin.lock().unwrap() = Some(Instant::now());
-    let connector = Arc::new(Prepared(Mutex::new(Some(Ok(new.clone())))));
+    let (old, new) = (answering_after(150), answering_after(1));
+    let connector = Prepared::one(Ok(new.clone()));
     let cfg = config(200, 100);
     let sampler = ScriptedSampler::new(rows(10, cfg.interval));
     let (agent, _) = spawn(cfg, parts(sampler, Some(old.clone()), Some(connector)));
@@ -333,8 +347,7 @@ async fn replacing_the_token_switches_over_in_order_without_loss_or_stream_end()
 #[tokio::test(start_paused = true)]
 async fn a_token_that_cannot_connect_leaves_publishing_as_it_was() {
     let old = Memory { ack_after: Some(Duration::from_millis(1)), ..Default::default() };
-    let connector =
-        Arc::new(Prepared(Mutex::new(Some(Err(ConnectError::Kafka(PublishError::Client("refused".into())))))));
+    let connector = Prepared::one(Err(ConnectError::Kafka(PublishError::Client("refused".into()))));
     let cfg = config(200, 100);
     let sampler = ScriptedSampler::new(rows(5, cfg.interval));
     let (agent, _) = spawn(cfg, parts(sampler, Some(old.clone()), Some(connector)));
@@ -351,7 +364,7 @@ async fn a_token_that_cannot_connect_leaves_publishing_as_it_was() {
 #[tokio::test(start_paused = true)]
 async fn a_first_token_turns_an_unconfigured_agent_into_a_publisher() {
     let new = Memory { ack_after: Some(Duration::from_millis(1)), ..Default::default() };
-    let connector = Arc::new(Prepared(Mutex::new(Some(Ok(new.clone())))));
+    let connector = Prepared::one(Ok(new.clone()));
     let cfg = config(200, 100);
     let sampler = ScriptedSampler::new(rows(5, cfg.interval));
     let (agent, _) = spawn(cfg, parts(sampler, None, Some(connector)));
@@ -362,7 +375,7 @@ async fn a_first_token_turns_an_unconfigured_agent_into_a_publisher() {
     assert!(agent.status().records_acknowledged > 0);
     agent.shutdown().await;
     // A token that cannot connect leaves an agent without a connection in the error state.
-    let failing = Arc::new(Prepared(Mutex::new(Some(Err(token_rejected())))));
+    let failing = Prepared::one(Err(token_rejected()));
     let (agent, _) = spawn(config(200, 100), parts(ScriptedSampler::new(Vec::new()), None, Some(failing)));
     assert!(agent.replace_token(token(TokenSource::CredentialStore)).await.is_err());
     assert!(
@@ -1258,23 +1271,9 @@ async fn a_batch_refused_as_too_large_is_sent_again_one_record_at_a_time_and_not
 
 #[tokio::test(start_paused = true)]
 async fn a_delivery_failing_while_a_new_token_connects_is_sent_again_through_the_new_connection() {
-    /// Connects after `0`, the Portal being slow.
-    struct SlowPrepared(Duration, Mutex<Option<Memory>>);
-    impl Connector for SlowPrepared {
-        fn uses_token(&self) -> bool {
-            true
-        }
-        fn connect(&self, _: Option<Credential>) -> Connecting {
-            let (wait, next) = (self.0, self.1.lock().unwrap().take().expect("one connection prepared"));
-            Box::pin(async move {
-                tokio::time::sleep(wait).await;
-                Ok(Box::new(next) as Box<dyn Publisher>)
-            })
-        }
-    }
-    let old = Memory { ack_after: Some(Duration::from_millis(50)), ..Default::default() };
-    let new = Memory { ack_after: Some(Duration::from_millis(1)), ..Default::default() };
-    let connector = Arc::new(SlowPrepared(Duration::from_millis(700), Mutex::new(Some(new.clone()))));
+    let (old, new) = (answering_after(50), answering_after(1));
+    // A slow Portal: the new connection takes 700 ms.
+    let connector = Prepared::each([(Duration::from_millis(700), Ok(new.clone()))]);
     let cfg = config(200, 100);
     let sampler = ScriptedSampler::new(rows(10, cfg.interval));
     let (agent, _) = spawn(cfg, parts(sampler, Some(old.clone()), Some(connector)));
@@ -1295,11 +1294,8 @@ async fn a_delivery_failing_while_a_new_token_connects_is_sent_again_through_the
 #[tokio::test(start_paused = true)]
 async fn a_token_given_while_the_removed_one_still_drains_starts_publishing() {
     // The old broker answers slowly, so the removed token's producer is still draining.
-    let old = Memory { ack_after: Some(Duration::from_millis(1500)), ..Default::default() };
-    let new = Memory { ack_after: Some(Duration::from_millis(1)), ..Default::default() };
-    *old.origin.lock().unwrap() = Some(Instant::now());
-    *new.origin.lock().unwrap() = Some(Instant::now());
-    let connector = Arc::new(Prepared(Mutex::new(Some(Ok(new.clone())))));
+    let (old, new) = (answering_after(1500), answering_after(1));
+    let connector = Prepared::one(Ok(new.clone()));
     let cfg = config(200, 100);
     let sampler = ScriptedSampler::new(rows(30, cfg.interval));
     let (agent, _) = spawn(cfg, parts(sampler, Some(old.clone()), Some(connector)));
@@ -1323,9 +1319,8 @@ async fn a_token_given_while_the_removed_one_still_drains_starts_publishing() {
 
     // A new token that cannot connect does not bring the removed one back: its producer goes,
     // and what waits stays in the outbox for a token that works.
-    let old = Memory { ack_after: Some(Duration::from_millis(1500)), ..Default::default() };
-    *old.origin.lock().unwrap() = Some(Instant::now());
-    let failing = Arc::new(Prepared(Mutex::new(Some(Err(token_rejected())))));
+    let old = answering_after(1500);
+    let failing = Prepared::one(Err(token_rejected()));
     let sampler = ScriptedSampler::new(rows(30, Duration::from_millis(200)));
     let (agent, _) = spawn(config(200, 100), parts(sampler, Some(old.clone()), Some(failing)));
     tokio::time::sleep(Duration::from_millis(650)).await;
@@ -1342,26 +1337,11 @@ async fn a_token_given_while_the_removed_one_still_drains_starts_publishing() {
 
     // Two tokens in a row while the removed one drains: the second, failing, does not bring the
     // removed token's producer back either.
-    struct TwoTokens(Mutex<Vec<(Duration, Result<Memory, ConnectError>)>>);
-    impl Connector for TwoTokens {
-        fn uses_token(&self) -> bool {
-            true
-        }
-        fn connect(&self, _: Option<Credential>) -> Connecting {
-            let (wait, next) = self.0.lock().unwrap().remove(0);
-            Box::pin(async move {
-                tokio::time::sleep(wait).await;
-                next.map(|m| Box::new(m) as Box<dyn Publisher>)
-            })
-        }
-    }
-    let old = Memory { ack_after: Some(Duration::from_millis(1500)), ..Default::default() };
-    *old.origin.lock().unwrap() = Some(Instant::now());
-    let unused = Memory { ack_after: Some(Duration::from_millis(1)), ..Default::default() };
-    let connector = Arc::new(TwoTokens(Mutex::new(vec![
+    let (old, unused) = (answering_after(1500), answering_after(1));
+    let connector = Prepared::each([
         (Duration::from_millis(800), Ok(unused.clone())),
         (Duration::from_millis(30), Err(token_rejected())),
-    ])));
+    ]);
     let sampler = ScriptedSampler::new(rows(30, Duration::from_millis(200)));
     let (agent, _) = spawn(config(200, 100), parts(sampler, Some(old.clone()), Some(connector)));
     tokio::time::sleep(Duration::from_millis(650)).await;
