@@ -241,6 +241,12 @@ fn hostile_portal_answers_each_give_a_clear_error() {
             repeat(200, &format!(r#"[{{"workspaceId": "Bearer {TOKEN_1}"}}]"#)),
             "the workspace id \"Bearer [redacted]\" is not 1 to 100 letters",
         ),
+        // Quoted text is cut to 200 characters after the token is blacked out, not before: a
+        // cut first would leave a piece of it.
+        (
+            repeat(200, &format!(r#"[{{"workspaceId": "{}{TOKEN_1}"}}]"#, "x".repeat(190))),
+            "the workspace id \"xxxxxxxxxx",
+        ),
         // More than HostPulse reads (2 MiB of JSON).
         (repeat(200, &format!("[\"{}\"]", "x".repeat(2 << 20))), "with more than 1024 KiB, more than HostPulse reads"),
         // A message far too long for a log line or the window is cut, on one line.
@@ -252,6 +258,7 @@ fn hostile_portal_answers_each_give_a_clear_error() {
         let e = resolve(s, None, TOKEN_1).0.unwrap_err().to_string();
         assert!(e.contains(expected), "{:?}: {}", &answers[0].0, &e[..e.len().min(300)]);
         assert!(!e.contains(TOKEN_1), "the token never appears in an error");
+        assert!(!e.contains(&TOKEN_1[..10]), "nor a piece of it: {e}");
         assert!(e.len() < 600 && !e.contains('\n'), "one line of sane length: {} bytes", e.len());
     }
 }

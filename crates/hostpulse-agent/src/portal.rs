@@ -378,7 +378,7 @@ impl Portal {
                     url: self.url("workspaces"),
                     reason: format!(
                         "the workspace id {:?} is not 1 to 100 letters, digits, `-` or `_`",
-                        shorten(&one.workspace_id)
+                        quote(&one.workspace_id, self.token.expose())
                     ),
                 }),
             },
@@ -444,7 +444,7 @@ impl Portal {
                 let key = if k == "sasl.mechanisms" { "sasl.mechanism".to_owned() } else { k.clone() };
                 kafka.insert(key, text);
             } else {
-                tracing::debug!(key = %shorten(k), "ignoring a Portal librdkafka setting that is not about the connection");
+                tracing::debug!(key = %quote(k, self.token.expose()), "ignoring a Portal librdkafka setting that is not about the connection");
             }
         }
         if let Some(p) = kafka.get_mut("security.protocol") {
@@ -474,7 +474,10 @@ impl Portal {
             "Sasl" => ("sasl_plaintext", false, true),
             "Ssl" => ("ssl", true, false),
             "SaslSsl" => ("sasl_ssl", true, true),
-            other => return Err(malformed(format!("unknown `broker.securityMode` {other:?}"))),
+            other => {
+                let other = quote(other, self.token.expose());
+                return Err(malformed(format!("unknown `broker.securityMode` {other:?}")));
+            }
         };
         let mut kafka = BTreeMap::from([
             ("bootstrap.servers".to_owned(), b.address.clone()),
@@ -487,7 +490,7 @@ impl Portal {
                 Some("ScramSha512") => "SCRAM-SHA-512",
                 Some("Gssapi") => "GSSAPI",
                 other => {
-                    let got = other.unwrap_or("(none)");
+                    let got = quote(other.unwrap_or("(none)"), self.token.expose());
                     return Err(malformed(format!(
                         "unsupported `broker.saslMechanism` {got:?}: HostPulse supports Plain, ScramSha256, ScramSha512 and Gssapi"
                     )));
@@ -539,12 +542,16 @@ impl Portal {
                 "Error" => {
                     return Err(topic_error(format!(
                         "the Portal reports an error: {}",
-                        topic.last_error.as_deref().unwrap_or("no details")
+                        quote(topic.last_error.as_deref().unwrap_or("no details"), self.token.expose())
                     )));
                 }
                 "Deleting" => return Err(topic_error("it is being deleted".into())),
                 other => {
-                    tracing::warn!(topic = name, status = shorten(other), "Quix topic is not Ready; using it anyway");
+                    tracing::warn!(
+                        topic = name,
+                        status = quote(other, self.token.expose()),
+                        "Quix topic is not Ready; using it anyway"
+                    );
                     return self.topic_id(&path, topic.id);
                 }
             }
@@ -565,7 +572,7 @@ impl Portal {
             Ok(()) => Ok(id),
             Err(_) => Err(PortalError::Malformed {
                 url: self.url(path),
-                reason: format!("the topic id {:?} is not a valid Kafka topic name", shorten(&id)),
+                reason: format!("the topic id {:?} is not a valid Kafka topic name", quote(&id, self.token.expose())),
             }),
         }
     }
@@ -671,15 +678,20 @@ fn describe(e: &reqwest::Error) -> String {
 /// The Portal's `{"message": ...}` (or the body text), with `secret` (the token) blacked out,
 /// shortened for logs and the window. (A proxy's error page may echo the request's headers.)
 fn portal_message(body: &[u8], secret: &str) -> Option<String> {
-    let scrub = |text: &str| shorten(&text.replace(secret, "[redacted]"));
     if let Ok(v) = serde_json::from_slice::<Value>(body)
         && let Some(m) = v.get("message").and_then(Value::as_str)
     {
-        return Some(scrub(m));
+        return Some(quote(m, secret));
     }
     let text = String::from_utf8_lossy(body);
     let text = text.trim();
-    (!text.is_empty()).then(|| scrub(text))
+    (!text.is_empty()).then(|| quote(text, secret))
+}
+
+/// `text` from the Portal as HostPulse repeats it in errors and logs: `secret` (the token)
+/// blacked out first, then [`shorten`]ed (cut first, a piece of the token could remain).
+fn quote(text: &str, secret: &str) -> String {
+    if secret.is_empty() { shorten(text) } else { shorten(&text.replace(secret, "[redacted]")) }
 }
 
 /// `text` from the Portal as HostPulse repeats it: one line (control characters as spaces), at
