@@ -246,9 +246,8 @@ impl Outbox {
         in_flight: &InFlight,
     ) -> Result<Appended, AppendError> {
         let size = record_bytes(record);
-        let mut dropped = 0;
         let fail = |error: OutboxError, dropped: u64| AppendError { error, dropped };
-        dropped += self.expire_after(now_ms, in_flight.upto).map_err(|e| fail(e, dropped))?;
+        let mut dropped = self.expire_after(now_ms, in_flight.upto).map_err(|e| fail(e, 0))?;
         let limit = self.limits.max_bytes;
         let counted = self.bytes.saturating_sub(in_flight.bytes);
         if counted + size > limit {

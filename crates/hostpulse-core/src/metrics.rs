@@ -455,7 +455,13 @@ impl CpuTimes {
         let mut lines = text.lines().skip_while(|l| !l.starts_with("cpu "));
         let mut cpus = vec![Self::parse_line(lines.next()?)?];
         for line in lines.take_while(|l| l.starts_with("cpu")) {
-            let Some(n) = line.split_whitespace().next().and_then(|l| l["cpu".len()..].parse::<usize>().ok()) else {
+            // Linux numbers at most 8192 CPUs (NR_CPUS): a larger number is not a core line.
+            let Some(n) = line
+                .split_whitespace()
+                .next()
+                .and_then(|l| l["cpu".len()..].parse::<usize>().ok())
+                .filter(|n| *n < 8192)
+            else {
                 break;
             };
             let Some(times) = Self::parse_line(line) else { break };
@@ -602,6 +608,8 @@ mod tests {
         let gap = CpuTimes::parse_proc_stat_cpus("cpu  9 9 9 9\ncpu0 1 2 3 4\ncpu2 5 6 7 8\n").unwrap();
         assert_eq!(gap.len(), 4);
         assert_eq!((gap[2], gap[3].idle), (CpuTimes::default(), 8));
+        let absurd = CpuTimes::parse_proc_stat_cpus("cpu  9 9 9 9\ncpu0 1 2 3 4\ncpu99999999999 5 6 7 8\n").unwrap();
+        assert_eq!(absurd.len(), 2, "no room made for a core number no kernel gives");
     }
 
     #[test]
